@@ -1,0 +1,84 @@
+//! Accept loops: plain HTTP (HTTP/1.1 and h2c) and TLS (ALPN h2 / http/1.1).
+
+use crate::pipeline::{Connection, Gateway};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+    b.http2().timer(TokioTimer::new()).max_concurrent_streams(1000);
+    b
+}
+
+/// Serves until `shutdown` turns true, then lets open connections finish (up to 30 s).
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(builder());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Connection { remote, tls: tls.is_some() };
+        let gw = gateway.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req, conn).await) }
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    let c = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(c.into_owned()).await;
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(client.ip = %remote.ip(), error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let c = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(c.into_owned()).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after 30 s; closing");
+    }
+}

@@ -1,0 +1,138 @@
+//! Request metrics, exposed in Prometheus text format on the admin listener.
+//!
+//! Handles for each route are created when a snapshot is compiled and kept in the compiled
+//! route, so the request path only increments atomics: no label formatting, no map lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    stage: String,
+    route: String,
+    status_class: String,
+}
+
+/// Labels of the latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    stage: String,
+    route: String,
+}
+
+/// Labels of gateway-generated errors: a fixed set (`GatewayError::metric_label`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: String,
+}
+
+/// Labels of snapshot applies.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Every metric of the dataplane.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily,
+    errors: Family<ErrorLabels, Counter>,
+    applies: Family<ResultLabels, Counter>,
+    snapshot_version: Gauge,
+}
+
+/// Pre-made handles for one (stage, route) pair.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    by_class: [Counter; 5],
+    latency: Histogram,
+}
+
+impl RouteMetrics {
+    /// Records one finished request.
+    pub fn record(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).saturating_sub(1).min(4);
+        if let Some(c) = self.by_class.get(class) {
+            c.inc();
+        }
+        self.latency.observe(seconds);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tollhouse");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = HistogramFamily::new_with_constructor(latency_histogram);
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let applies = Family::<ResultLabels, Counter>::default();
+        let snapshot_version = Gauge::default();
+        registry.register("requests", "Requests by stage, route and status class", requests.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers, by stage and route",
+            latency.clone(),
+        );
+        registry.register("gateway_errors", "Responses the gateway generated itself, by kind", errors.clone());
+        registry.register("snapshot_applies", "Snapshots received, by result", applies.clone());
+        registry.register("snapshot_version", "Version of the snapshot being served", snapshot_version.clone());
+        Metrics { registry, requests, latency, errors, applies, snapshot_version }
+    }
+
+    /// Handles for a route (`route` empty for requests that matched no route).
+    pub fn route(&self, stage: &str, route: &str) -> RouteMetrics {
+        let by_class = CLASSES.map(|class| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                stage: stage.to_string(),
+                route: route.to_string(),
+                status_class: class.to_string(),
+            })
+        });
+        let latency =
+            self.latency.get_or_create_owned(&RouteLabels { stage: stage.to_string(), route: route.to_string() });
+        RouteMetrics { by_class, latency }
+    }
+
+    /// Counts a gateway-generated error.
+    pub fn gateway_error(&self, kind: &'static str) {
+        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string() }).inc();
+    }
+
+    /// Counts a snapshot apply attempt (`applied`, `rejected`, `restored`).
+    pub fn snapshot_apply(&self, result: &'static str, version: Option<u64>) {
+        self.applies.get_or_create(&ResultLabels { result: result.to_string() }).inc();
+        if let Some(v) = version {
+            self.snapshot_version.set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

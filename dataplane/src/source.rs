@@ -1,0 +1,213 @@
+//! Where snapshots come from: the controller (long-poll subscription) and the state directory.
+//!
+//! The dataplane asks the controller for the snapshot it does not have yet
+//! (`GET /v1/snapshot?known=<hash>&applied=<version>`); the controller answers at once when its
+//! snapshot differs, otherwise holds the request until one does (or answers 304 after `wait`).
+//! Each request reports the version this dataplane serves. The last snapshot applied is kept in
+//! `--state-dir`; when the controller cannot be reached and nothing is served yet, the dataplane
+//! serves from it, so a controller outage never takes the API down.
+
+use crate::compile::CompiledSnapshot;
+use crate::pipeline::Gateway;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tollhouse_snapshot::Versioned;
+
+/// Where to subscribe and where to keep state.
+pub struct SourceConfig {
+    /// Controller base URL, e.g. `http://127.0.0.1:9090`.
+    pub controller: String,
+    /// This dataplane's id, reported to the controller.
+    pub id: String,
+    /// Directory for the last good snapshot.
+    pub state_dir: Option<PathBuf>,
+}
+
+const STATE_FILE: &str = "snapshot.json";
+const LONG_POLL_SECS: u64 = 30;
+
+/// Why one poll did not produce a snapshot.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("controller unreachable: {0}")]
+    Unreachable(String),
+    #[error("controller answered {0}")]
+    Status(http::StatusCode),
+    #[error("unreadable snapshot: {0}")]
+    Decode(String),
+}
+
+/// Reads the last good snapshot from the state directory.
+pub fn load_state(dir: &Path) -> Option<Versioned> {
+    let path = dir.join(STATE_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice::<Versioned>(&bytes) {
+        Ok(v) if v.verify().is_ok() => Some(v),
+        Ok(_) => {
+            tracing::warn!(file = %path.display(), "state snapshot fails its integrity check; ignored");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "state snapshot unreadable; ignored");
+            None
+        }
+    }
+}
+
+/// Writes the snapshot atomically: a crash leaves the old file or the new one, never half.
+pub fn save_state(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(raw)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(STATE_FILE))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Compiles and installs a snapshot; returns whether it is now served.
+pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
+    match CompiledSnapshot::compile(v, &gateway.metrics) {
+        Ok((compiled, warnings)) => {
+            for w in &warnings {
+                tracing::warn!(snapshot.version = v.version, "{w}");
+            }
+            tracing::info!(
+                snapshot.version = v.version,
+                snapshot.hash = %v.hash,
+                stages = compiled.stage_count(),
+                routes = compiled.route_count(),
+                how,
+                "snapshot applied"
+            );
+            gateway.apply(compiled);
+            gateway.metrics.snapshot_apply(how, Some(v.version));
+            true
+        }
+        Err(e) => {
+            tracing::error!(snapshot.version = v.version, error = %e, "snapshot refused; keeping the current one");
+            gateway.metrics.snapshot_apply("rejected", None);
+            false
+        }
+    }
+}
+
+/// Follows the controller forever, with backoff; falls back to the state directory.
+pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let mut fallback = config.state_dir.as_deref().and_then(load_state);
+    let mut known = String::new();
+    let mut applied: Option<u64> = None;
+    let mut backoff = Duration::from_millis(100);
+    let base = config.controller.trim_end_matches('/').to_string();
+    loop {
+        let wait = if known.is_empty() { 0 } else { LONG_POLL_SECS };
+        let url = format!(
+            "{base}/v1/snapshot?known={known}&dataplane={}&applied={}&wait={wait}",
+            urlencode(&config.id),
+            applied.map(|v| v.to_string()).unwrap_or_default()
+        );
+        match poll(&client, &url, wait).await {
+            Ok(None) => backoff = Duration::from_millis(100),
+            Ok(Some((v, raw))) => {
+                backoff = Duration::from_millis(100);
+                // Remember it even if refused: the controller then waits for the next change.
+                known = v.hash.clone();
+                fallback = None;
+                if install(&gateway, &v, "applied") {
+                    applied = Some(v.version);
+                    if let Some(dir) = &config.state_dir {
+                        if let Err(e) = save_state(dir, &raw) {
+                            tracing::warn!(dir = %dir.display(), error = %e, "could not save the snapshot to the state directory");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(controller = %base, error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
+                if let Some(v) = fallback.take() {
+                    if gateway.snapshot.load().is_none() && install(&gateway, &v, "restored") {
+                        tracing::warn!(snapshot.version = v.version, "serving the last good snapshot from the state directory");
+                        known = v.hash.clone();
+                        applied = Some(v.version);
+                    }
+                }
+                let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn poll(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    url: &str,
+    wait: u64,
+) -> Result<Option<(Versioned, Bytes)>, PollError> {
+    let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| PollError::Unreachable(e.to_string()))?;
+    let req = http::Request::get(uri).body(Empty::new()).map_err(|e| PollError::Unreachable(e.to_string()))?;
+    let deadline = Duration::from_secs(wait + 10);
+    let resp = tokio::time::timeout(deadline, client.request(req))
+        .await
+        .map_err(|_| PollError::Unreachable("timed out".into()))?
+        .map_err(|e| PollError::Unreachable(e.to_string()))?;
+    match resp.status() {
+        http::StatusCode::NOT_MODIFIED => Ok(None),
+        http::StatusCode::OK => {
+            let raw = tokio::time::timeout(deadline, resp.into_body().collect())
+                .await
+                .map_err(|_| PollError::Unreachable("timed out reading body".into()))?
+                .map_err(|e| PollError::Unreachable(e.to_string()))?
+                .to_bytes();
+            let v: Versioned = serde_json::from_slice(&raw).map_err(|e| PollError::Decode(e.to_string()))?;
+            Ok(Some((v, raw)))
+        }
+        s => Err(PollError::Status(s)),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollhouse_snapshot::Snapshot;
+
+    #[test]
+    fn state_round_trips_and_rejects_corruption() {
+        let dir = std::env::temp_dir().join(format!("tollhouse-state-{}", std::process::id()));
+        let v = Versioned::new(5, Snapshot::default());
+        save_state(&dir, &serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(load_state(&dir), Some(v));
+        std::fs::write(dir.join(STATE_FILE), b"{\"schema\":1,").unwrap();
+        assert_eq!(load_state(&dir), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ids_are_url_encoded() {
+        assert_eq!(urlencode("dp 1/a"), "dp%201%2Fa");
+    }
+}
