@@ -102,7 +102,11 @@ pub struct Unmatched<'a> {
 
 impl HttpTarget {
     /// Builds the upstream URI from parameter values and the request's query string.
-    pub fn uri(&self, params: &[&str], query: Option<&str>) -> Result<http::Uri, http::uri::InvalidUri> {
+    pub fn uri(
+        &self,
+        params: &[&str],
+        query: Option<&str>,
+    ) -> Result<http::Uri, http::uri::InvalidUri> {
         let mut s = String::with_capacity(128);
         for part in &self.parts {
             match part {
@@ -119,7 +123,11 @@ impl HttpTarget {
 }
 
 /// Splits a URI template: `${stageVariables.x}` is substituted now, `{param}` becomes a slot.
-fn split_uri(template: &str, variables: &BTreeMap<String, String>, params: &[String]) -> Result<Vec<UriPart>, String> {
+fn split_uri(
+    template: &str,
+    variables: &BTreeMap<String, String>,
+    params: &[String],
+) -> Result<Vec<UriPart>, String> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = template;
@@ -134,14 +142,20 @@ fn split_uri(template: &str, variables: &BTreeMap<String, String>, params: &[Str
         } else if let Some(after) = rest.strip_prefix('{') {
             let end = after.find('}').ok_or("unterminated {param}")?;
             let name = &after[..end];
-            let idx = params.iter().position(|p| p == name).ok_or_else(|| format!("unknown path parameter {name:?}"))?;
+            let idx = params
+                .iter()
+                .position(|p| p == name)
+                .ok_or_else(|| format!("unknown path parameter {name:?}"))?;
             if !literal.is_empty() {
                 parts.push(UriPart::Literal(std::mem::take(&mut literal)));
             }
             parts.push(UriPart::Param(idx));
             rest = &after[end + 1..];
         } else {
-            let next = rest.find(['$', '{']).map(|i| if i == 0 { 1 } else { i }).unwrap_or(rest.len());
+            let next = rest
+                .find(['$', '{'])
+                .map(|i| if i == 0 { 1 } else { i })
+                .unwrap_or(rest.len());
             literal.push_str(&rest[..next]);
             rest = &rest[next..];
         }
@@ -150,9 +164,15 @@ fn split_uri(template: &str, variables: &BTreeMap<String, String>, params: &[Str
         parts.push(UriPart::Literal(literal));
     }
     // Check the template yields a valid URI with placeholder parameters.
-    let probe = HttpTarget { parts, timeout: Duration::ZERO, http2: false };
+    let probe = HttpTarget {
+        parts,
+        timeout: Duration::ZERO,
+        http2: false,
+    };
     let placeholders: Vec<&str> = params.iter().map(|_| "x").collect();
-    let uri = probe.uri(&placeholders, None).map_err(|e| format!("invalid URI: {e}"))?;
+    let uri = probe
+        .uri(&placeholders, None)
+        .map_err(|e| format!("invalid URI: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.authority().is_some() => Ok(probe.parts),
         _ => Err("URI must be absolute http:// or https://".into()),
@@ -167,24 +187,34 @@ fn compile_mock(m: &tollhouse_snapshot::Mock) -> Result<MockResponse, String> {
         let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {k:?}: {e}"))?;
         headers.push((name, value));
     }
-    Ok(MockResponse { status, headers, body: Bytes::from(m.body.clone()) })
+    Ok(MockResponse {
+        status,
+        headers,
+        body: Bytes::from(m.body.clone()),
+    })
 }
 
 fn compile_cert(c: &tollhouse_snapshot::Certificate) -> Result<Arc<CertifiedKey>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(c.certificate_chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("certificate: {e}"))?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(c.certificate_chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("certificate: {e}"))?;
     if chain.is_empty() {
         return Err("no certificate in PEM".into());
     }
-    let key = PrivateKeyDer::from_pem_slice(c.private_key_pem.0.as_bytes()).map_err(|_| "unreadable private key".to_string())?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| format!("private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(c.private_key_pem.0.as_bytes())
+        .map_err(|_| "unreadable private key".to_string())?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("private key: {e}"))?;
     Ok(Arc::new(CertifiedKey::new(chain, signer)))
 }
 
 impl CompiledSnapshot {
     /// Compiles a delivered snapshot; returns it with warnings about parts left out.
-    pub fn compile(v: &Versioned, metrics: &Metrics) -> Result<(CompiledSnapshot, Vec<String>), IntegrityError> {
+    pub fn compile(
+        v: &Versioned,
+        metrics: &Metrics,
+    ) -> Result<(CompiledSnapshot, Vec<String>), IntegrityError> {
         v.verify()?;
         let snap = &v.snapshot;
         let mut warnings = Vec::new();
@@ -205,14 +235,20 @@ impl CompiledSnapshot {
             let label = stage.source.key();
             if let Some(cert_key) = &stage.certificate {
                 match certs.get(cert_key.as_str()) {
-                    Some(cert) if stage.hostnames.is_empty() => default_cert = default_cert.or(Some(cert.clone())),
+                    Some(cert) if stage.hostnames.is_empty() => {
+                        default_cert = default_cert.or(Some(cert.clone()))
+                    }
                     Some(cert) => {
                         for h in &stage.hostnames {
-                            certs_by_host.entry(h.clone()).or_insert_with(|| cert.clone());
+                            certs_by_host
+                                .entry(h.clone())
+                                .or_insert_with(|| cert.clone());
                         }
                     }
                     None => {
-                        warnings.push(format!("stage {label} left out: certificate {cert_key} unavailable"));
+                        warnings.push(format!(
+                            "stage {label} left out: certificate {cert_key} unavailable"
+                        ));
                         continue;
                     }
                 }
@@ -222,28 +258,39 @@ impl CompiledSnapshot {
             let mut methods = Vec::with_capacity(stage.routes.len());
             for route in &stage.routes {
                 let rlabel = route.source.key();
-                let compiled = Template::parse(&route.path).map_err(|e| e.to_string()).and_then(|t| {
-                    let integration = match &route.integration {
-                        Integration::HttpProxy(h) => CompiledIntegration::Http(HttpTarget {
-                            parts: split_uri(&h.uri, &stage.variables, &t.params)?,
-                            timeout: Duration::from_millis(u64::from(h.timeout_ms)),
-                            http2: h.http2,
-                        }),
-                        Integration::Mock(m) => CompiledIntegration::Mock(compile_mock(m)?),
-                    };
-                    Ok((t, integration))
-                });
+                let compiled = Template::parse(&route.path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        let integration = match &route.integration {
+                            Integration::HttpProxy(h) => CompiledIntegration::Http(HttpTarget {
+                                parts: split_uri(&h.uri, &stage.variables, &t.params)?,
+                                timeout: Duration::from_millis(u64::from(h.timeout_ms)),
+                                http2: h.http2,
+                            }),
+                            Integration::Mock(m) => CompiledIntegration::Mock(compile_mock(m)?),
+                        };
+                        Ok((t, integration))
+                    });
                 match compiled {
                     Ok((t, integration)) => {
                         templates.push(t);
                         methods.push(route.methods.clone());
-                        routes.push(CompiledRoute { metrics: metrics.route(&label, &rlabel), label: rlabel, integration });
+                        routes.push(CompiledRoute {
+                            metrics: metrics.route(&label, &rlabel),
+                            label: rlabel,
+                            integration,
+                        });
                     }
-                    Err(e) => warnings.push(format!("route {rlabel} left out of stage {label}: {e}")),
+                    Err(e) => {
+                        warnings.push(format!("route {rlabel} left out of stage {label}: {e}"))
+                    }
                 }
             }
-            let defs: Vec<RouteDef<'_>> =
-                templates.iter().zip(methods.iter()).map(|(template, methods)| RouteDef { template, methods }).collect();
+            let defs: Vec<RouteDef<'_>> = templates
+                .iter()
+                .zip(methods.iter())
+                .map(|(template, methods)| RouteDef { template, methods })
+                .collect();
             let (table, failed) = RouteTable::build(&defs);
             for (idx, why) in failed {
                 let name = routes.get(idx).map(|r| r.label.as_str()).unwrap_or("?");
@@ -251,7 +298,13 @@ impl CompiledSnapshot {
             }
             let base_path = stage.base_path.trim_end_matches('/').to_string();
             stage_hosts.push(&stage.hostnames);
-            stages.push(CompiledStage { unmatched: metrics.route(&label, ""), label, base_path, table, routes });
+            stages.push(CompiledStage {
+                unmatched: metrics.route(&label, ""),
+                label,
+                base_path,
+                table,
+                routes,
+            });
         }
         let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut any_host = Vec::new();
@@ -265,7 +318,14 @@ impl CompiledSnapshot {
         }
         // Longest base path first, so the most specific stage wins.
         let by_base_len = |v: &mut Vec<usize>| {
-            v.sort_by_key(|&i| std::cmp::Reverse(stages.get(i).map(|s: &CompiledStage| s.base_path.len()).unwrap_or(0)));
+            v.sort_by_key(|&i| {
+                std::cmp::Reverse(
+                    stages
+                        .get(i)
+                        .map(|s: &CompiledStage| s.base_path.len())
+                        .unwrap_or(0),
+                )
+            });
         };
         by_host.values_mut().for_each(by_base_len);
         by_base_len(&mut any_host);
@@ -295,7 +355,11 @@ impl CompiledSnapshot {
     /// The certificate for a TLS server name.
     pub fn certificate(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
         server_name
-            .and_then(|n| self.certs_by_host.get(n).or_else(|| self.certs_by_host.get(&n.to_ascii_lowercase())))
+            .and_then(|n| {
+                self.certs_by_host
+                    .get(n)
+                    .or_else(|| self.certs_by_host.get(&n.to_ascii_lowercase()))
+            })
             .cloned()
             .or_else(|| self.default_cert.clone())
     }
@@ -305,30 +369,58 @@ impl CompiledSnapshot {
             return Some(v);
         }
         if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            return self.by_host.get(&host.to_ascii_lowercase()).map(Vec::as_slice);
+            return self
+                .by_host
+                .get(&host.to_ascii_lowercase())
+                .map(Vec::as_slice);
         }
         None
     }
 
     /// Finds stage and route for a request.
-    pub fn route<'a, 'p>(&'a self, host: &str, method: &http::Method, path: &'p str) -> Result<Matched<'a, 'p>, Unmatched<'a>> {
+    pub fn route<'a, 'p>(
+        &'a self,
+        host: &str,
+        method: &http::Method,
+        path: &'p str,
+    ) -> Result<Matched<'a, 'p>, Unmatched<'a>> {
         let host = strip_port(host);
-        let candidates = self.stages_for_host(host).into_iter().flatten().chain(self.any_host.iter());
+        let candidates = self
+            .stages_for_host(host)
+            .into_iter()
+            .flatten()
+            .chain(self.any_host.iter());
         for &i in candidates {
-            let Some(stage) = self.stages.get(i) else { continue };
-            let Some(rest) = strip_base(path, &stage.base_path) else { continue };
+            let Some(stage) = self.stages.get(i) else {
+                continue;
+            };
+            let Some(rest) = strip_base(path, &stage.base_path) else {
+                continue;
+            };
             let Some(m) = method_index(method) else {
-                return Err(Unmatched { metrics: &stage.unmatched });
+                return Err(Unmatched {
+                    metrics: &stage.unmatched,
+                });
             };
             return match stage.table.find(m, rest) {
                 Some(Found { route, params }) => match stage.routes.get(route) {
-                    Some(route) => Ok(Matched { stage, route, params }),
-                    None => Err(Unmatched { metrics: &stage.unmatched }),
+                    Some(route) => Ok(Matched {
+                        stage,
+                        route,
+                        params,
+                    }),
+                    None => Err(Unmatched {
+                        metrics: &stage.unmatched,
+                    }),
                 },
-                None => Err(Unmatched { metrics: &stage.unmatched }),
+                None => Err(Unmatched {
+                    metrics: &stage.unmatched,
+                }),
             };
         }
-        Err(Unmatched { metrics: &self.unmatched })
+        Err(Unmatched {
+            metrics: &self.unmatched,
+        })
     }
 
     /// Metrics for requests that reached no stage.
@@ -339,7 +431,10 @@ impl CompiledSnapshot {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map(|(h, _)| &host[..h.len() + 1]).unwrap_or(host);
+        return host
+            .split_once(']')
+            .map(|(h, _)| &host[..h.len() + 1])
+            .unwrap_or(host);
     }
     host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
 }
@@ -365,15 +460,29 @@ mod tests {
     use tollhouse_snapshot::{HttpProxy, Mock, Route, Snapshot, SourceRef, Stage};
 
     fn src(kind: &str, name: &str) -> SourceRef {
-        SourceRef { kind: kind.into(), namespace: "default".into(), name: name.into(), generation: 1 }
+        SourceRef {
+            kind: kind.into(),
+            namespace: "default".into(),
+            name: name.into(),
+            generation: 1,
+        }
     }
 
     fn http(uri: &str) -> Integration {
-        Integration::HttpProxy(HttpProxy { uri: uri.into(), timeout_ms: 29_000, http2: false })
+        Integration::HttpProxy(HttpProxy {
+            uri: uri.into(),
+            timeout_ms: 29_000,
+            http2: false,
+        })
     }
 
     fn route(name: &str, path: &str, methods: &[&str], integration: Integration) -> Route {
-        Route { source: src("ApiRoute", name), path: path.into(), methods: methods.iter().map(|m| m.to_string()).collect(), integration }
+        Route {
+            source: src("ApiRoute", name),
+            path: path.into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            integration,
+        }
     }
 
     fn stage(name: &str, hosts: &[&str], base: &str, routes: Vec<Route>) -> Stage {
@@ -391,7 +500,13 @@ mod tests {
     }
 
     fn compiled(stages: Vec<Stage>) -> CompiledSnapshot {
-        let v = Versioned::new(1, Snapshot { stages, certificates: BTreeMap::new() });
+        let v = Versioned::new(
+            1,
+            Snapshot {
+                stages,
+                certificates: BTreeMap::new(),
+            },
+        );
         let (c, warnings) = CompiledSnapshot::compile(&v, &Metrics::new()).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         c
@@ -403,25 +518,63 @@ mod tests {
             "prod",
             &[],
             "/",
-            vec![route("get-pet", "/pets/{petId}", &["GET"], http("http://${stageVariables.backend}/v1/pets/{petId}?src=gw"))],
+            vec![route(
+                "get-pet",
+                "/pets/{petId}",
+                &["GET"],
+                http("http://${stageVariables.backend}/v1/pets/{petId}?src=gw"),
+            )],
         )]);
         let m = c.route("x", &http::Method::GET, "/pets/42").ok().unwrap();
-        let CompiledIntegration::Http(t) = &m.route.integration else { panic!() };
-        assert_eq!(t.uri(&m.params, Some("a=1")).unwrap().to_string(), "http://10.0.0.1:8080/v1/pets/42?src=gw&a=1");
+        let CompiledIntegration::Http(t) = &m.route.integration else {
+            panic!()
+        };
+        assert_eq!(
+            t.uri(&m.params, Some("a=1")).unwrap().to_string(),
+            "http://10.0.0.1:8080/v1/pets/42?src=gw&a=1"
+        );
     }
 
     #[test]
     fn host_then_longest_base_path_selects_the_stage() {
-        let mock = |b: &str| Integration::Mock(Mock { status_code: 200, headers: BTreeMap::new(), body: b.into() });
+        let mock = |b: &str| {
+            Integration::Mock(Mock {
+                status_code: 200,
+                headers: BTreeMap::new(),
+                body: b.into(),
+            })
+        };
         let c = compiled(vec![
-            stage("any", &[], "/", vec![route("a", "/{proxy+}", &["ANY"], mock("any"))]),
-            stage("prod", &[], "/prod", vec![route("b", "/{proxy+}", &["ANY"], mock("prod"))]),
-            stage("host", &["api.example.com"], "/", vec![route("c", "/x", &["GET"], mock("host"))]),
+            stage(
+                "any",
+                &[],
+                "/",
+                vec![route("a", "/{proxy+}", &["ANY"], mock("any"))],
+            ),
+            stage(
+                "prod",
+                &[],
+                "/prod",
+                vec![route("b", "/{proxy+}", &["ANY"], mock("prod"))],
+            ),
+            stage(
+                "host",
+                &["api.example.com"],
+                "/",
+                vec![route("c", "/x", &["GET"], mock("host"))],
+            ),
         ]);
-        let label = |host: &str, path: &str| c.route(host, &http::Method::GET, path).ok().map(|m| m.route.label.clone());
+        let label = |host: &str, path: &str| {
+            c.route(host, &http::Method::GET, path)
+                .ok()
+                .map(|m| m.route.label.clone())
+        };
         assert_eq!(label("other", "/prod/pets").as_deref(), Some("default/b"));
         assert_eq!(label("other", "/production").as_deref(), Some("default/a"));
-        assert_eq!(label("API.example.com:8443", "/x").as_deref(), Some("default/c"));
+        assert_eq!(
+            label("API.example.com:8443", "/x").as_deref(),
+            Some("default/c")
+        );
         // The host's stage has no such route: that is a 404 on that stage, not a fall-through.
         assert!(label("api.example.com", "/prod/pets").is_none());
     }
@@ -435,7 +588,10 @@ mod tests {
                     "prod",
                     &[],
                     "/",
-                    vec![route("bad", "/a", &["GET"], http("http://h/{nope}")), route("good", "/b", &["GET"], http("http://h/b"))],
+                    vec![
+                        route("bad", "/a", &["GET"], http("http://h/{nope}")),
+                        route("good", "/b", &["GET"], http("http://h/b")),
+                    ],
                 )],
                 certificates: BTreeMap::new(),
             },

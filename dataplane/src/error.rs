@@ -47,7 +47,12 @@ impl GatewayError {
     fn parts(self) -> (StatusCode, &'static str, &'static str, Option<&'static str>) {
         const JSON: &str = "application/json";
         match self {
-            GatewayError::NoRoute => (StatusCode::NOT_FOUND, JSON, r#"{"message":"Not Found"}"#, None),
+            GatewayError::NoRoute => (
+                StatusCode::NOT_FOUND,
+                JSON,
+                r#"{"message":"Not Found"}"#,
+                None,
+            ),
             // The 10 MB check happens before API Gateway proper and answers in plain text
             // (reference §3, REQUEST_TOO_LARGE: "HTTP content length exceeded 10485760 bytes.").
             GatewayError::PayloadTooLarge => (
@@ -100,7 +105,10 @@ mod tests {
     async fn body(e: GatewayError) -> (u16, String, Option<String>) {
         let r: Response<Full<Bytes>> = e.response();
         let status = r.status().as_u16();
-        let et = r.headers().get("x-amzn-errortype").map(|v| v.to_str().unwrap().to_string());
+        let et = r
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_string());
         let b = r.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(b.to_vec()).unwrap(), et)
     }
@@ -108,10 +116,22 @@ mod tests {
     /// reference §3: HTTP API no route, integration timeout/failure, 10 MB limit.
     #[tokio::test]
     async fn aws_section3_bodies_byte_for_byte() {
-        assert_eq!(body(GatewayError::NoRoute).await, (404, r#"{"message":"Not Found"}"#.into(), None));
+        assert_eq!(
+            body(GatewayError::NoRoute).await,
+            (404, r#"{"message":"Not Found"}"#.into(), None)
+        );
         let (s, b, t) = body(GatewayError::IntegrationFailure).await;
-        assert_eq!((s, b.len(), t.as_deref()), (504, 36, Some("InternalServerErrorException")));
-        assert_eq!(body(GatewayError::IntegrationTimeout).await.1, r#"{"message": "Endpoint request timed out"}"#);
-        assert_eq!(body(GatewayError::PayloadTooLarge).await.1, "HTTP content length exceeded 10485760 bytes.");
+        assert_eq!(
+            (s, b.len(), t.as_deref()),
+            (504, 36, Some("InternalServerErrorException"))
+        );
+        assert_eq!(
+            body(GatewayError::IntegrationTimeout).await.1,
+            r#"{"message": "Endpoint request timed out"}"#
+        );
+        assert_eq!(
+            body(GatewayError::PayloadTooLarge).await.1,
+            "HTTP content length exceeded 10485760 bytes."
+        );
     }
 }

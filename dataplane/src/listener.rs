@@ -16,8 +16,13 @@ use tokio_rustls::TlsAcceptor;
 
 fn builder() -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
-    b.http2().timer(TokioTimer::new()).max_concurrent_streams(1000);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1000);
     b
 }
 
@@ -45,7 +50,10 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection { remote, tls: tls.is_some() };
+        let conn = Connection {
+            remote,
+            tls: tls.is_some(),
+        };
         let gw = gateway.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let gw = gw.clone();
@@ -63,7 +71,12 @@ pub async fn serve(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let stream = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(client.ip = %remote.ip(), error = %e, "TLS handshake failed");
@@ -78,7 +91,10 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after 30 s; closing");
     }
 }

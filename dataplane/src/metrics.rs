@@ -40,7 +40,9 @@ struct ResultLabels {
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ])
 }
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -88,16 +90,39 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let applies = Family::<ResultLabels, Counter>::default();
         let snapshot_version = Gauge::default();
-        registry.register("requests", "Requests by stage, route and status class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by stage, route and status class",
+            requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from request to response headers, by stage and route",
             latency.clone(),
         );
-        registry.register("gateway_errors", "Responses the gateway generated itself, by kind", errors.clone());
-        registry.register("snapshot_applies", "Snapshots received, by result", applies.clone());
-        registry.register("snapshot_version", "Version of the snapshot being served", snapshot_version.clone());
-        Metrics { registry, requests, latency, errors, applies, snapshot_version }
+        registry.register(
+            "gateway_errors",
+            "Responses the gateway generated itself, by kind",
+            errors.clone(),
+        );
+        registry.register(
+            "snapshot_applies",
+            "Snapshots received, by result",
+            applies.clone(),
+        );
+        registry.register(
+            "snapshot_version",
+            "Version of the snapshot being served",
+            snapshot_version.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            errors,
+            applies,
+            snapshot_version,
+        }
     }
 
     /// Handles for a route (`route` empty for requests that matched no route).
@@ -109,21 +134,32 @@ impl Metrics {
                 status_class: class.to_string(),
             })
         });
-        let latency =
-            self.latency.get_or_create_owned(&RouteLabels { stage: stage.to_string(), route: route.to_string() });
+        let latency = self.latency.get_or_create_owned(&RouteLabels {
+            stage: stage.to_string(),
+            route: route.to_string(),
+        });
         RouteMetrics { by_class, latency }
     }
 
     /// Counts a gateway-generated error.
     pub fn gateway_error(&self, kind: &'static str) {
-        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string() }).inc();
+        self.errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a snapshot apply attempt (`applied`, `rejected`, `restored`).
     pub fn snapshot_apply(&self, result: &'static str, version: Option<u64>) {
-        self.applies.get_or_create(&ResultLabels { result: result.to_string() }).inc();
+        self.applies
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
         if let Some(v) = version {
-            self.snapshot_version.set(i64::try_from(v).unwrap_or(i64::MAX));
+            self.snapshot_version
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
         }
     }
 

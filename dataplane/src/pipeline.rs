@@ -88,7 +88,9 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
-    let bits = fastrand::u128(..) & !(0xf000u128 << 64) & !(0xc000u128 << 48) | (0x4000u128 << 64) | (0x8000u128 << 48);
+    let bits = fastrand::u128(..) & !(0xf000u128 << 64) & !(0xc000u128 << 48)
+        | (0x4000u128 << 64)
+        | (0x8000u128 << 48);
     let mut out = [0u8; 36];
     let hex = b"0123456789abcdef";
     let mut n = 0;
@@ -108,7 +110,11 @@ fn host_of<B>(req: &Request<B>) -> &str {
     req.uri()
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("")
 }
 
@@ -131,7 +137,11 @@ enum Plan<'a> {
 impl Gateway {
     /// A gateway with no snapshot yet.
     pub fn new(metrics: Metrics) -> Result<Self, rustls::Error> {
-        Ok(Gateway { snapshot: ArcSwapOption::empty(), metrics, upstream: Upstream::new()? })
+        Ok(Gateway {
+            snapshot: ArcSwapOption::empty(),
+            metrics,
+            upstream: Upstream::new()?,
+        })
     }
 
     /// Installs a compiled snapshot; requests in flight finish on the one they started with.
@@ -146,27 +156,38 @@ impl Gateway {
         let Some(snap) = self.snapshot.load_full() else {
             return self.finish_error(GatewayError::NotReady, id, None, start);
         };
-        let routed = snap.route(host_of(&req), req.method(), req.uri().path()).map(|m| {
-            let plan = match &m.route.integration {
-                CompiledIntegration::Http(t) => t.uri(&m.params, req.uri().query()).map(|u| Plan::Proxy(t, u)),
-                CompiledIntegration::Mock(mock) => Ok(Plan::Mock(mock)),
-            };
-            (m.route, plan)
-        });
+        let routed = snap
+            .route(host_of(&req), req.method(), req.uri().path())
+            .map(|m| {
+                let plan = match &m.route.integration {
+                    CompiledIntegration::Http(t) => t
+                        .uri(&m.params, req.uri().query())
+                        .map(|u| Plan::Proxy(t, u)),
+                    CompiledIntegration::Mock(mock) => Ok(Plan::Mock(mock)),
+                };
+                (m.route, plan)
+            });
         let (route, plan) = match routed {
             Ok(r) => r,
-            Err(unmatched) => return self.finish_error(GatewayError::NoRoute, id, Some(unmatched.metrics), start),
+            Err(unmatched) => {
+                return self.finish_error(GatewayError::NoRoute, id, Some(unmatched.metrics), start)
+            }
         };
         let result = match plan {
             Ok(Plan::Mock(mock)) => Ok(mock_response(mock).map(Either::Right)),
-            Ok(Plan::Proxy(target, uri)) => self.proxy(target, uri, req, conn).await.map(|r| r.map(Either::Left)),
+            Ok(Plan::Proxy(target, uri)) => self
+                .proxy(target, uri, req, conn)
+                .await
+                .map(|r| r.map(Either::Left)),
             // A parameter value that makes the URI invalid: the integration cannot be called.
             Err(_) => Err(GatewayError::IntegrationFailure),
         };
         match result {
             Ok(mut resp) => {
                 resp.headers_mut().insert(REQUEST_ID, id);
-                route.metrics.record(resp.status().as_u16(), start.elapsed().as_secs_f64());
+                route
+                    .metrics
+                    .record(resp.status().as_u16(), start.elapsed().as_secs_f64());
                 resp
             }
             Err(e) => self.finish_error(e, id, Some(&route.metrics), start),
@@ -221,14 +242,24 @@ impl Gateway {
         if let Ok(v) = xff {
             h.insert(X_FORWARDED_FOR, v);
         }
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+        );
         if let Some(host) = original_host {
             h.insert(X_FORWARDED_HOST, host);
         }
         parts.uri = uri;
-        parts.version = if target.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        parts.version = if target.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         let upstream_req = Request::from_parts(parts, bounded(body, content_length));
-        let mut resp = self.upstream.send(upstream_req, target.http2, target.timeout).await?;
+        let mut resp = self
+            .upstream
+            .send(upstream_req, target.http2, target.timeout)
+            .await?;
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
     }
@@ -254,9 +285,15 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);

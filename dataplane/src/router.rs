@@ -90,7 +90,11 @@ impl Template {
                 trie_path.push_str(seg);
             }
         }
-        Ok(Template { trie_path, params, greedy })
+        Ok(Template {
+            trie_path,
+            params,
+            greedy,
+        })
     }
 }
 
@@ -144,10 +148,16 @@ impl RouteTable {
         let mut ordered: Vec<_> = slots.into_iter().collect();
         // Where two templates cannot share a trie, the one with more segments is the more
         // specific: insert it first so it lands in the earlier layer and is tried first.
-        ordered.sort_unstable_by_key(|&((m, path), (idx, _))| (m, std::cmp::Reverse(path.matches('/').count()), path, idx));
+        ordered.sort_unstable_by_key(|&((m, path), (idx, _))| {
+            (m, std::cmp::Reverse(path.matches('/').count()), path, idx)
+        });
         for ((m, path), (idx, _)) in ordered {
             let greedy = routes.get(idx).is_some_and(|d| d.template.greedy);
-            let layers = if greedy { &mut table.greedy[m] } else { &mut table.exact[m] };
+            let layers = if greedy {
+                &mut table.greedy[m]
+            } else {
+                &mut table.exact[m]
+            };
             if let Err(err) = insert_layered(layers, path, idx) {
                 if !failed.iter().any(|(i, _)| *i == idx) {
                     failed.push((idx, err));
@@ -160,11 +170,18 @@ impl RouteTable {
     /// Finds the route for a method index and a stage-relative path.
     pub fn find<'p>(&self, method: usize, path: &'p str) -> Option<Found<'p>> {
         let path = normalise(path);
-        let tries = self.exact.get(method)?.iter().chain(self.greedy.get(method)?.iter());
+        let tries = self
+            .exact
+            .get(method)?
+            .iter()
+            .chain(self.greedy.get(method)?.iter());
         for trie in tries {
             if let Ok(m) = trie.at(path) {
                 let params = m.params.iter().map(|(_, v)| v).collect();
-                return Some(Found { route: *m.value, params });
+                return Some(Found {
+                    route: *m.value,
+                    params,
+                });
             }
         }
         None
@@ -212,9 +229,14 @@ mod tests {
     use super::*;
 
     fn table(defs: &[(&str, &[&str])]) -> RouteTable {
-        let templates: Vec<Template> = defs.iter().map(|(p, _)| Template::parse(p).unwrap()).collect();
-        let methods: Vec<Vec<String>> =
-            defs.iter().map(|(_, m)| m.iter().map(|s| s.to_string()).collect()).collect();
+        let templates: Vec<Template> = defs
+            .iter()
+            .map(|(p, _)| Template::parse(p).unwrap())
+            .collect();
+        let methods: Vec<Vec<String>> = defs
+            .iter()
+            .map(|(_, m)| m.iter().map(|s| s.to_string()).collect())
+            .collect();
         let routes: Vec<RouteDef<'_>> = templates
             .iter()
             .zip(methods.iter())
@@ -277,7 +299,11 @@ mod tests {
 
     #[test]
     fn trailing_slash_is_ignored_and_greedy_needs_a_segment() {
-        let t = table(&[("/pets", &["GET"]), ("/files/{proxy+}", &["GET"]), ("/", &["GET"])]);
+        let t = table(&[
+            ("/pets", &["GET"]),
+            ("/files/{proxy+}", &["GET"]),
+            ("/", &["GET"]),
+        ]);
         assert_eq!(t.find(GET, "/pets/").unwrap().route, 0);
         assert!(t.find(GET, "/files").is_none());
         assert!(t.find(GET, "/files/").is_none());
@@ -289,7 +315,12 @@ mod tests {
 
     #[test]
     fn parameter_names_may_differ_across_routes() {
-        let t = table(&[("/a/{x}/b", &["GET"]), ("/a/{y}/c", &["GET"]), ("/{proxy+}", &["GET"]), ("/{id}/q/{proxy+}", &["GET"])]);
+        let t = table(&[
+            ("/a/{x}/b", &["GET"]),
+            ("/a/{y}/c", &["GET"]),
+            ("/{proxy+}", &["GET"]),
+            ("/{id}/q/{proxy+}", &["GET"]),
+        ]);
         assert_eq!(t.find(GET, "/a/1/c").unwrap().route, 1);
         assert_eq!(t.find(GET, "/a/1/b").unwrap().route, 0);
         assert_eq!(t.find(GET, "/z/q/r/s").unwrap().route, 3);
@@ -298,9 +329,13 @@ mod tests {
 
     #[test]
     fn ten_thousand_routes_build_and_match() {
-        let defs: Vec<(String, Vec<String>)> =
-            (0..10_000).map(|i| (format!("/svc{i}/items/{{id}}"), vec!["GET".to_string()])).collect();
-        let templates: Vec<Template> = defs.iter().map(|(p, _)| Template::parse(p).unwrap()).collect();
+        let defs: Vec<(String, Vec<String>)> = (0..10_000)
+            .map(|i| (format!("/svc{i}/items/{{id}}"), vec!["GET".to_string()]))
+            .collect();
+        let templates: Vec<Template> = defs
+            .iter()
+            .map(|(p, _)| Template::parse(p).unwrap())
+            .collect();
         let routes: Vec<RouteDef<'_>> = templates
             .iter()
             .zip(defs.iter())

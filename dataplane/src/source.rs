@@ -108,7 +108,8 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client: Client<HttpConnector, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
     let mut fallback = config.state_dir.as_deref().and_then(load_state);
     let mut known = String::new();
     let mut applied: Option<u64> = None;
@@ -141,12 +142,16 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
                 tracing::warn!(controller = %base, error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
                 if let Some(v) = fallback.take() {
                     if gateway.snapshot.load().is_none() && install(&gateway, &v, "restored") {
-                        tracing::warn!(snapshot.version = v.version, "serving the last good snapshot from the state directory");
+                        tracing::warn!(
+                            snapshot.version = v.version,
+                            "serving the last good snapshot from the state directory"
+                        );
                         known = v.hash.clone();
                         applied = Some(v.version);
                     }
                 }
-                let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+                let jitter =
+                    Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
                 tokio::time::sleep(backoff + jitter).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
@@ -159,8 +164,12 @@ async fn poll(
     url: &str,
     wait: u64,
 ) -> Result<Option<(Versioned, Bytes)>, PollError> {
-    let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| PollError::Unreachable(e.to_string()))?;
-    let req = http::Request::get(uri).body(Empty::new()).map_err(|e| PollError::Unreachable(e.to_string()))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| PollError::Unreachable(e.to_string()))?;
+    let req = http::Request::get(uri)
+        .body(Empty::new())
+        .map_err(|e| PollError::Unreachable(e.to_string()))?;
     let deadline = Duration::from_secs(wait + 10);
     let resp = tokio::time::timeout(deadline, client.request(req))
         .await
@@ -174,7 +183,8 @@ async fn poll(
                 .map_err(|_| PollError::Unreachable("timed out reading body".into()))?
                 .map_err(|e| PollError::Unreachable(e.to_string()))?
                 .to_bytes();
-            let v: Versioned = serde_json::from_slice(&raw).map_err(|e| PollError::Decode(e.to_string()))?;
+            let v: Versioned =
+                serde_json::from_slice(&raw).map_err(|e| PollError::Decode(e.to_string()))?;
             Ok(Some((v, raw)))
         }
         s => Err(PollError::Status(s)),
@@ -184,7 +194,9 @@ async fn poll(
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -19,16 +19,21 @@ impl fmt::Debug for SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.snapshot.load().as_ref()?.certificate(hello.server_name())
+        self.0
+            .snapshot
+            .load()
+            .as_ref()?
+            .certificate(hello.server_name())
     }
 }
 
 /// A server config with ALPN h2 and http/1.1 whose certificates follow the snapshot.
 pub fn server_config(gateway: Arc<Gateway>) -> Result<ServerConfig, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver(gateway)));
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SniResolver(gateway)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

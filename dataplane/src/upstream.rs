@@ -30,15 +30,22 @@ impl Upstream {
     /// Builds both clients.
     pub fn new() -> Result<Self, rustls::Error> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(std::sync::Arc::new(rustls::crypto::ring::default_provider()))?
+            .with_provider_and_webpki_roots(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))?
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(connector());
         let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(1024);
+        builder
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024);
         let auto = builder.build(https);
         let mut h2 = Client::builder(TokioExecutor::new());
-        h2.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(90)).http2_only(true);
+        h2.pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_only(true);
         let h2c = h2.build(connector());
         Ok(Upstream { auto, h2c })
     }
@@ -50,7 +57,11 @@ impl Upstream {
         http2: bool,
         timeout: Duration,
     ) -> Result<http::Response<Incoming>, GatewayError> {
-        let fut = if http2 { self.h2c.request(req) } else { self.auto.request(req) };
+        let fut = if http2 {
+            self.h2c.request(req)
+        } else {
+            self.auto.request(req)
+        };
         match tokio::time::timeout(timeout, fut).await {
             Err(_) => Err(GatewayError::IntegrationTimeout),
             Ok(Ok(resp)) => Ok(resp),
@@ -77,6 +88,9 @@ pub fn bounded(body: Incoming, content_length: Option<u64>) -> UpstreamBody {
     if content_length.is_some() || body.is_end_stream() {
         Either::Left(body)
     } else {
-        Either::Right(Limited::new(body, usize::try_from(MAX_BODY_BYTES).unwrap_or(usize::MAX)))
+        Either::Right(Limited::new(
+            body,
+            usize::try_from(MAX_BODY_BYTES).unwrap_or(usize::MAX),
+        ))
     }
 }

@@ -38,10 +38,16 @@ async fn answer(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Bytes>>
         return Response::new(Full::new(Bytes::from_static(b"hello, world\n")));
     }
     let mut status = 200u16;
-    if let Some(ms) = path.strip_prefix("/delay/").and_then(|s| s.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(code) = path.strip_prefix("/status/").and_then(|s| s.parse::<u16>().ok()) {
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+    {
         status = code;
     }
     let method = req.method().to_string();
@@ -49,7 +55,10 @@ async fn answer(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Bytes>>
     let version = format!("{:?}", req.version());
     let mut headers = serde_json::Map::new();
     for (k, v) in req.headers() {
-        headers.insert(k.as_str().to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()));
+        headers.insert(
+            k.as_str().to_string(),
+            serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()),
+        );
     }
     let body_bytes = match req.into_body().collect().await {
         Ok(b) => b.to_bytes().len(),
@@ -67,7 +76,10 @@ async fn answer(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Bytes>>
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
     let h = resp.headers_mut();
-    h.insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+    h.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = hyper::header::HeaderValue::from_str(&name) {
         h.insert("x-backend", v);
     }
@@ -82,10 +94,16 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(async move {
             let listener = tokio::net::TcpListener::bind(args.listen).await?;
-            eprintln!("tollhouse-echo {} listening on {}", args.name, listener.local_addr()?);
+            eprintln!(
+                "tollhouse-echo {} listening on {}",
+                args.name,
+                listener.local_addr()?
+            );
             let name: Arc<str> = args.name.into();
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let name = name.clone();
                 tokio::spawn(async move {
@@ -93,7 +111,9 @@ fn main() -> anyhow::Result<()> {
                         let name = name.clone();
                         async move { Ok::<_, Infallible>(answer(name, req).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         })

@@ -1,0 +1,337 @@
+//! Starts the real binaries on free loopback ports and waits on conditions, never on sleeps.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory cargo put the binaries in (`target/debug`), found from the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "tollhouse-e2e-{tag}-{}-{}",
+            std::process::id(),
+            fastnum()
+        ));
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fastnum() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A child process killed at drop; its stderr goes to a log file shown on failure.
+pub struct Proc {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, args: &[String], log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}-{}.log", fastnum()));
+        let file = fs::File::create(&log).unwrap();
+        let child = Command::new(bin(name))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn http() -> reqwest::blocking::Client {
+    install_crypto();
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The demo backend as a real process.
+pub struct Backend {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Backend {
+    pub fn start(name: &str, logs: &Path) -> Backend {
+        let port = free_port();
+        let proc = Proc::spawn(
+            "tollhouse-echo",
+            &[
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--name".into(),
+                name.into(),
+            ],
+            logs,
+        );
+        let client = http();
+        wait_for("echo backend", Duration::from_secs(20), || {
+            client
+                .get(format!("http://127.0.0.1:{port}/fast"))
+                .send()
+                .ok()
+        });
+        Backend { port, proc }
+    }
+}
+
+/// The controller in directory mode.
+pub struct Controller {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Controller {
+    pub fn start(dir: &Path, logs: &Path) -> Controller {
+        Self::start_on(dir, logs, free_port())
+    }
+
+    pub fn start_on(dir: &Path, logs: &Path, port: u16) -> Controller {
+        let proc = Proc::spawn(
+            "tollhouse-controller",
+            &[
+                "--dir".into(),
+                dir.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+            ],
+            logs,
+        );
+        let c = Controller { port, proc };
+        let client = http();
+        wait_for("controller ready", Duration::from_secs(20), || {
+            client
+                .get(c.url("/readyz"))
+                .send()
+                .ok()
+                .filter(|r| r.status() == 200)
+        });
+        c
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        http()
+            .get(self.url("/status"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// Hash of the snapshot the controller publishes now.
+    pub fn hash(&self) -> Option<String> {
+        http()
+            .get(self.url("/status"))
+            .send()
+            .ok()?
+            .json::<serde_json::Value>()
+            .ok()?["snapshot"]["hash"]
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+/// A dataplane process.
+pub struct Dataplane {
+    pub http_port: u16,
+    pub tls_port: u16,
+    pub admin_port: u16,
+    pub proc: Proc,
+}
+
+impl Dataplane {
+    pub fn start(controller: &str, state_dir: &Path, logs: &Path) -> Dataplane {
+        let (http_port, tls_port, admin_port) = (free_port(), free_port(), free_port());
+        let proc = Proc::spawn(
+            "tollhouse-dataplane",
+            &[
+                "--controller".into(),
+                controller.into(),
+                "--listen".into(),
+                format!("127.0.0.1:{http_port}"),
+                "--listen-tls".into(),
+                format!("127.0.0.1:{tls_port}"),
+                "--admin".into(),
+                format!("127.0.0.1:{admin_port}"),
+                "--state-dir".into(),
+                state_dir.display().to_string(),
+                "--id".into(),
+                format!("e2e-{http_port}"),
+            ],
+            logs,
+        );
+        let d = Dataplane {
+            http_port,
+            tls_port,
+            admin_port,
+            proc,
+        };
+        let client = http();
+        wait_for("dataplane admin", Duration::from_secs(20), || {
+            client.get(d.admin("/healthz")).send().ok()
+        });
+        d
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// Hash of the snapshot the dataplane serves now.
+    pub fn hash(&self) -> Option<String> {
+        http()
+            .get(self.admin("/snapshot"))
+            .send()
+            .ok()?
+            .json::<serde_json::Value>()
+            .ok()?["hash"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// Waits until the dataplane serves what the controller publishes.
+    pub fn wait_synced(&self, c: &Controller) {
+        wait_for(
+            "dataplane to serve the controller's snapshot",
+            Duration::from_secs(20),
+            || {
+                let want = c.hash()?;
+                (self.hash()? == want).then_some(())
+            },
+        );
+    }
+}
+
+/// Everything for one scenario: a manifest directory, a backend, controller and dataplane.
+pub struct Stack {
+    pub dir: TempDir,
+    pub manifests: PathBuf,
+    pub state: PathBuf,
+    pub controller: Controller,
+    pub dataplane: Dataplane,
+}
+
+impl Stack {
+    /// Writes `files` into a fresh manifest directory and starts controller and dataplane.
+    pub fn start(tag: &str, files: &[(&str, String)]) -> Stack {
+        let dir = TempDir::new(tag);
+        let manifests = dir.path().join("manifests");
+        let state = dir.path().join("state");
+        fs::create_dir_all(&manifests).unwrap();
+        for (name, text) in files {
+            fs::write(manifests.join(name), text).unwrap();
+        }
+        let controller = Controller::start(&manifests, dir.path());
+        let dataplane = Dataplane::start(&controller.url(""), &state, dir.path());
+        dataplane.wait_synced(&controller);
+        Stack {
+            dir,
+            manifests,
+            state,
+            controller,
+            dataplane,
+        }
+    }
+
+    /// Replaces a manifest file atomically, as editors do (write + rename).
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, self.manifests.join(name)).unwrap();
+    }
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}

@@ -1,0 +1,567 @@
+//! End-to-end tests of the one-machine mode: the real controller, dataplane and echo backend
+//! processes on loopback, driven by a real HTTP client. Each scenario waits for the dataplane
+//! to serve the controller's snapshot before it sends traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use harness::*;
+use reqwest::blocking::Client;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn stage(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  api: petstore\n{extra}"
+    )
+}
+
+fn route(name: &str, path: &str, methods: &str, integration: &str) -> String {
+    format!(
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: {name}\nspec:\n  api: petstore\n  path: \"{path}\"\n  methods: {methods}\n  integration:\n{integration}"
+    )
+}
+
+fn proxy(uri: &str) -> String {
+    format!("    type: HTTP_PROXY\n    uri: \"{uri}\"\n")
+}
+
+fn mock(status: u16, body: &str) -> String {
+    format!("    type: MOCK\n    mock:\n      statusCode: {status}\n      headers:\n        content-type: text/plain\n      body: \"{body}\"\n")
+}
+
+fn docs(parts: &[String]) -> String {
+    parts.join("---\n")
+}
+
+struct Resp {
+    status: u16,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+fn send(client: &Client, method: &str, url: &str, host: Option<&str>) -> Resp {
+    let mut req = client.request(method.parse().unwrap(), url);
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    let r = req.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    Resp {
+        status,
+        body: r.text().unwrap(),
+        headers,
+    }
+}
+
+/// Routing table with AWS semantics: parameters, greedy, ANY, most specific match, 404.
+#[test]
+fn routing_table_follows_aws_precedence() {
+    let logs = TempDir::new("routing-logs");
+    let be = Backend::start("pets", logs.path());
+    let b = format!("127.0.0.1:{}", be.port);
+    let config = docs(&[
+        stage("prod", &format!("  variables:\n    backend: \"{b}\"\n")),
+        route(
+            "list-pets",
+            "/pets",
+            "[GET]",
+            &proxy(&format!("http://{b}/pets")),
+        ),
+        route(
+            "get-pet",
+            "/pets/{petId}",
+            "[GET]",
+            &proxy("http://${stageVariables.backend}/pets/{petId}"),
+        ),
+        route(
+            "special-pet",
+            "/pets/special",
+            "[GET]",
+            &mock(200, "special"),
+        ),
+        route("create-pet", "/pets", "[POST]", &mock(201, "created")),
+        route(
+            "files",
+            "/files/{proxy+}",
+            "[ANY]",
+            &proxy(&format!("http://{b}/storage/{{proxy}}")),
+        ),
+        route(
+            "owner-toys",
+            "/owners/{ownerId}/toys/{toyId}",
+            "[GET]",
+            &proxy(&format!("http://{b}/o/{{ownerId}}/t/{{toyId}}")),
+        ),
+    ]);
+    let s = Stack::start("routing", &[("api.yaml", config)]);
+    let c = http();
+    let url = |p: &str| s.dataplane.url(p);
+
+    // (method, path, status, expected echo path or mock body)
+    let table: &[(&str, &str, u16, &str)] = &[
+        ("GET", "/pets", 200, "/pets"),
+        ("GET", "/pets/", 200, "/pets"),
+        ("GET", "/pets/42", 200, "/pets/42"),
+        ("GET", "/pets/special", 200, "special"),
+        ("POST", "/pets", 201, "created"),
+        ("PUT", "/files/a/b/c.txt", 200, "/storage/a/b/c.txt"),
+        ("DELETE", "/files/x", 200, "/storage/x"),
+        ("GET", "/owners/7/toys/ball", 200, "/o/7/t/ball"),
+    ];
+    for (method, path, status, want) in table {
+        let r = send(&c, method, &url(path), None);
+        assert_eq!(r.status, *status, "{method} {path}: {}", r.body);
+        if want.starts_with('/') {
+            let j = r.json();
+            assert_eq!(j["path"], *want, "{method} {path}");
+            assert_eq!(j["method"], *method);
+        } else {
+            assert_eq!(r.body, *want, "{method} {path}");
+        }
+        assert_eq!(r.headers["x-amzn-requestid"].len(), 36);
+    }
+    // No route, or no route for this method: HTTP API's 404 (reference §3, §8), byte for byte.
+    for (method, path) in [
+        ("GET", "/nothing"),
+        ("DELETE", "/pets"),
+        ("GET", "/files"),
+        ("GET", "/pets/1/2"),
+    ] {
+        let r = send(&c, method, &url(path), None);
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (404, r#"{"message":"Not Found"}"#),
+            "{method} {path}"
+        );
+        assert_eq!(r.headers["content-type"], "application/json");
+    }
+    // Query strings pass through; forwarding headers are set; hop-by-hop headers are not sent.
+    let r = c
+        .get(url("/pets/9?color=red&x=1"))
+        .header("connection", "x-private-hop")
+        .header("x-private-hop", "secret")
+        .header("x-amzn-requestid", "my-request-id")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["x-amzn-requestid"], "my-request-id");
+    let j: Value = r.json().unwrap();
+    assert_eq!(j["query"], "color=red&x=1");
+    assert_eq!(j["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(j["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(
+        j["headers"]["x-forwarded-host"],
+        format!("127.0.0.1:{}", s.dataplane.http_port)
+    );
+    assert_eq!(j["headers"]["host"], b.as_str());
+    assert!(j["headers"].get("x-private-hop").is_none(), "{j}");
+}
+
+/// Stages are selected by host name and base path; each has its own stage variables.
+#[test]
+fn stages_by_host_and_base_path_with_their_own_variables() {
+    let logs = TempDir::new("stages-logs");
+    let a = Backend::start("backend-a", logs.path());
+    let b = Backend::start("backend-b", logs.path());
+    let config = docs(&[
+        stage("prod", &format!("  basePath: /prod\n  variables:\n    backend: \"127.0.0.1:{}\"\n", a.port)),
+        stage("beta", &format!("  basePath: /beta/\n  variables:\n    backend: \"127.0.0.1:{}\"\n", b.port)),
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata:\n  name: custom\nspec:\n  api: other\n  hostnames: [API.Example.com]\n".to_string(),
+        route("hello", "/hello", "[ANY]", &proxy("http://${stageVariables.backend}/hello")),
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: other-hello\nspec:\n  api: other\n  path: /hello\n  integration:\n    type: MOCK\n    mock:\n      body: custom-domain\n".to_string(),
+    ]);
+    let s = Stack::start("stages", &[("stages.yaml", config)]);
+    let c = http();
+    let r = send(&c, "GET", &s.dataplane.url("/prod/hello"), None);
+    assert_eq!(
+        (r.status, r.json()["backend"].as_str()),
+        (200, Some("backend-a"))
+    );
+    assert_eq!(r.json()["path"], "/hello");
+    let r = send(&c, "GET", &s.dataplane.url("/beta/hello"), None);
+    assert_eq!(r.json()["backend"], "backend-b");
+    let r = send(
+        &c,
+        "GET",
+        &s.dataplane.url("/hello"),
+        Some("api.example.com"),
+    );
+    assert_eq!((r.status, r.body.as_str()), (200, "custom-domain"));
+    let r = send(
+        &c,
+        "GET",
+        &s.dataplane.url("/hello"),
+        Some("api.example.com:443"),
+    );
+    assert_eq!(r.body, "custom-domain");
+    // Base paths match whole segments only; an unknown prefix is a 404.
+    assert_eq!(
+        send(&c, "GET", &s.dataplane.url("/production/hello"), None).status,
+        404
+    );
+    assert_eq!(
+        send(&c, "GET", &s.dataplane.url("/hello"), None).status,
+        404
+    );
+}
+
+/// Integration failures answer as AWS does (reference §3): timeout, unreachable, too large.
+#[test]
+fn integration_failures_map_to_aws_responses() {
+    let logs = TempDir::new("errors-logs");
+    let be = Backend::start("slow", logs.path());
+    let dead = free_port();
+    let config = docs(&[
+        stage("prod", ""),
+        route(
+            "slow",
+            "/slow",
+            "[GET]",
+            &format!(
+                "{}    timeoutInMillis: 300\n",
+                proxy(&format!("http://127.0.0.1:{}/delay/3000", be.port))
+            ),
+        ),
+        route(
+            "dead",
+            "/dead",
+            "[GET]",
+            &proxy(&format!("http://127.0.0.1:{dead}/")),
+        ),
+        route(
+            "upload",
+            "/upload",
+            "[POST]",
+            &proxy(&format!("http://127.0.0.1:{}/upload", be.port)),
+        ),
+    ]);
+    let s = Stack::start("errors", &[("api.yaml", config)]);
+    let c = http();
+    let r = send(&c, "GET", &s.dataplane.url("/slow"), None);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (504, r#"{"message": "Endpoint request timed out"}"#)
+    );
+    assert_eq!(
+        r.headers["x-amzn-errortype"],
+        "InternalServerErrorException"
+    );
+    let r = send(&c, "GET", &s.dataplane.url("/dead"), None);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (504, r#"{"message": "Internal server error"}"#)
+    );
+    // A body just under the limit goes through; one byte over is refused before the backend.
+    let ok = c
+        .post(s.dataplane.url("/upload"))
+        .body(vec![b'x'; 1_000_000])
+        .send()
+        .unwrap();
+    assert_eq!(ok.json::<Value>().unwrap()["bodyBytes"], 1_000_000);
+    let big = c
+        .post(s.dataplane.url("/upload"))
+        .body(vec![b'x'; 10_485_761])
+        .send()
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    assert_eq!(
+        big.text().unwrap(),
+        "HTTP content length exceeded 10485760 bytes."
+    );
+}
+
+/// HTTP/2 without TLS (prior knowledge) is served on the plain listener.
+#[test]
+fn h2c_clients_are_served() {
+    let s = Stack::start(
+        "h2c",
+        &[(
+            "api.yaml",
+            docs(&[
+                stage("prod", ""),
+                route("m", "/m", "[GET]", &mock(200, "over h2")),
+            ]),
+        )],
+    );
+    install_crypto();
+    let c = Client::builder().http2_prior_knowledge().build().unwrap();
+    let r = c.get(s.dataplane.url("/m")).send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().unwrap(), "over h2");
+}
+
+fn tls_secret(name: &str, host: &str) -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    let pem = cert.cert.pem();
+    let key = cert.signing_key.serialize_pem();
+    let indent = |s: &str| {
+        s.lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}\n  tls.key: |\n{}\n",
+        indent(&pem),
+        indent(&key)
+    );
+    (yaml, pem)
+}
+
+fn tls_client(root_pem: &str, host: &str, port: u16) -> Client {
+    install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(root_pem.as_bytes()).unwrap();
+    roots.add(der).unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Client::builder()
+        .use_preconfigured_tls(tls)
+        .resolve(host, addr(port))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// TLS termination: each stage's certificate is chosen by SNI; HTTP/2 is negotiated by ALPN.
+#[test]
+fn tls_certificates_follow_sni() {
+    let (secret_a, pem_a) = tls_secret("cert-a", "a.example.test");
+    let (secret_b, pem_b) = tls_secret("cert-b", "b.example.test");
+    let config = docs(&[
+        secret_a,
+        secret_b,
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata:\n  name: a\nspec:\n  api: a\n  hostnames: [a.example.test]\n  tls:\n    certificateRef:\n      name: cert-a\n".into(),
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata:\n  name: b\nspec:\n  api: b\n  hostnames: [b.example.test]\n  tls:\n    certificateRef:\n      name: cert-b\n".into(),
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: a\nspec:\n  api: a\n  path: /who\n  integration:\n    type: MOCK\n    mock:\n      body: stage-a\n".into(),
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: b\nspec:\n  api: b\n  path: /who\n  integration:\n    type: MOCK\n    mock:\n      body: stage-b\n".into(),
+    ]);
+    let s = Stack::start("tls", &[("tls.yaml", config)]);
+    let port = s.dataplane.tls_port;
+    let a = tls_client(&pem_a, "a.example.test", port);
+    let r = a
+        .get(format!("https://a.example.test:{port}/who"))
+        .send()
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().unwrap(), "stage-a");
+    let b = tls_client(&pem_b, "b.example.test", port);
+    assert_eq!(
+        b.get(format!("https://b.example.test:{port}/who"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "stage-b"
+    );
+    // Trusting only A's certificate, B's host name must fail verification: SNI chose B's.
+    let a_for_b = tls_client(&pem_a, "b.example.test", port);
+    assert!(a_for_b
+        .get(format!("https://b.example.test:{port}/who"))
+        .send()
+        .is_err());
+    // The private keys never reach the controller's status or logs.
+    let status = s.controller.status().to_string();
+    assert!(!status.contains("PRIVATE KEY"));
+    assert!(!s.controller.proc.log_text().contains("PRIVATE KEY"));
+    assert!(!s.dataplane.proc.log_text().contains("PRIVATE KEY"));
+}
+
+/// Editing a file is served within a second, with zero failed requests while a client loops.
+#[test]
+fn live_edit_is_served_within_a_second_without_failures() {
+    let v = |body: &str| {
+        docs(&[
+            stage("prod", ""),
+            route("hello", "/hello", "[GET]", &mock(200, body)),
+        ])
+    };
+    let s = Stack::start("live", &[("api.yaml", v("v1"))]);
+    let url = s.dataplane.url("/hello");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let seen_v2 = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let loopers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, failures, total, seen_v2, url) = (
+                stop.clone(),
+                failures.clone(),
+                total.clone(),
+                seen_v2.clone(),
+                url.clone(),
+            );
+            std::thread::spawn(move || {
+                let c = http();
+                while !stop.load(Ordering::Relaxed) {
+                    total.fetch_add(1, Ordering::Relaxed);
+                    match c
+                        .get(&url)
+                        .send()
+                        .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+                    {
+                        Ok((200, body)) if body == "v1" => {}
+                        Ok((200, body)) if body == "v2" => {
+                            seen_v2.lock().unwrap().get_or_insert_with(Instant::now);
+                        }
+                        _ => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let edited = Instant::now();
+    s.write("api.yaml", &v("v2"));
+    wait_for("v2 to be served", Duration::from_secs(5), || {
+        *seen_v2.lock().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for t in loopers {
+        t.join().unwrap();
+    }
+    let latency = seen_v2.lock().unwrap().unwrap().duration_since(edited);
+    eprintln!(
+        "edit served after {latency:?}; {} requests, {} failed",
+        total.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed)
+    );
+    assert_eq!(failures.load(Ordering::Relaxed), 0);
+    assert!(total.load(Ordering::Relaxed) > 10);
+    assert!(
+        latency < Duration::from_secs(1),
+        "edit took {latency:?} to be served"
+    );
+}
+
+/// A malformed file is reported with file and line; the previous config keeps serving.
+#[test]
+fn malformed_file_is_reported_and_previous_config_keeps_serving() {
+    let good = docs(&[
+        stage("prod", ""),
+        route("hello", "/hello", "[GET]", &mock(200, "still here")),
+    ]);
+    let s = Stack::start(
+        "malformed",
+        &[
+            ("api.yaml", good),
+            (
+                "other.yaml",
+                route("other", "/other", "[GET]", &mock(200, "other")),
+            ),
+        ],
+    );
+    let before = s.controller.hash().unwrap();
+    s.write("api.yaml", "apiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata:\n  name: prod\nspec:\n  api: [unclosed\n");
+    let problem = wait_for(
+        "the file problem on /status",
+        Duration::from_secs(5),
+        || {
+            s.controller.status()["files"]
+                .as_array()?
+                .iter()
+                .find(|f| f["file"].as_str().is_some_and(|n| n.ends_with("api.yaml")))
+                .cloned()
+        },
+    );
+    assert!(
+        problem["line"].as_u64().is_some_and(|l| l >= 5),
+        "{problem}"
+    );
+    assert!(!problem["message"].as_str().unwrap().is_empty());
+    assert!(
+        s.controller.proc.log_text().contains("api.yaml"),
+        "the controller log names the file"
+    );
+    // The rest of the directory still updates, and api.yaml's last good objects stay served.
+    s.write(
+        "other.yaml",
+        &route("other", "/other", "[GET]", &mock(200, "other v2")),
+    );
+    let c = http();
+    wait_for("other.yaml change", Duration::from_secs(5), || {
+        (send(&c, "GET", &s.dataplane.url("/other"), None).body == "other v2").then_some(())
+    });
+    assert_ne!(s.controller.hash().unwrap(), before);
+    assert_eq!(
+        send(&c, "GET", &s.dataplane.url("/hello"), None).body,
+        "still here"
+    );
+}
+
+/// A controller outage never takes the API down; a dataplane restarted during the outage
+/// serves from its state directory.
+#[test]
+fn controller_outage_keeps_serving_and_restart_uses_state_dir() {
+    let mut s = Stack::start(
+        "outage",
+        &[(
+            "api.yaml",
+            docs(&[
+                stage("prod", ""),
+                route("hello", "/hello", "[GET]", &mock(200, "up")),
+            ]),
+        )],
+    );
+    let c = http();
+    s.controller.proc.kill();
+    for _ in 0..20 {
+        assert_eq!(send(&c, "GET", &s.dataplane.url("/hello"), None).body, "up");
+    }
+    s.dataplane.proc.kill();
+    let restarted = Dataplane::start(&s.controller.url(""), &s.state, s.dir.path());
+    let r = wait_for(
+        "restarted dataplane to serve from its state dir",
+        Duration::from_secs(10),
+        || client_get(&c, &restarted.url("/hello")).filter(|(st, _)| *st == 200),
+    );
+    assert_eq!(r.1, "up");
+    assert!(restarted.proc.log_text().contains("state directory"));
+    assert_eq!(
+        c.get(restarted.admin("/readyz")).send().unwrap().status(),
+        200
+    );
+    // The controller comes back on the same port with a change: the dataplane follows it.
+    s.write(
+        "api.yaml",
+        &docs(&[
+            stage("prod", ""),
+            route("hello", "/hello", "[GET]", &mock(200, "back")),
+        ]),
+    );
+    let controller = Controller::start_on(&s.manifests, s.dir.path(), s.controller.port);
+    restarted.wait_synced(&controller);
+    assert_eq!(send(&c, "GET", &restarted.url("/hello"), None).body, "back");
+}
+
+fn client_get(c: &Client, url: &str) -> Option<(u16, String)> {
+    let r = c.get(url).send().ok()?;
+    Some((r.status().as_u16(), r.text().ok()?))
+}
+
+/// Until the first snapshot the dataplane is not ready and answers 503.
+#[test]
+fn dataplane_is_not_ready_before_its_first_snapshot() {
+    let dir = TempDir::new("notready");
+    let d = Dataplane::start(
+        &format!("http://127.0.0.1:{}", free_port()),
+        &dir.path().join("state"),
+        dir.path(),
+    );
+    let c = http();
+    assert_eq!(c.get(d.admin("/readyz")).send().unwrap().status(), 503);
+    assert_eq!(c.get(d.url("/x")).send().unwrap().status(), 503);
+}
