@@ -114,7 +114,9 @@ pub struct ApiRouteSpec {
 }
 
 /// An HTTP method a route answers, or ANY.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// Every method not defined by another route on the same path.
@@ -202,9 +204,15 @@ pub struct MockSpec {
 }
 
 /// Every CRD this crate defines, in the order `crdgen` writes them.
-pub fn crds() -> Vec<(&'static str, k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition)> {
+pub fn crds() -> Vec<(
+    &'static str,
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+)> {
     use kube::CustomResourceExt;
-    vec![("stages.tollhouse.dev.yaml", Stage::crd()), ("apiroutes.tollhouse.dev.yaml", ApiRoute::crd())]
+    vec![
+        ("stages.tollhouse.dev.yaml", Stage::crd()),
+        ("apiroutes.tollhouse.dev.yaml", ApiRoute::crd()),
+    ]
 }
 
 /// Renders a CRD as the YAML committed under `crds/`.
@@ -241,7 +249,10 @@ mod tests {
         for (_, crd) in crds() {
             let text = render_crd(&crd).unwrap();
             assert!(!text.contains("x-kubernetes-validations"));
-            assert_eq!(crd.spec.names.categories, Some(vec!["tollhouse".to_string()]));
+            assert_eq!(
+                crd.spec.names.categories,
+                Some(vec!["tollhouse".to_string()])
+            );
             assert!(crd.spec.names.short_names.is_some());
         }
     }

@@ -117,11 +117,13 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
     let base = config.controller.trim_end_matches('/').to_string();
     loop {
         let wait = if known.is_empty() { 0 } else { LONG_POLL_SECS };
-        let url = format!(
-            "{base}/v1/snapshot?known={known}&dataplane={}&applied={}&wait={wait}",
-            urlencode(&config.id),
-            applied.map(|v| v.to_string()).unwrap_or_default()
+        let mut url = format!(
+            "{base}/v1/snapshot?known={known}&dataplane={}&wait={wait}",
+            urlencode(&config.id)
         );
+        if let Some(v) = applied {
+            url.push_str(&format!("&applied={v}"));
+        }
         match poll(&client, &url, wait).await {
             Ok(None) => backoff = Duration::from_millis(100),
             Ok(Some((v, raw))) => {

@@ -322,9 +322,10 @@ fn tls_client(root_pem: &str, host: &str, port: u16) -> Client {
     let mut roots = rustls::RootCertStore::empty();
     let der = rustls::pki_types::pem::PemObject::from_pem_slice(root_pem.as_bytes()).unwrap();
     roots.add(der).unwrap();
-    let tls = rustls::ClientConfig::builder()
+    let mut tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Client::builder()
         .use_preconfigured_tls(tls)
         .resolve(host, addr(port))

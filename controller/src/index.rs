@@ -1,0 +1,310 @@
+//! The current set of objects, built from the files of a source.
+//!
+//! Nothing is lost on a bad edit: a file with a syntax error (or that cannot be read) keeps the
+//! objects it last contributed, and a document that fails to type-check keeps the last good
+//! version of its object. Directory objects have no API server, so the index plays its part:
+//! it assigns `generation` (bumped on spec changes) and a first-seen order for "oldest wins".
+
+use crate::manifest::{self, Document, Manifest, Object, ObjectKey, Problem};
+use crate::translate::{Input, Meta, Resource};
+use std::collections::{btree_map, BTreeMap};
+
+/// What a source read for one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileRead {
+    /// The file's text.
+    Text(String),
+    /// The file exists but could not be read; the message says why.
+    Unreadable(String),
+}
+
+#[derive(Clone, Debug, Default)]
+struct FileState {
+    entries: Vec<Manifest>,
+    problems: Vec<Problem>,
+    ignored: Vec<Problem>,
+}
+
+/// An object as currently resolved, with the metadata the index tracks for it.
+#[derive(Clone, Debug)]
+struct Current {
+    manifest: Manifest,
+    file: String,
+    generation: i64,
+    seen: u64,
+}
+
+/// The current objects of one source.
+#[derive(Debug, Default)]
+pub struct Index {
+    files: BTreeMap<String, FileState>,
+    current: BTreeMap<ObjectKey, Current>,
+    duplicates: Vec<Problem>,
+    next_seen: u64,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Index::default()
+    }
+
+    /// Replaces the set of files with `files` (every file of the source; absent files are gone).
+    pub fn update(&mut self, files: Vec<(String, FileRead)>) {
+        let mut next_files = BTreeMap::new();
+        for (file, read) in files {
+            let previous = self.files.get(&file);
+            let state = match read {
+                FileRead::Unreadable(why) => FileState {
+                    entries: previous.map(|p| p.entries.clone()).unwrap_or_default(),
+                    problems: vec![Problem {
+                        file: file.clone(),
+                        line: None,
+                        column: None,
+                        message: why,
+                    }],
+                    ignored: previous.map(|p| p.ignored.clone()).unwrap_or_default(),
+                },
+                FileRead::Text(text) => match manifest::parse_file(&file, &text) {
+                    Err(problem) => FileState {
+                        entries: previous.map(|p| p.entries.clone()).unwrap_or_default(),
+                        problems: vec![problem],
+                        ignored: previous.map(|p| p.ignored.clone()).unwrap_or_default(),
+                    },
+                    Ok(documents) => self.file_state(documents),
+                },
+            };
+            next_files.insert(file, state);
+        }
+        self.files = next_files;
+        self.resolve();
+    }
+
+    fn file_state(&self, documents: Vec<Document>) -> FileState {
+        let mut state = FileState::default();
+        for document in documents {
+            match document {
+                Document::Object(manifest) => state.entries.push(manifest),
+                Document::Ignored(problem) => state.ignored.push(problem),
+                Document::Invalid { key, problem } => {
+                    if let Some(last_good) = key.and_then(|k| self.current.get(&k)) {
+                        let mut kept = last_good.manifest.clone();
+                        kept.line = problem.line.unwrap_or(kept.line);
+                        state.entries.push(kept);
+                    }
+                    state.problems.push(problem);
+                }
+            }
+        }
+        state
+    }
+
+    /// First definition by (file, position) wins; generations and ages carry over by key.
+    fn resolve(&mut self) {
+        let mut next: BTreeMap<ObjectKey, Current> = BTreeMap::new();
+        let mut duplicates = Vec::new();
+        for (file, state) in &self.files {
+            for manifest in &state.entries {
+                match next.entry(manifest.key.clone()) {
+                    btree_map::Entry::Occupied(first) => {
+                        let first = first.get();
+                        duplicates.push(Problem {
+                            file: file.clone(),
+                            line: Some(manifest.line),
+                            column: None,
+                            message: format!(
+                                "duplicate {}: already defined at {}:{}; this definition is ignored",
+                                manifest.key, first.file, first.manifest.line
+                            ),
+                        });
+                    }
+                    btree_map::Entry::Vacant(slot) => {
+                        let (generation, seen) = match self.current.get(&manifest.key) {
+                            Some(old) if old.manifest.object == manifest.object => {
+                                (old.generation, old.seen)
+                            }
+                            Some(old) => (old.generation + 1, old.seen),
+                            None => {
+                                self.next_seen += 1;
+                                (1, self.next_seen)
+                            }
+                        };
+                        let generation = manifest.generation.unwrap_or(generation);
+                        slot.insert(Current {
+                            manifest: manifest.clone(),
+                            file: file.clone(),
+                            generation,
+                            seen,
+                        });
+                    }
+                }
+            }
+        }
+        self.current = next;
+        self.duplicates = duplicates;
+    }
+
+    /// Current problems: syntax and type errors, unreadable files and duplicates, sorted.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut all: Vec<Problem> = self
+            .files
+            .values()
+            .flat_map(|f| f.problems.iter().cloned())
+            .chain(self.duplicates.iter().cloned())
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Documents of kinds the controller does not read, sorted.
+    pub fn ignored(&self) -> Vec<Problem> {
+        let mut all: Vec<Problem> = self
+            .files
+            .values()
+            .flat_map(|f| f.ignored.iter().cloned())
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// File and line an object currently comes from.
+    pub fn location(&self, key: &ObjectKey) -> Option<(&str, usize)> {
+        self.current
+            .get(key)
+            .map(|c| (c.file.as_str(), c.manifest.line))
+    }
+
+    /// The objects as translate reads them.
+    pub fn input(&self) -> Input {
+        let mut input = Input::default();
+        for (key, current) in &self.current {
+            let meta = Meta {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                generation: current.generation,
+                created: current.manifest.created.clone(),
+                seen: current.seen,
+            };
+            match &current.manifest.object {
+                Object::Stage(spec) => input.stages.push(Resource {
+                    meta,
+                    spec: spec.clone(),
+                }),
+                Object::ApiRoute(spec) => input.routes.push(Resource {
+                    meta,
+                    spec: spec.clone(),
+                }),
+                Object::Secret(data) => input.secrets.push(Resource {
+                    meta,
+                    spec: data.clone(),
+                }),
+            }
+        }
+        input
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Kind;
+
+    fn route(name: &str, path: &str) -> String {
+        format!(
+            "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: {name}\nspec:\n  api: pets\n  path: {path}\n  integration:\n    type: MOCK\n"
+        )
+    }
+
+    fn text(s: String) -> FileRead {
+        FileRead::Text(s)
+    }
+
+    fn paths(index: &Index) -> Vec<(String, i64, u64, String)> {
+        index
+            .input()
+            .routes
+            .into_iter()
+            .map(|r| (r.meta.name, r.meta.generation, r.meta.seen, r.spec.path))
+            .collect()
+    }
+
+    #[test]
+    fn generations_start_at_one_and_bump_on_spec_changes() {
+        let mut index = Index::new();
+        index.update(vec![("a.yaml".into(), text(route("r", "/a")))]);
+        index.update(vec![("a.yaml".into(), text(route("r", "/a")))]);
+        assert_eq!(paths(&index), vec![("r".into(), 1, 1, "/a".into())]);
+        index.update(vec![("a.yaml".into(), text(route("r", "/b")))]);
+        assert_eq!(paths(&index), vec![("r".into(), 2, 1, "/b".into())]);
+    }
+
+    #[test]
+    fn syntax_errors_keep_the_files_last_good_objects() {
+        let mut index = Index::new();
+        index.update(vec![("a.yaml".into(), text(route("r", "/a")))]);
+        index.update(vec![(
+            "a.yaml".into(),
+            text(format!("{}  bad: [\n", route("r", "/b"))),
+        )]);
+        assert_eq!(paths(&index), vec![("r".into(), 1, 1, "/a".into())]);
+        let problems = index.problems();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].line.is_some() && problems[0].column.is_some());
+        index.update(vec![(
+            "a.yaml".into(),
+            FileRead::Unreadable("permission denied".into()),
+        )]);
+        assert_eq!(paths(&index).len(), 1);
+        index.update(vec![]);
+        assert!(paths(&index).is_empty());
+    }
+
+    #[test]
+    fn type_errors_keep_the_objects_last_good_version_and_others_update() {
+        let mut index = Index::new();
+        let two = format!("{}---\n{}", route("r", "/a"), route("s", "/s"));
+        index.update(vec![("a.yaml".into(), text(two))]);
+        let broken = format!(
+            "{}---\n{}",
+            route("r", "/a").replace("  path: /a\n", ""),
+            route("s", "/t")
+        );
+        index.update(vec![("a.yaml".into(), text(broken))]);
+        assert_eq!(
+            paths(&index),
+            vec![
+                ("r".into(), 1, 1, "/a".into()),
+                ("s".into(), 2, 2, "/t".into())
+            ]
+        );
+        let problems = index.problems();
+        assert!(
+            problems[0].message.contains("missing field `path`"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[0].line, Some(1));
+    }
+
+    #[test]
+    fn the_first_definition_wins_and_the_duplicate_is_reported() {
+        let mut index = Index::new();
+        index.update(vec![
+            ("b.yaml".into(), text(route("r", "/b"))),
+            ("a.yaml".into(), text(format!("# x\n{}", route("r", "/a")))),
+        ]);
+        assert_eq!(paths(&index), vec![("r".into(), 1, 1, "/a".into())]);
+        let problems = index.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            (problems[0].file.as_str(), problems[0].line),
+            ("b.yaml", Some(1))
+        );
+        assert!(
+            problems[0].message.contains("a.yaml:2"),
+            "{}",
+            problems[0].message
+        );
+        let key = ObjectKey::new(Kind::ApiRoute, "default", "r");
+        assert_eq!(index.location(&key), Some(("a.yaml", 2)));
+    }
+}

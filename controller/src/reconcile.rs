@@ -1,0 +1,109 @@
+//! One pass of the pipeline: files → index → translate → publish, logging what changed.
+//!
+//! Sources call [`Reconciler::apply`] with everything they read; it is level-triggered and
+//! idempotent, so a periodic rescan that finds nothing new publishes and logs nothing.
+
+use crate::index::{FileRead, Index};
+use crate::manifest::{ObjectKey, Problem};
+use crate::server::{Hub, ObjectReport};
+use crate::translate::{self, Status};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Holds the index and what was last reported, to log only changes.
+#[derive(Debug)]
+pub struct Reconciler {
+    index: Index,
+    hub: Arc<Hub>,
+    problems: BTreeSet<Problem>,
+    ignored: BTreeSet<Problem>,
+    statuses: BTreeMap<ObjectKey, Status>,
+}
+
+impl Reconciler {
+    /// A reconciler publishing into `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Reconciler {
+            index: Index::new(),
+            hub,
+            problems: BTreeSet::new(),
+            ignored: BTreeSet::new(),
+            statuses: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the full current set of files, translates and publishes if the content changed.
+    pub fn apply(&mut self, files: Vec<(String, FileRead)>) {
+        self.index.update(files);
+        let output = translate::translate(&self.index.input());
+
+        let problems: BTreeSet<Problem> = self.index.problems().into_iter().collect();
+        for p in problems.difference(&self.problems) {
+            warn!(file = %p.file, line = p.line, column = p.column, message = %p.message, "manifest problem");
+        }
+        for p in self.problems.difference(&problems) {
+            info!(file = %p.file, line = p.line, message = %p.message, "manifest problem resolved");
+        }
+        let ignored: BTreeSet<Problem> = self.index.ignored().into_iter().collect();
+        for p in ignored.difference(&self.ignored) {
+            warn!(file = %p.file, line = p.line, message = %p.message, "document ignored");
+        }
+        self.log_status_changes(&output.statuses);
+
+        let objects = output
+            .statuses
+            .iter()
+            .map(|(key, status)| ObjectReport {
+                kind: key.kind.as_str(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                generation: status.observed_generation,
+                file: self.index.location(key).map(|(file, _)| file.to_string()),
+                conditions: status.conditions.clone(),
+            })
+            .collect();
+        self.hub
+            .set_report(problems.iter().cloned().collect(), objects);
+        self.problems = problems;
+        self.ignored = ignored;
+        self.statuses = output.statuses;
+
+        let stages = output.snapshot.stages.len();
+        let routes = output.snapshot.route_count();
+        match self.hub.publish(output.snapshot) {
+            Ok(Some(version)) => info!(
+                snapshot.version = version,
+                stages, routes, "snapshot published"
+            ),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%error, "snapshot could not be serialised; keeping the previous one")
+            }
+        }
+    }
+
+    fn log_status_changes(&self, statuses: &BTreeMap<ObjectKey, Status>) {
+        for (key, status) in statuses {
+            if self.statuses.get(key) == Some(status) {
+                continue;
+            }
+            let (file, line) = self.index.location(key).unwrap_or(("", 0));
+            let blocking = status.conditions.iter().find(|c| c.status != "True");
+            match blocking {
+                None => info!(
+                    object.kind = %key.kind, object.namespace = %key.namespace, object.name = %key.name,
+                    object.generation = status.observed_generation, file, line, "object ready"
+                ),
+                Some(c) => warn!(
+                    object.kind = %key.kind, object.namespace = %key.namespace, object.name = %key.name,
+                    object.generation = status.observed_generation, file, line,
+                    condition = c.kind, reason = c.reason, message = %c.message, "object not ready"
+                ),
+            }
+        }
+        for key in self.statuses.keys().filter(|k| !statuses.contains_key(*k)) {
+            info!(object.kind = %key.kind, object.namespace = %key.namespace, object.name = %key.name, "object removed");
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Snapshot delivery (long-poll), `/status`, `/healthz` and `/readyz` over plain HTTP/1.1.
+//!
+//! A publish serialises the snapshot once; every waiting dataplane gets the same bytes. The
+//! [`Hub`] is the meeting point: the source publishes into it, the server reads from it.
+
+use crate::manifest::Problem;
+use crate::translate::Condition;
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tollhouse_snapshot::{Snapshot, Versioned};
+use tracing::{debug, info, warn};
+
+/// Default and maximum long-poll wait, in seconds.
+const DEFAULT_WAIT_SECS: u64 = 30;
+const MAX_WAIT_SECS: u64 = 60;
+/// How long in-flight requests may run after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A published snapshot, serialised once.
+#[derive(Debug)]
+pub struct Published {
+    /// Version.
+    pub version: u64,
+    /// Content hash.
+    pub hash: String,
+    /// Number of stages.
+    pub stages: usize,
+    /// Number of routes over all stages.
+    pub routes: usize,
+    /// `Versioned` JSON, shared by every response.
+    pub body: Bytes,
+}
+
+/// One object's line in `/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObjectReport {
+    /// Kind.
+    pub kind: &'static str,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Generation the conditions describe.
+    pub generation: i64,
+    /// File the object comes from, when the source is a directory.
+    pub file: Option<String>,
+    /// Accepted, ResolvedRefs, Ready.
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug)]
+struct Dataplane {
+    applied: Option<u64>,
+    address: SocketAddr,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    files: Vec<Problem>,
+    objects: Vec<ObjectReport>,
+    dataplanes: BTreeMap<String, Dataplane>,
+}
+
+/// Publish/subscribe point between the source and the server, plus what `/status` shows.
+#[derive(Debug)]
+pub struct Hub {
+    snapshot: watch::Sender<Option<Arc<Published>>>,
+    closing: watch::Sender<bool>,
+    report: Mutex<Report>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+impl Hub {
+    /// A hub with nothing published.
+    pub fn new() -> Self {
+        Hub {
+            snapshot: watch::Sender::new(None),
+            closing: watch::Sender::new(false),
+            report: Mutex::new(Report::default()),
+        }
+    }
+
+    /// Publishes `snapshot` unless its content equals the current one; returns the new version.
+    pub fn publish(&self, snapshot: Snapshot) -> Result<Option<u64>, serde_json::Error> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        self.publish_at(snapshot, u64::try_from(now_ms).unwrap_or(u64::MAX))
+    }
+
+    /// [`Hub::publish`] with the clock given: versions are `max(previous + 1, now_ms)`, so they
+    /// keep increasing across restarts as long as the wall clock does.
+    pub fn publish_at(
+        &self,
+        snapshot: Snapshot,
+        now_ms: u64,
+    ) -> Result<Option<u64>, serde_json::Error> {
+        let hash = snapshot.content_hash();
+        let previous = self.snapshot.borrow().clone();
+        if previous.as_ref().is_some_and(|p| p.hash == hash) {
+            return Ok(None);
+        }
+        let version = previous.map_or(now_ms, |p| now_ms.max(p.version.saturating_add(1)));
+        let stages = snapshot.stages.len();
+        let routes = snapshot.route_count();
+        let versioned = Versioned {
+            schema: tollhouse_snapshot::SCHEMA_VERSION,
+            version,
+            hash,
+            snapshot,
+        };
+        let body = Bytes::from(serde_json::to_vec(&versioned)?);
+        let published = Published {
+            version,
+            hash: versioned.hash,
+            stages,
+            routes,
+            body,
+        };
+        self.snapshot.send_replace(Some(Arc::new(published)));
+        Ok(Some(version))
+    }
+
+    /// The current snapshot, if any was published.
+    pub fn current(&self) -> Option<Arc<Published>> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Replaces the file problems and object statuses shown by `/status`.
+    pub fn set_report(&self, files: Vec<Problem>, objects: Vec<ObjectReport>) {
+        let mut report = self.lock();
+        report.files = files;
+        report.objects = objects;
+    }
+
+    /// Ends waiting long-polls, for shutdown.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Report> {
+        // A panic elsewhere cannot leave the report half-written in a harmful way.
+        self.report.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn saw(&self, id: &str, applied: Option<u64>, address: SocketAddr) {
+        let mut report = self.lock();
+        let entry = report
+            .dataplanes
+            .entry(id.to_string())
+            .or_insert(Dataplane {
+                applied,
+                address,
+                last_seen: Instant::now(),
+            });
+        entry.applied = applied.or(entry.applied);
+        entry.address = address;
+        entry.last_seen = Instant::now();
+    }
+
+    /// The `/status` document.
+    pub fn status(&self) -> serde_json::Value {
+        let snapshot = self.current().map(|p| {
+            serde_json::json!({"version": p.version, "hash": p.hash, "stages": p.stages, "routes": p.routes})
+        });
+        let report = self.lock();
+        let dataplanes: Vec<serde_json::Value> = report
+            .dataplanes
+            .iter()
+            .map(|(id, d)| {
+                serde_json::json!({
+                    "id": id,
+                    "appliedVersion": d.applied,
+                    "address": d.address.to_string(),
+                    "lastSeenSecondsAgo": d.last_seen.elapsed().as_secs(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "snapshot": snapshot,
+            "dataplanes": dataplanes,
+            "files": report.files,
+            "objects": report.objects,
+        })
+    }
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests for a few seconds.
+pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // Usually fd exhaustion: back off instead of spinning.
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let hub = hub.clone();
+                let service = service_fn(move |request| {
+                    let hub = hub.clone();
+                    async move { Ok::<_, Infallible>(handle(&hub, request, remote).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        debug!(%error, client.address = %remote, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    hub.close();
+    tokio::select! {
+        () = graceful.shutdown() => info!("snapshot server stopped"),
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => warn!("snapshot server stopped with connections still open"),
+    }
+}
+
+async fn handle(
+    hub: &Hub,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let known = matches!(path, "/v1/snapshot" | "/status" | "/healthz" | "/readyz");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if request.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    match path {
+        "/v1/snapshot" => long_poll(hub, request.uri().query().unwrap_or(""), remote).await,
+        "/status" => match serde_json::to_vec(&hub.status()) {
+            Ok(body) => json(StatusCode::OK, Bytes::from(body)),
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n"),
+        },
+        "/healthz" => text(StatusCode::OK, "ok"),
+        _ if hub.current().is_some() => text(StatusCode::OK, "ready"),
+        _ => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot published yet"),
+    }
+}
+
+async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<Bytes>> {
+    let params = parse_query(query);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            // `applied=` with no value means "nothing applied yet", not a malformed number.
+            .filter(|v| !v.is_empty())
+    };
+    let wait = match param("wait").map(str::parse::<u64>) {
+        None => DEFAULT_WAIT_SECS,
+        Some(Ok(secs)) => secs.min(MAX_WAIT_SECS),
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "wait must be a number of seconds\n",
+            )
+        }
+    };
+    let applied = match param("applied").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(version)) => Some(version),
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "applied must be a snapshot version\n",
+            )
+        }
+    };
+    let dataplane = param("dataplane").filter(|id| !id.is_empty());
+    if let Some(id) = dataplane {
+        hub.saw(id, applied, remote);
+    }
+    let known = param("known").unwrap_or("");
+    let mut snapshots = hub.snapshot.subscribe();
+    let mut closing = hub.closing.subscribe();
+    let deadline = tokio::time::sleep(Duration::from_secs(wait));
+    tokio::pin!(deadline);
+    let response = loop {
+        let fresh = snapshots
+            .borrow_and_update()
+            .as_ref()
+            .filter(|p| p.hash != known)
+            .map(|p| p.body.clone());
+        if let Some(body) = fresh {
+            break json(StatusCode::OK, body);
+        }
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { break not_modified() },
+            () = &mut deadline => break not_modified(),
+            () = async { let _ = closing.wait_for(|closed| *closed).await.map(|_| ()); } => break not_modified(),
+        }
+    };
+    if let Some(id) = dataplane {
+        hub.saw(id, None, remote);
+    }
+    response
+}
+
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn not_modified() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_content_is_never_published_twice_and_versions_increase() {
+        let hub = Hub::new();
+        assert_eq!(
+            hub.publish_at(Snapshot::default(), 1_000).unwrap(),
+            Some(1_000)
+        );
+        assert_eq!(hub.publish_at(Snapshot::default(), 2_000).unwrap(), None);
+        let mut other = Snapshot::default();
+        other.certificates.insert(
+            "a/b".into(),
+            tollhouse_snapshot::Certificate {
+                source: tollhouse_snapshot::SourceRef {
+                    kind: "Secret".into(),
+                    namespace: "a".into(),
+                    name: "b".into(),
+                    generation: 1,
+                },
+                certificate_chain_pem: String::new(),
+                private_key_pem: tollhouse_snapshot::Sensitive(String::new()),
+            },
+        );
+        // The clock went backwards: the version still increases.
+        assert_eq!(hub.publish_at(other, 500).unwrap(), Some(1_001));
+    }
+
+    #[test]
+    fn queries_are_percent_decoded() {
+        assert_eq!(
+            parse_query("dataplane=dp%2D1&known=&wait"),
+            vec![
+                ("dataplane".into(), "dp-1".into()),
+                ("known".into(), "".into()),
+                ("wait".into(), "".into())
+            ]
+        );
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

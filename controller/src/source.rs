@@ -1,0 +1,4 @@
+//! Where objects come from. Today a directory of manifests; the Kubernetes API comes later and
+//! feeds the same index, translate and server.
+
+pub mod directory;
