@@ -164,6 +164,39 @@ fn routing_table_follows_aws_precedence() {
     );
     assert_eq!(j["headers"]["host"], b.as_str());
     assert!(j["headers"].get("x-private-hop").is_none(), "{j}");
+
+    // Metrics count requests by stage, route and status class; unmatched requests too.
+    let metrics = c
+        .get(s.dataplane.admin("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for line in [
+        r#"tollhouse_requests_total{stage="default/prod",route="default/list-pets",status_class="2xx"} 2"#,
+        r#"tollhouse_requests_total{stage="default/prod",route="",status_class="4xx"} 4"#,
+        r#"tollhouse_request_duration_seconds_count{stage="default/prod",route="default/create-pet"} 1"#,
+        r#"tollhouse_gateway_errors_total{kind="no_route"} 4"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    // The dataplane reported the version it applied back to the controller.
+    let status = s.controller.status();
+    let version = status["snapshot"]["version"].clone();
+    let dp = format!("e2e-{}", s.dataplane.http_port);
+    wait_for(
+        "applied version on /status",
+        Duration::from_secs(40),
+        || {
+            let st = s.controller.status();
+            let d = st["dataplanes"]
+                .as_array()?
+                .iter()
+                .find(|d| d["id"] == dp.as_str())?
+                .clone();
+            (d["appliedVersion"] == version).then_some(())
+        },
+    );
 }
 
 /// Stages are selected by host name and base path; each has its own stage variables.
