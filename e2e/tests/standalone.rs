@@ -599,3 +599,79 @@ fn dataplane_is_not_ready_before_its_first_snapshot() {
     assert_eq!(c.get(d.admin("/readyz")).send().unwrap().status(), 503);
     assert_eq!(c.get(d.url("/x")).send().unwrap().status(), 503);
 }
+
+/// Upstream connections are pooled and kept alive; `http2: true` speaks h2c to the backend.
+#[test]
+fn upstream_connections_are_reused_and_h2c_is_spoken() {
+    let logs = TempDir::new("pool-logs");
+    let be = Backend::start("pool", logs.path());
+    let config = docs(&[
+        stage("prod", ""),
+        route(
+            "h1",
+            "/h1",
+            "[GET]",
+            &proxy(&format!("http://127.0.0.1:{}/h1", be.port)),
+        ),
+        route(
+            "h2",
+            "/h2",
+            "[GET]",
+            &format!(
+                "{}    http2: true\n",
+                proxy(&format!("http://127.0.0.1:{}/h2", be.port))
+            ),
+        ),
+    ]);
+    let s = Stack::start("pool", &[("api.yaml", config)]);
+    let c = http();
+    for (path, version) in [("/h1", "HTTP/1.1"), ("/h2", "HTTP/2.0")] {
+        let peers: std::collections::BTreeSet<String> = (0..10)
+            .map(|_| {
+                let j = send(&c, "GET", &s.dataplane.url(path), None).json();
+                assert_eq!(j["version"], version, "{path}");
+                j["peer"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            peers.len(),
+            1,
+            "{path}: 10 sequential requests should share one upstream connection: {peers:?}"
+        );
+    }
+}
+
+/// A body without a declared length is cut at 10 MB as it streams (reference §17).
+#[test]
+fn chunked_bodies_over_ten_megabytes_are_refused() {
+    let logs = TempDir::new("chunked-logs");
+    let be = Backend::start("sink", logs.path());
+    let config = docs(&[
+        stage("prod", ""),
+        route(
+            "up",
+            "/up",
+            "[POST]",
+            &proxy(&format!("http://127.0.0.1:{}/up", be.port)),
+        ),
+    ]);
+    let s = Stack::start("chunked", &[("api.yaml", config)]);
+    let c = http();
+    let chunked = |n: usize| reqwest::blocking::Body::new(std::io::Cursor::new(vec![b'y'; n]));
+    let ok = c
+        .post(s.dataplane.url("/up"))
+        .body(chunked(2_000_000))
+        .send()
+        .unwrap();
+    assert_eq!(ok.json::<Value>().unwrap()["bodyBytes"], 2_000_000);
+    let big = c
+        .post(s.dataplane.url("/up"))
+        .body(chunked(10_485_761))
+        .send()
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    assert_eq!(
+        big.text().unwrap(),
+        "HTTP content length exceeded 10485760 bytes."
+    );
+}

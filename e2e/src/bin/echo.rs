@@ -1,7 +1,8 @@
 //! `tollhouse-echo`: the demo and test backend.
 //!
 //! Answers every request with JSON describing what it received (backend name, method, path,
-//! query, headers, body size), so a user or a test can see what the gateway forwarded.
+//! query, headers, body size, HTTP version, the peer address of the connection), so a user or a
+//! test can see what the gateway forwarded and over which connection.
 //! `/delay/<ms>` waits before answering, `/status/<code>` answers with that status, and
 //! `/fast` answers a fixed 13-byte body for benchmarks. Serves HTTP/1.1 and h2c.
 
@@ -32,7 +33,7 @@ struct Args {
     workers: usize,
 }
 
-async fn answer(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(name: Arc<str>, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     if path == "/fast" {
         return Response::new(Full::new(Bytes::from_static(b"hello, world\n")));
@@ -72,6 +73,7 @@ async fn answer(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Bytes>>
         "version": version,
         "headers": headers,
         "bodyBytes": body_bytes,
+        "peer": peer.to_string(),
     });
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
     *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
@@ -101,7 +103,7 @@ fn main() -> anyhow::Result<()> {
             );
             let name: Arc<str> = args.name.into();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
@@ -109,7 +111,7 @@ fn main() -> anyhow::Result<()> {
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let name = name.clone();
-                        async move { Ok::<_, Infallible>(answer(name, req).await) }
+                        async move { Ok::<_, Infallible>(answer(name, peer, req).await) }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
