@@ -214,10 +214,16 @@ impl fmt::Display for IntegrityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IntegrityError::Schema { got } => {
-                write!(f, "snapshot schema {got} is not the supported {SCHEMA_VERSION}")
+                write!(
+                    f,
+                    "snapshot schema {got} is not the supported {SCHEMA_VERSION}"
+                )
             }
             IntegrityError::Hash { claimed, actual } => {
-                write!(f, "snapshot hash {claimed} does not match its content ({actual})")
+                write!(
+                    f,
+                    "snapshot hash {claimed} does not match its content ({actual})"
+                )
             }
         }
     }
@@ -228,7 +234,12 @@ impl std::error::Error for IntegrityError {}
 impl Versioned {
     /// Wraps content with its hash.
     pub fn new(version: u64, snapshot: Snapshot) -> Self {
-        Versioned { schema: SCHEMA_VERSION, version, hash: snapshot.content_hash(), snapshot }
+        Versioned {
+            schema: SCHEMA_VERSION,
+            version,
+            hash: snapshot.content_hash(),
+            snapshot,
+        }
     }
 
     /// Checks schema and hash, as a receiver must before applying.
@@ -238,7 +249,10 @@ impl Versioned {
         }
         let actual = self.snapshot.content_hash();
         if actual != self.hash {
-            return Err(IntegrityError::Hash { claimed: self.hash.clone(), actual });
+            return Err(IntegrityError::Hash {
+                claimed: self.hash.clone(),
+                actual,
+            });
         }
         Ok(())
     }
@@ -259,7 +273,10 @@ mod tests {
         certificates.insert(
             "default/tls".into(),
             Certificate {
-                source: SourceRef { kind: "Secret".into(), ..source.clone() },
+                source: SourceRef {
+                    kind: "Secret".into(),
+                    ..source.clone()
+                },
                 certificate_chain_pem: "CERT".into(),
                 private_key_pem: Sensitive("-----BEGIN PRIVATE KEY----- secret".into()),
             },
