@@ -224,6 +224,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if content_length.is_some_and(|n| n > MAX_BODY_BYTES) {
+            tokio::spawn(linger(body));
             return Err(GatewayError::PayloadTooLarge);
         }
         let original_host = match parts.uri.authority() {
@@ -263,6 +264,24 @@ impl Gateway {
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
     }
+}
+
+/// Reads and discards a refused body for a while, as nginx's lingering close does: a client
+/// still sending would otherwise hit a reset before it reads the 413. Bounded in bytes and
+/// time, so a hostile client cannot keep the connection busy.
+async fn linger(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    const MAX_DRAIN: usize = 64 << 20;
+    let mut drained = 0usize;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            drained += frame.data_ref().map_or(0, |d| d.len());
+            if drained > MAX_DRAIN {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
 }
 
 #[cfg(test)]

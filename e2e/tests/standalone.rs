@@ -552,6 +552,8 @@ fn controller_outage_keeps_serving_and_restart_uses_state_dir() {
     );
     let c = http();
     s.controller.proc.kill();
+    // Keep the dead controller's port from being taken by another test's process.
+    let blocker = PortBlocker::hold(s.controller.port);
     for _ in 0..20 {
         assert_eq!(send(&c, "GET", &s.dataplane.url("/hello"), None).body, "up");
     }
@@ -576,6 +578,7 @@ fn controller_outage_keeps_serving_and_restart_uses_state_dir() {
             route("hello", "/hello", "[GET]", &mock(200, "back")),
         ]),
     );
+    drop(blocker);
     let controller = Controller::start_on(&s.manifests, s.dir.path(), s.controller.port);
     restarted.wait_synced(&controller);
     assert_eq!(send(&c, "GET", &restarted.url("/hello"), None).body, "back");
