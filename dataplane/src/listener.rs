@@ -1,6 +1,6 @@
 //! Accept loops: plain HTTP (HTTP/1.1 and h2c) and TLS (ALPN h2 / http/1.1).
 
-use crate::pipeline::{Connection, Gateway};
+use crate::pipeline::{Connection, Worker};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -29,7 +29,7 @@ fn builder() -> auto::Builder<TokioExecutor> {
 /// Serves until `shutdown` turns true, then lets open connections finish (up to 30 s).
 pub async fn serve(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    worker: Arc<Worker>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -50,14 +50,11 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection {
-            remote,
-            tls: tls.is_some(),
-        };
-        let gw = gateway.clone();
+        let conn = Connection::new(remote, tls.is_some());
+        let w = worker.clone();
         let service = service_fn(move |req: Request<Incoming>| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.handle(req, conn).await) }
+            let (w, conn) = (w.clone(), conn.clone());
+            async move { Ok::<_, Infallible>(w.handle(req, conn).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

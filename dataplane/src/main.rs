@@ -1,16 +1,24 @@
 //! `tollhouse-dataplane`: the proxy process.
+//!
+//! Threading follows Envoy's and nginx's model: each worker thread runs its own single-threaded
+//! runtime with its own listening socket (`SO_REUSEPORT`, so the kernel spreads connections),
+//! its own upstream pools, and keeps every connection it accepts. Nothing on the request path
+//! crosses threads except the snapshot (an `ArcSwap` read) and metric atomics. The main thread
+//! runs the control side: snapshot subscription, admin listener and signals.
 
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
-use tollhouse_dataplane::{admin, listener, metrics::Metrics, pipeline::Gateway, source, tls};
+use tollhouse_dataplane::pipeline::{Gateway, Worker};
+use tollhouse_dataplane::{admin, listener, metrics::Metrics, source, tls};
 
 /// Serves API traffic from the snapshots a Tollhouse controller publishes.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "tollhouse-dataplane", version)]
 struct Args {
     /// Controller URL to subscribe to.
@@ -40,6 +48,13 @@ struct Args {
     workers: Option<usize>,
 }
 
+/// Where one worker listens; the first worker resolves port 0 for the others.
+#[derive(Clone, Copy)]
+struct Addrs {
+    http: SocketAddr,
+    tls: Option<SocketAddr>,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
@@ -48,54 +63,141 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = args.workers {
-        rt.worker_threads(n.max(1));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let gateway = Arc::new(Gateway::new(Metrics::new()));
+    let tls_config = match args.listen_tls {
+        Some(_) => Some(Arc::new(
+            tls::server_config(gateway.clone()).context("TLS configuration")?,
+        )),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut addrs = Addrs {
+        http: args.listen,
+        tls: args.listen_tls,
+    };
+    let mut threads = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (gateway, tls_config, stop_rx) = (gateway.clone(), tls_config.clone(), stop_rx.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("tollhouse-worker-{i}"))
+            .spawn(move || run_worker(gateway, addrs, tls_config, stop_rx, ready_tx))
+            .context("starting a worker thread")?;
+        threads.push(thread);
+        addrs = ready_rx
+            .recv()
+            .context("worker thread ended")?
+            .map_err(anyhow::Error::msg)?;
     }
-    rt.build()
-        .context("starting the runtime")?
-        .block_on(run(args))
+
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let result = control.block_on(run_control(args, addrs, workers, gateway, stop_tx));
+    for t in threads {
+        let _ = t.join();
+    }
+    result
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let gateway = Arc::new(Gateway::new(Metrics::new()).context("building upstream clients")?);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let http = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+/// A listening socket that other workers of this process can bind too.
+fn shared_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+fn run_worker(
+    gateway: Arc<Gateway>,
+    addrs: Addrs,
+    tls_config: Option<Arc<rustls::ServerConfig>>,
+    stop: watch::Receiver<bool>,
+    ready: mpsc::Sender<Result<Addrs, String>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("starting a worker runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let bound = (|| -> Result<_, String> {
+            let worker = Arc::new(Worker::new(gateway).map_err(|e| format!("upstream TLS: {e}"))?);
+            let http =
+                shared_listener(addrs.http).map_err(|e| format!("binding {}: {e}", addrs.http))?;
+            let tls = match addrs.tls {
+                Some(a) => Some(shared_listener(a).map_err(|e| format!("binding {a}: {e}"))?),
+                None => None,
+            };
+            Ok((worker, http, tls))
+        })();
+        let (worker, http, tls) = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let resolved = Addrs {
+            http: http.local_addr().unwrap_or(addrs.http),
+            tls: tls.as_ref().and_then(|l| l.local_addr().ok()).or(addrs.tls),
+        };
+        let _ = ready.send(Ok(resolved));
+        let mut tasks = vec![tokio::spawn(listener::serve(
+            http,
+            worker.clone(),
+            None,
+            stop.clone(),
+        ))];
+        if let (Some(l), Some(config)) = (tls, tls_config) {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            tasks.push(tokio::spawn(listener::serve(
+                l,
+                worker,
+                Some(acceptor),
+                stop,
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+async fn run_control(
+    args: Args,
+    addrs: Addrs,
+    workers: usize,
+    gateway: Arc<Gateway>,
+    stop_tx: watch::Sender<bool>,
+) -> anyhow::Result<()> {
     let admin_l = TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("binding {}", args.admin))?;
-    let mut tasks = vec![
-        tokio::spawn(listener::serve(
-            http,
-            gateway.clone(),
-            None,
-            stop_rx.clone(),
-        )),
-        tokio::spawn(admin::serve(admin_l, gateway.clone(), stop_rx.clone())),
-    ];
-    if let Some(addr) = args.listen_tls {
-        let l = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let config = tls::server_config(gateway.clone()).context("TLS configuration")?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        tasks.push(tokio::spawn(listener::serve(
-            l,
-            gateway.clone(),
-            Some(acceptor),
-            stop_rx.clone(),
-        )));
-    }
+    let admin_task = tokio::spawn(admin::serve(admin_l, gateway.clone(), stop_tx.subscribe()));
     let id = args.id.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    tracing::info!(listen = %args.listen, listen_tls = ?args.listen_tls, admin = %args.admin, controller = %args.controller, dataplane.id = %id, "dataplane started");
+    tracing::info!(listen = %addrs.http, listen_tls = ?addrs.tls, admin = %args.admin, workers, controller = %args.controller, dataplane.id = %id, "dataplane started");
     let subscription = tokio::spawn(source::run(
-        gateway.clone(),
+        gateway,
         source::SourceConfig {
             controller: args.controller,
             id,
@@ -106,9 +208,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining connections");
     subscription.abort();
     let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let _ = admin_task.await;
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use crate::compile::{CompiledIntegration, CompiledSnapshot, HttpTarget, MockResponse};
 use crate::error::{GatewayError, MAX_BODY_BYTES};
 use crate::metrics::Metrics;
-use crate::upstream::{bounded, Upstream};
+use crate::upstream::{bounded, PooledBody, Upstream};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -19,23 +19,44 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Body of every response: streamed from upstream, or generated here.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
 
 /// What the pipeline knows about the connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Connection {
     /// Client address.
     pub remote: SocketAddr,
+    /// The client IP as a header value, made once per connection for `X-Forwarded-For`.
+    client_ip: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
 }
 
-/// Shared dataplane state: the snapshot being served, metrics and upstream clients.
+impl Connection {
+    /// Describes an accepted connection.
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        let client_ip = HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        Connection {
+            remote,
+            client_ip,
+            tls,
+        }
+    }
+}
+
+/// State shared by every worker: the snapshot being served and the metrics.
 pub struct Gateway {
     /// The compiled snapshot; `None` until the first one is applied.
     pub snapshot: ArcSwapOption<CompiledSnapshot>,
     /// Metrics.
     pub metrics: Metrics,
+}
+
+/// One worker thread's view: the shared gateway plus its own upstream connection pools, so
+/// a request never touches another thread's pool.
+pub struct Worker {
+    gateway: Arc<Gateway>,
     upstream: Upstream,
 }
 
@@ -60,6 +81,10 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of nine hash lookups.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -136,24 +161,33 @@ enum Plan<'a> {
 
 impl Gateway {
     /// A gateway with no snapshot yet.
-    pub fn new(metrics: Metrics) -> Result<Self, rustls::Error> {
-        Ok(Gateway {
+    pub fn new(metrics: Metrics) -> Self {
+        Gateway {
             snapshot: ArcSwapOption::empty(),
             metrics,
-            upstream: Upstream::new()?,
-        })
+        }
     }
 
     /// Installs a compiled snapshot; requests in flight finish on the one they started with.
     pub fn apply(&self, compiled: CompiledSnapshot) {
         self.snapshot.store(Some(Arc::new(compiled)));
     }
+}
+
+impl Worker {
+    /// A worker with its own upstream pools.
+    pub fn new(gateway: Arc<Gateway>) -> Result<Self, rustls::Error> {
+        Ok(Worker {
+            gateway,
+            upstream: Upstream::new()?,
+        })
+    }
 
     /// Serves one request.
     pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<ResponseBody> {
         let start = Instant::now();
         let id = request_id(req.headers());
-        let Some(snap) = self.snapshot.load_full() else {
+        let Some(snap) = self.gateway.snapshot.load_full() else {
             return self.finish_error(GatewayError::NotReady, id, None, start);
         };
         let routed = snap
@@ -203,7 +237,7 @@ impl Gateway {
     ) -> Response<ResponseBody> {
         let mut resp = e.response().map(Either::Right);
         resp.headers_mut().insert(REQUEST_ID, id);
-        self.metrics.gateway_error(e.metric_label());
+        self.gateway.metrics.gateway_error(e.metric_label());
         if let Some(m) = metrics {
             m.record(resp.status().as_u16(), start.elapsed().as_secs_f64());
         }
@@ -216,7 +250,7 @@ impl Gateway {
         uri: Uri,
         req: Request<Incoming>,
         conn: Connection,
-    ) -> Result<Response<Incoming>, GatewayError> {
+    ) -> Result<Response<PooledBody>, GatewayError> {
         let (mut parts, body) = req.into_parts();
         let content_length = parts
             .headers
@@ -235,12 +269,11 @@ impl Gateway {
         strip_hop_by_hop(h);
         // The upstream sees its own host, as with AWS HTTP_PROXY; the client's is forwarded.
         h.remove(header::HOST);
-        let ip = conn.remote.ip().to_string();
         let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")),
-            None => HeaderValue::from_str(&ip),
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.remote.ip())).ok(),
+            None => Some(conn.client_ip.clone()),
         };
-        if let Ok(v) = xff {
+        if let Some(v) = xff {
             h.insert(X_FORWARDED_FOR, v);
         }
         h.insert(
