@@ -63,10 +63,20 @@ pub enum CompiledIntegration {
 /// An HTTP proxy target: the URI template split into literal text and parameter slots.
 pub struct HttpTarget {
     parts: Vec<UriPart>,
+    /// Scheme and authority parsed once, when no path parameter falls inside them.
+    origin: Option<Origin>,
     /// Integration timeout.
     pub timeout: Duration,
     /// Prior-knowledge HTTP/2 to a plain-text upstream.
     pub http2: bool,
+}
+
+/// The fixed part of a target URI, so a request only builds and checks its path.
+struct Origin {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    host: HeaderValue,
+    path: Vec<UriPart>,
 }
 
 enum UriPart {
@@ -100,25 +110,89 @@ pub struct Unmatched<'a> {
     pub metrics: &'a RouteMetrics,
 }
 
+fn render(parts: &[UriPart], params: &[&str], query: Option<&str>) -> String {
+    let mut s = String::with_capacity(128);
+    for part in parts {
+        match part {
+            UriPart::Literal(l) => s.push_str(l),
+            UriPart::Param(i) => s.push_str(params.get(*i).copied().unwrap_or_default()),
+        }
+    }
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        s.push(if s.contains('?') { '&' } else { '?' });
+        s.push_str(q);
+    }
+    s
+}
+
 impl HttpTarget {
+    fn new(parts: Vec<UriPart>, timeout: Duration, http2: bool) -> Self {
+        let origin = Origin::split(&parts);
+        HttpTarget {
+            parts,
+            origin,
+            timeout,
+            http2,
+        }
+    }
+
     /// Builds the upstream URI from parameter values and the request's query string.
-    pub fn uri(
-        &self,
-        params: &[&str],
-        query: Option<&str>,
-    ) -> Result<http::Uri, http::uri::InvalidUri> {
-        let mut s = String::with_capacity(128);
-        for part in &self.parts {
-            match part {
-                UriPart::Literal(l) => s.push_str(l),
-                UriPart::Param(i) => s.push_str(params.get(*i).copied().unwrap_or_default()),
+    pub fn uri(&self, params: &[&str], query: Option<&str>) -> Result<http::Uri, http::Error> {
+        match &self.origin {
+            Some(o) => {
+                let path = http::uri::PathAndQuery::try_from(render(&o.path, params, query))?;
+                Ok(http::Uri::builder()
+                    .scheme(o.scheme.clone())
+                    .authority(o.authority.clone())
+                    .path_and_query(path)
+                    .build()?)
             }
+            None => Ok(http::Uri::try_from(render(&self.parts, params, query))?),
         }
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            s.push(if s.contains('?') { '&' } else { '?' });
-            s.push_str(q);
+    }
+
+    /// The `Host` header for the upstream, when the authority is fixed.
+    pub fn host(&self) -> Option<&HeaderValue> {
+        self.origin.as_ref().map(|o| &o.host)
+    }
+}
+
+impl Origin {
+    /// Splits `scheme://authority` off the first literal; `None` when a parameter is part of
+    /// the authority (then the whole URI is parsed per request).
+    fn split(parts: &[UriPart]) -> Option<Origin> {
+        let Some(UriPart::Literal(first)) = parts.first() else {
+            return None;
+        };
+        let after_scheme = first.find("://")? + 3;
+        let end = first[after_scheme..]
+            .find(['/', '?'])
+            .map_or(first.len(), |i| after_scheme + i);
+        if end == first.len() && parts.len() > 1 {
+            return None;
         }
-        http::Uri::try_from(s)
+        let scheme = http::uri::Scheme::try_from(&first[..after_scheme - 3]).ok()?;
+        let authority = http::uri::Authority::try_from(&first[after_scheme..end]).ok()?;
+        let host = HeaderValue::from_str(authority.as_str()).ok()?;
+        let rest = &first[end..];
+        let mut path = Vec::with_capacity(parts.len());
+        path.push(UriPart::Literal(if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        }));
+        for part in parts.iter().skip(1) {
+            path.push(match part {
+                UriPart::Literal(l) => UriPart::Literal(l.clone()),
+                UriPart::Param(i) => UriPart::Param(*i),
+            });
+        }
+        Some(Origin {
+            scheme,
+            authority,
+            host,
+            path,
+        })
     }
 }
 
@@ -164,11 +238,7 @@ fn split_uri(
         parts.push(UriPart::Literal(literal));
     }
     // Check the template yields a valid URI with placeholder parameters.
-    let probe = HttpTarget {
-        parts,
-        timeout: Duration::ZERO,
-        http2: false,
-    };
+    let probe = HttpTarget::new(parts, Duration::ZERO, false);
     let placeholders: Vec<&str> = params.iter().map(|_| "x").collect();
     let uri = probe
         .uri(&placeholders, None)
@@ -262,11 +332,13 @@ impl CompiledSnapshot {
                     .map_err(|e| e.to_string())
                     .and_then(|t| {
                         let integration = match &route.integration {
-                            Integration::HttpProxy(h) => CompiledIntegration::Http(HttpTarget {
-                                parts: split_uri(&h.uri, &stage.variables, &t.params)?,
-                                timeout: Duration::from_millis(u64::from(h.timeout_ms)),
-                                http2: h.http2,
-                            }),
+                            Integration::HttpProxy(h) => {
+                                CompiledIntegration::Http(HttpTarget::new(
+                                    split_uri(&h.uri, &stage.variables, &t.params)?,
+                                    Duration::from_millis(u64::from(h.timeout_ms)),
+                                    h.http2,
+                                ))
+                            }
                             Integration::Mock(m) => CompiledIntegration::Mock(compile_mock(m)?),
                         };
                         Ok((t, integration))
@@ -600,6 +672,42 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(c.route("h", &http::Method::GET, "/b").is_ok());
         assert!(c.route("h", &http::Method::GET, "/a").is_err());
+    }
+
+    #[test]
+    fn fixed_origins_are_parsed_once_and_parameters_in_the_authority_still_work() {
+        let c = compiled(vec![stage(
+            "prod",
+            &[],
+            "/",
+            vec![
+                route("bare", "/bare", &["GET"], http("http://h:81")),
+                route(
+                    "svc",
+                    "/{svc}/x",
+                    &["GET"],
+                    http("http://{svc}.internal:8080/x"),
+                ),
+            ],
+        )]);
+        let target = |path: &str| {
+            let m = c.route("x", &http::Method::GET, path).ok().unwrap();
+            let CompiledIntegration::Http(t) = &m.route.integration else {
+                panic!()
+            };
+            (
+                t.uri(&m.params, Some("a=1")).unwrap().to_string(),
+                t.host().map(|h| h.to_str().unwrap().to_string()),
+            )
+        };
+        assert_eq!(
+            target("/bare"),
+            ("http://h:81/?a=1".into(), Some("h:81".into()))
+        );
+        assert_eq!(
+            target("/api/x"),
+            ("http://api.internal:8080/x?a=1".into(), None)
+        );
     }
 
     #[test]

@@ -292,7 +292,7 @@ impl Worker {
         let upstream_req = Request::from_parts(parts, bounded(body, content_length));
         let mut resp = self
             .upstream
-            .send(upstream_req, target.http2, target.timeout)
+            .send(upstream_req, target.host(), target.http2, target.timeout)
             .await?;
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp)

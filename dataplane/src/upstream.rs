@@ -151,13 +151,14 @@ impl Upstream {
     pub async fn send(
         &self,
         req: http::Request<UpstreamBody>,
+        host: Option<&http::HeaderValue>,
         http2: bool,
         timeout: Duration,
     ) -> Result<http::Response<PooledBody>, GatewayError> {
         let plain_h1 = !http2 && req.uri().scheme() == Some(&Scheme::HTTP);
         let sent = async {
             if plain_h1 {
-                self.send_h1(req).await
+                self.send_h1(req, host).await
             } else {
                 let fut = if http2 {
                     self.h2c.request(req)
@@ -177,6 +178,7 @@ impl Upstream {
     async fn send_h1(
         &self,
         mut req: http::Request<UpstreamBody>,
+        host: Option<&http::HeaderValue>,
     ) -> Result<http::Response<PooledBody>, GatewayError> {
         let authority = req
             .uri()
@@ -185,7 +187,11 @@ impl Upstream {
             .ok_or(GatewayError::IntegrationFailure)?;
         // HTTP/1.1 requests carry the origin form and a Host header.
         if !req.headers().contains_key(http::header::HOST) {
-            if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
+            let value = match host {
+                Some(h) => Some(h.clone()),
+                None => http::HeaderValue::from_str(authority.as_str()).ok(),
+            };
+            if let Some(v) = value {
                 req.headers_mut().insert(http::header::HOST, v);
             }
         }
