@@ -54,7 +54,8 @@ pub async fn serve(
         let w = worker.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let (w, conn) = (w.clone(), conn.clone());
-            async move { Ok::<_, Infallible>(w.handle(req, conn).await) }
+            // Boxed once here, so hyper moves a pointer instead of the request's state machine.
+            Box::pin(async move { Ok::<_, Infallible>(w.handle(req, conn).await) })
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
