@@ -414,6 +414,19 @@ impl CompiledSnapshot {
         Ok((compiled, warnings))
     }
 
+    /// The (stage, route) metric label pairs this snapshot uses.
+    pub fn metric_keys(&self) -> std::collections::HashSet<(String, String)> {
+        let mut keys = std::collections::HashSet::new();
+        keys.insert((String::new(), String::new()));
+        for stage in &self.stages {
+            keys.insert((stage.label.clone(), String::new()));
+            for route in &stage.routes {
+                keys.insert((stage.label.clone(), route.label.clone()));
+            }
+        }
+        keys
+    }
+
     /// Number of stages served.
     pub fn stage_count(&self) -> usize {
         self.stages.len()

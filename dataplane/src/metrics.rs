@@ -55,6 +55,8 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     applies: Family<ResultLabels, Counter>,
     snapshot_version: Gauge,
+    /// (stage, route) pairs of the snapshot being served, to forget removed routes' series.
+    live: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 /// Pre-made handles for one (stage, route) pair.
@@ -122,6 +124,7 @@ impl Metrics {
             errors,
             applies,
             snapshot_version,
+            live: Default::default(),
         }
     }
 
@@ -139,6 +142,28 @@ impl Metrics {
             route: route.to_string(),
         });
         RouteMetrics { by_class, latency }
+    }
+
+    /// Drops the series of (stage, route) pairs the served snapshot no longer has, so renamed
+    /// and deleted routes do not grow `/metrics` forever.
+    pub fn retain(&self, now_live: std::collections::HashSet<(String, String)>) {
+        let Ok(mut live) = self.live.lock() else {
+            return;
+        };
+        for (stage, route) in live.difference(&now_live) {
+            for class in CLASSES {
+                self.requests.remove(&RequestLabels {
+                    stage: stage.clone(),
+                    route: route.clone(),
+                    status_class: class.to_string(),
+                });
+            }
+            self.latency.remove(&RouteLabels {
+                stage: stage.clone(),
+                route: route.clone(),
+            });
+        }
+        *live = now_live;
     }
 
     /// Counts a gateway-generated error.
@@ -170,5 +195,39 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_of_removed_routes_are_forgotten() {
+        let m = Metrics::new();
+        let keys = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        m.route("s", "old").record(200, 0.01);
+        m.route("s", "kept").record(200, 0.01);
+        m.retain(keys(&[("s", "old"), ("s", "kept")]));
+        assert!(m.encode().contains(r#"route="old""#));
+        m.route("s", "new").record(500, 0.01);
+        m.retain(keys(&[("s", "kept"), ("s", "new")]));
+        let text = m.encode();
+        assert!(!text.contains(r#"route="old""#), "{text}");
+        assert!(
+            text.contains(
+                r#"tollhouse_requests_total{stage="s",route="kept",status_class="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"route="new",status_class="5xx"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -91,7 +91,9 @@ pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
                 how,
                 "snapshot applied"
             );
+            let keys = compiled.metric_keys();
             gateway.apply(compiled);
+            gateway.metrics.retain(keys);
             gateway.metrics.snapshot_apply(how, Some(v.version));
             true
         }
@@ -115,43 +117,79 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
     let mut applied: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
     let base = config.controller.trim_end_matches('/').to_string();
+    // Serves the state directory's snapshot when nothing is served yet and the controller
+    // cannot give a usable one (unreachable, nothing published, or a snapshot we refused).
+    // It also becomes `known` unless a refused hash is there, so the same content is not
+    // sent again.
+    let restore = |fallback: &mut Option<Versioned>,
+                   applied: &mut Option<u64>,
+                   known: &mut String,
+                   why: &str| {
+        if gateway.snapshot.load().is_some() {
+            return;
+        }
+        if let Some(v) = fallback.take() {
+            if install(&gateway, &v, "restored") {
+                tracing::warn!(
+                    snapshot.version = v.version,
+                    reason = why,
+                    "serving the last good snapshot from the state directory"
+                );
+                *applied = Some(v.version);
+                if known.is_empty() {
+                    *known = v.hash.clone();
+                }
+            }
+        }
+    };
     loop {
-        let wait = if known.is_empty() { 0 } else { LONG_POLL_SECS };
+        // `known` empty makes the controller answer at once when it has anything.
         let mut url = format!(
-            "{base}/v1/snapshot?known={known}&dataplane={}&wait={wait}",
+            "{base}/v1/snapshot?known={known}&dataplane={}&wait={LONG_POLL_SECS}",
             urlencode(&config.id)
         );
         if let Some(v) = applied {
             url.push_str(&format!("&applied={v}"));
         }
-        match poll(&client, &url, wait).await {
-            Ok(None) => backoff = Duration::from_millis(100),
+        match poll(&client, &url, LONG_POLL_SECS).await {
+            Ok(None) => {
+                backoff = Duration::from_millis(100);
+                restore(
+                    &mut fallback,
+                    &mut applied,
+                    &mut known,
+                    "the controller has no snapshot yet",
+                );
+            }
             Ok(Some((v, raw))) => {
                 backoff = Duration::from_millis(100);
                 // Remember it even if refused: the controller then waits for the next change.
                 known = v.hash.clone();
-                fallback = None;
                 if install(&gateway, &v, "applied") {
+                    fallback = None;
                     applied = Some(v.version);
                     if let Some(dir) = &config.state_dir {
                         if let Err(e) = save_state(dir, &raw) {
                             tracing::warn!(dir = %dir.display(), error = %e, "could not save the snapshot to the state directory");
                         }
                     }
+                } else {
+                    restore(
+                        &mut fallback,
+                        &mut applied,
+                        &mut known,
+                        "the controller's snapshot was refused",
+                    );
                 }
             }
             Err(e) => {
                 tracing::warn!(controller = %base, error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
-                if let Some(v) = fallback.take() {
-                    if gateway.snapshot.load().is_none() && install(&gateway, &v, "restored") {
-                        tracing::warn!(
-                            snapshot.version = v.version,
-                            "serving the last good snapshot from the state directory"
-                        );
-                        known = v.hash.clone();
-                        applied = Some(v.version);
-                    }
-                }
+                restore(
+                    &mut fallback,
+                    &mut applied,
+                    &mut known,
+                    "the controller is unreachable",
+                );
                 let jitter =
                     Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
                 tokio::time::sleep(backoff + jitter).await;
@@ -218,6 +256,62 @@ mod tests {
         std::fs::write(dir.join(STATE_FILE), b"{\"schema\":1,").unwrap();
         assert_eq!(load_state(&dir), None);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A controller whose snapshot this dataplane refuses (here: a newer schema) must not
+    /// leave it serving nothing when its state directory holds a good snapshot.
+    #[tokio::test]
+    async fn a_refused_snapshot_falls_back_to_the_state_directory() {
+        let dir = std::env::temp_dir().join(format!("tollhouse-refused-{}", std::process::id()));
+        let good = Versioned::new(41, Snapshot::default());
+        save_state(&dir, &serde_json::to_vec(&good).unwrap()).unwrap();
+        let mut newer = Versioned::new(42, Snapshot::default());
+        newer.schema = 99;
+        let body = Bytes::from(serde_json::to_vec(&newer).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |_req: http::Request<hyper::body::Incoming>| {
+                            let body = body.clone();
+                            async move {
+                                Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    http_body_util::Full::new(body),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        let gateway = Arc::new(Gateway::new(crate::metrics::Metrics::new()));
+        let task = tokio::spawn(run(
+            gateway.clone(),
+            SourceConfig {
+                controller: format!("http://{addr}"),
+                id: "t".into(),
+                state_dir: Some(dir.clone()),
+            },
+        ));
+        let served = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(s) = gateway.snapshot.load_full() {
+                    return s.version;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        task.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(served.unwrap(), 41);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -35,12 +36,22 @@ const MAX_IDLE_PER_AUTHORITY: usize = 256;
 struct Idle(Mutex<HashMap<Authority, Vec<Sender>>>);
 
 impl Idle {
+    /// A connection ready for a new request. One still busy — its request body still
+    /// uploading after an early response — stays in the pool for later instead of making this
+    /// request wait behind it.
     fn pop(&self, authority: &Authority) -> Option<Sender> {
         let mut map = self.0.lock().ok()?;
         let list = map.get_mut(authority)?;
-        while let Some(s) = list.pop() {
-            if !s.is_closed() {
-                return Some(s);
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            let (closed, ready) = list
+                .get(i)
+                .map_or((true, false), |s| (s.is_closed(), s.is_ready()));
+            if closed {
+                list.swap_remove(i);
+            } else if ready {
+                return Some(list.swap_remove(i));
             }
         }
         None
@@ -52,6 +63,9 @@ impl Idle {
         }
         if let Ok(mut map) = self.0.lock() {
             let list = map.entry(authority).or_default();
+            if list.len() >= MAX_IDLE_PER_AUTHORITY {
+                list.retain(|s| !s.is_closed());
+            }
             if list.len() < MAX_IDLE_PER_AUTHORITY {
                 list.push(sender);
             }
@@ -74,15 +88,30 @@ fn connector() -> HttpConnector {
     http
 }
 
-/// A response body that returns its connection to the pool once read to the end.
+/// A response body that returns its connection to the pool once read to the end, and ends
+/// with an error when the integration timeout passes before it does (AWS times the whole
+/// response, not just its head).
 pub struct PooledBody {
     inner: Incoming,
     slot: Option<(Sender, Authority, Arc<Idle>)>,
+    deadline: tokio::time::Instant,
+    /// Armed only when the body first has to wait, so fast bodies never touch the timer wheel.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// The response body did not finish within the integration timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream response body not finished within the integration timeout")]
+pub struct BodyTimeout;
+
 impl PooledBody {
-    fn plain(inner: Incoming) -> Self {
-        PooledBody { inner, slot: None }
+    fn plain(inner: Incoming, deadline: tokio::time::Instant) -> Self {
+        PooledBody {
+            inner,
+            slot: None,
+            deadline,
+            timer: None,
+        }
     }
 
     fn release(&mut self) {
@@ -94,22 +123,43 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.release();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if this.inner.is_end_stream() {
+                    this.release();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             // A broken body means a broken connection: never reuse it.
-            Poll::Ready(Some(Err(_))) => this.slot = None,
-            _ => {}
+            Poll::Ready(Some(Err(e))) => {
+                this.slot = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.slot = None;
+                        Poll::Ready(Some(Err(Box::new(BodyTimeout))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -155,10 +205,11 @@ impl Upstream {
         http2: bool,
         timeout: Duration,
     ) -> Result<http::Response<PooledBody>, GatewayError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let plain_h1 = !http2 && req.uri().scheme() == Some(&Scheme::HTTP);
         let sent = async {
             if plain_h1 {
-                self.send_h1(req, host).await
+                self.send_h1(req, host, deadline).await
             } else {
                 let fut = if http2 {
                     self.h2c.request(req)
@@ -166,11 +217,11 @@ impl Upstream {
                     self.auto.request(req)
                 };
                 fut.await
-                    .map(|r| r.map(PooledBody::plain))
+                    .map(|r| r.map(|b| PooledBody::plain(b, deadline)))
                     .map_err(|e| classify(&e))
             }
         };
-        tokio::time::timeout(timeout, sent)
+        tokio::time::timeout_at(deadline, sent)
             .await
             .unwrap_or(Err(GatewayError::IntegrationTimeout))
     }
@@ -179,6 +230,7 @@ impl Upstream {
         &self,
         mut req: http::Request<UpstreamBody>,
         host: Option<&http::HeaderValue>,
+        deadline: tokio::time::Instant,
     ) -> Result<http::Response<PooledBody>, GatewayError> {
         let authority = req
             .uri()
@@ -206,7 +258,7 @@ impl Upstream {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.pooled(resp, sender, authority)),
+                Ok(resp) => return Ok(self.pooled(resp, sender, authority, deadline)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(classify(e.error())),
@@ -215,7 +267,7 @@ impl Upstream {
         }
         let mut sender = connect(&authority).await?;
         match sender.send_request(req).await {
-            Ok(resp) => Ok(self.pooled(resp, sender, authority)),
+            Ok(resp) => Ok(self.pooled(resp, sender, authority, deadline)),
             Err(e) => Err(classify(&e)),
         }
     }
@@ -225,11 +277,14 @@ impl Upstream {
         resp: http::Response<Incoming>,
         sender: Sender,
         authority: Authority,
+        deadline: tokio::time::Instant,
     ) -> http::Response<PooledBody> {
         resp.map(|inner| {
             let mut body = PooledBody {
                 inner,
                 slot: Some((sender, authority, self.idle.clone())),
+                deadline,
+                timer: None,
             };
             if body.inner.is_end_stream() {
                 body.release();
@@ -283,5 +338,91 @@ pub fn bounded(body: Incoming, content_length: Option<u64>) -> UpstreamBody {
             body,
             usize::try_from(MAX_BODY_BYTES).unwrap_or(usize::MAX),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// An upstream that sends its head and part of its body, then stalls.
+    async fn stalling_upstream() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_body_stalled_past_the_integration_timeout_ends_with_an_error() {
+        let addr = stalling_upstream().await;
+        let upstream = Arc::new(Upstream::new().unwrap());
+        // An empty request body, as hyper's server would hand over for a GET.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().await.unwrap();
+            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let upstream = upstream.clone();
+                let uri: http::Uri = format!("http://{addr}/x").parse().unwrap();
+                let (mut parts, body) = req.into_parts();
+                parts.uri = uri;
+                async move {
+                    let resp = upstream
+                        .send(
+                            http::Request::from_parts(parts, Either::Left(body)),
+                            None,
+                            false,
+                            Duration::from_millis(300),
+                        )
+                        .await
+                        .unwrap();
+                    let started = std::time::Instant::now();
+                    let err = resp.into_body().collect().await.err();
+                    assert!(err.is_some(), "the stalled body must end with an error");
+                    assert!(started.elapsed() < Duration::from_secs(5));
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                        Bytes,
+                    >::new(
+                    )))
+                }
+            });
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(s), svc)
+                .await
+                .unwrap();
+        });
+        let front = rx.await.unwrap();
+        let stream = tokio::net::TcpStream::connect(front).await.unwrap();
+        let (mut send, conn) =
+            http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let resp = send
+            .send_request(
+                http::Request::get("/")
+                    .body(http_body_util::Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        drop(send);
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
