@@ -26,6 +26,10 @@ use tracing::{debug, info, warn};
 /// Default and maximum long-poll wait, in seconds.
 const DEFAULT_WAIT_SECS: u64 = 30;
 const MAX_WAIT_SECS: u64 = 60;
+/// A dataplane that has not polled for this long is dropped from `/status`.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// At most this many dataplanes are tracked.
+const MAX_DATAPLANES: usize = 4096;
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -163,19 +167,35 @@ impl Hub {
         self.report.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn saw(&self, id: &str, applied: Option<u64>, address: SocketAddr) {
+    /// Records a dataplane's poll. `applied` is what it reports when the poll starts (a
+    /// restarted dataplane reporting nothing replaces its old version); the call at the end of
+    /// a poll passes `None` and only refreshes `last_seen`.
+    fn saw(&self, id: &str, applied: Option<u64>, start: bool, address: SocketAddr) {
         let mut report = self.lock();
+        let now = Instant::now();
+        // Dataplanes that stopped polling are forgotten, and the table is bounded: any client
+        // can name itself in a poll.
+        if !report.dataplanes.contains_key(id) {
+            report
+                .dataplanes
+                .retain(|_, d| now.duration_since(d.last_seen) < FORGET_AFTER);
+            if report.dataplanes.len() >= MAX_DATAPLANES {
+                return;
+            }
+        }
         let entry = report
             .dataplanes
             .entry(id.to_string())
             .or_insert(Dataplane {
                 applied,
                 address,
-                last_seen: Instant::now(),
+                last_seen: now,
             });
-        entry.applied = applied.or(entry.applied);
+        if start {
+            entry.applied = applied;
+        }
         entry.address = address;
-        entry.last_seen = Instant::now();
+        entry.last_seen = now;
     }
 
     /// The `/status` document.
@@ -302,7 +322,7 @@ async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<
     };
     let dataplane = param("dataplane").filter(|id| !id.is_empty());
     if let Some(id) = dataplane {
-        hub.saw(id, applied, remote);
+        hub.saw(id, applied, true, remote);
     }
     let known = param("known").unwrap_or("");
     let mut snapshots = hub.snapshot.subscribe();
@@ -325,7 +345,7 @@ async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<
         }
     };
     if let Some(id) = dataplane {
-        hub.saw(id, None, remote);
+        hub.saw(id, None, false, remote);
     }
     response
 }
