@@ -35,13 +35,28 @@ pub async fn serve(
 ) {
     let builder = Arc::new(builder());
     let graceful = GracefulShutdown::new();
+    let mut stopping = false;
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
+        // After the stop signal, connections already queued in the kernel are still taken and
+        // served (graceful shutdown closes them after their request) instead of being reset
+        // when the listener closes; then the loop ends.
+        let accepted = if stopping {
+            match futures_util::FutureExt::now_or_never(listener.accept()) {
+                Some(a) => a,
+                None => break,
+            }
+        } else {
+            tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.changed() => {
+                    stopping = true;
+                    continue;
+                }
+            }
         };
         let (stream, remote) = match accepted {
             Ok(a) => a,
+            Err(_) if stopping => break,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");

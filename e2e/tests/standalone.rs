@@ -678,3 +678,51 @@ fn chunked_bodies_over_ten_megabytes_are_refused() {
         "HTTP content length exceeded 10485760 bytes."
     );
 }
+
+/// SIGTERM lets a request in flight finish, then the dataplane exits.
+#[test]
+fn sigterm_drains_requests_in_flight() {
+    let logs = TempDir::new("drain-logs");
+    let be = Backend::start("slow", logs.path());
+    let config = docs(&[
+        stage("prod", ""),
+        route(
+            "slow",
+            "/slow",
+            "[GET]",
+            &proxy(&format!("http://127.0.0.1:{}/delay/1500", be.port)),
+        ),
+    ]);
+    let mut s = Stack::start("drain", &[("api.yaml", config)]);
+    let url = s.dataplane.url("/slow");
+    let in_flight = std::thread::spawn(move || {
+        let r = http().get(url).send().unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().unwrap()["path"].clone(),
+        )
+    });
+    // Signal only once the request has reached the backend: an established connection to
+    // the backend's port shows in /proc/net/tcp (remote port in hex, state 01).
+    let port_hex = format!(":{:04X}", be.port);
+    wait_for(
+        "the request to reach the backend",
+        Duration::from_secs(10),
+        || {
+            let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
+            tcp.lines()
+                .skip(1)
+                .any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.get(2).is_some_and(|r| r.ends_with(&port_hex)) && f.get(3) == Some(&"01")
+                })
+                .then_some(())
+        },
+    );
+    assert!(
+        s.dataplane.proc.terminate(Duration::from_secs(20)),
+        "the dataplane did not exit after SIGTERM"
+    );
+    assert_eq!(in_flight.join().unwrap(), (200, Value::from("/delay/1500")));
+    assert!(s.dataplane.proc.log_text().contains("draining"));
+}
