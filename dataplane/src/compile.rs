@@ -62,16 +62,23 @@ pub enum CompiledIntegration {
 
 /// An HTTP proxy target: the URI template split into literal text and parameter slots.
 pub struct HttpTarget {
-    parts: Vec<UriPart>,
-    /// Scheme and authority parsed once, when no path parameter falls inside them.
-    origin: Option<Origin>,
+    uri: TargetUri,
     /// Integration timeout.
     pub timeout: Duration,
     /// Prior-knowledge HTTP/2 to a plain-text upstream.
     pub http2: bool,
 }
 
-/// The fixed part of a target URI, so a request only builds and checks its path.
+/// How a target URI is built per request.
+enum TargetUri {
+    /// Scheme and authority parsed once (no path parameter falls inside them): a request only
+    /// builds and checks its path.
+    Fixed(Origin),
+    /// A parameter is part of the authority: the whole URI is built and parsed per request.
+    Whole(Vec<UriPart>),
+}
+
+/// The fixed part of a target URI, and the template of its path.
 struct Origin {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -126,20 +133,10 @@ fn render(parts: &[UriPart], params: &[&str], query: Option<&str>) -> String {
 }
 
 impl HttpTarget {
-    fn new(parts: Vec<UriPart>, timeout: Duration, http2: bool) -> Self {
-        let origin = Origin::split(&parts);
-        HttpTarget {
-            parts,
-            origin,
-            timeout,
-            http2,
-        }
-    }
-
     /// Builds the upstream URI from parameter values and the request's query string.
     pub fn uri(&self, params: &[&str], query: Option<&str>) -> Result<http::Uri, http::Error> {
-        match &self.origin {
-            Some(o) => {
+        match &self.uri {
+            TargetUri::Fixed(o) => {
                 let path = http::uri::PathAndQuery::try_from(render(&o.path, params, query))?;
                 Ok(http::Uri::builder()
                     .scheme(o.scheme.clone())
@@ -147,61 +144,71 @@ impl HttpTarget {
                     .path_and_query(path)
                     .build()?)
             }
-            None => Ok(http::Uri::try_from(render(&self.parts, params, query))?),
+            TargetUri::Whole(parts) => Ok(http::Uri::try_from(render(parts, params, query))?),
         }
     }
 
     /// The `Host` header for the upstream, when the authority is fixed.
     pub fn host(&self) -> Option<&HeaderValue> {
-        self.origin.as_ref().map(|o| &o.host)
+        match &self.uri {
+            TargetUri::Fixed(o) => Some(&o.host),
+            TargetUri::Whole(_) => None,
+        }
     }
 }
 
-impl Origin {
-    /// Splits `scheme://authority` off the first literal; `None` when a parameter is part of
-    /// the authority (then the whole URI is parsed per request).
-    fn split(parts: &[UriPart]) -> Option<Origin> {
+impl TargetUri {
+    /// Splits `scheme://authority` off the first literal, or keeps the whole template when a
+    /// parameter is part of the authority.
+    fn new(mut parts: Vec<UriPart>) -> TargetUri {
         let Some(UriPart::Literal(first)) = parts.first() else {
-            return None;
+            return TargetUri::Whole(parts);
         };
-        let after_scheme = first.find("://")? + 3;
+        let Some(after_scheme) = first.find("://").map(|i| i + 3) else {
+            return TargetUri::Whole(parts);
+        };
         let end = first[after_scheme..]
             .find(['/', '?'])
             .map_or(first.len(), |i| after_scheme + i);
         if end == first.len() && parts.len() > 1 {
-            return None;
+            return TargetUri::Whole(parts);
         }
-        let scheme = http::uri::Scheme::try_from(&first[..after_scheme - 3]).ok()?;
-        let authority = http::uri::Authority::try_from(&first[after_scheme..end]).ok()?;
-        let host = HeaderValue::from_str(authority.as_str()).ok()?;
+        let fixed = http::uri::Scheme::try_from(&first[..after_scheme - 3])
+            .ok()
+            .zip(http::uri::Authority::try_from(&first[after_scheme..end]).ok())
+            .and_then(|(scheme, authority)| {
+                let host = HeaderValue::from_str(authority.as_str()).ok()?;
+                Some((scheme, authority, host))
+            });
+        let Some((scheme, authority, host)) = fixed else {
+            return TargetUri::Whole(parts);
+        };
         let rest = &first[end..];
-        let mut path = Vec::with_capacity(parts.len());
-        path.push(UriPart::Literal(if rest.starts_with('/') {
+        let path_start = if rest.starts_with('/') {
             rest.to_string()
         } else {
             format!("/{rest}")
-        }));
-        for part in parts.iter().skip(1) {
-            path.push(match part {
-                UriPart::Literal(l) => UriPart::Literal(l.clone()),
-                UriPart::Param(i) => UriPart::Param(*i),
-            });
+        };
+        if let Some(slot) = parts.first_mut() {
+            *slot = UriPart::Literal(path_start);
         }
-        Some(Origin {
+        TargetUri::Fixed(Origin {
             scheme,
             authority,
             host,
-            path,
+            path: parts,
         })
     }
 }
 
-/// Splits a URI template: `${stageVariables.x}` is substituted now, `{param}` becomes a slot.
-fn split_uri(
+/// Compiles a URI template: `${stageVariables.x}` is substituted now, `{param}` becomes a slot.
+fn compile_target(
     template: &str,
     variables: &BTreeMap<String, String>,
     params: &[String],
-) -> Result<Vec<UriPart>, String> {
+    timeout: Duration,
+    http2: bool,
+) -> Result<HttpTarget, String> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = template;
@@ -237,14 +244,18 @@ fn split_uri(
     if !literal.is_empty() {
         parts.push(UriPart::Literal(literal));
     }
+    let target = HttpTarget {
+        uri: TargetUri::new(parts),
+        timeout,
+        http2,
+    };
     // Check the template yields a valid URI with placeholder parameters.
-    let probe = HttpTarget::new(parts, Duration::ZERO, false);
     let placeholders: Vec<&str> = params.iter().map(|_| "x").collect();
-    let uri = probe
+    let uri = target
         .uri(&placeholders, None)
         .map_err(|e| format!("invalid URI: {e}"))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") if uri.authority().is_some() => Ok(probe.parts),
+        Some("http") | Some("https") if uri.authority().is_some() => Ok(target),
         _ => Err("URI must be absolute http:// or https://".into()),
     }
 }
@@ -332,13 +343,13 @@ impl CompiledSnapshot {
                     .map_err(|e| e.to_string())
                     .and_then(|t| {
                         let integration = match &route.integration {
-                            Integration::HttpProxy(h) => {
-                                CompiledIntegration::Http(HttpTarget::new(
-                                    split_uri(&h.uri, &stage.variables, &t.params)?,
-                                    Duration::from_millis(u64::from(h.timeout_ms)),
-                                    h.http2,
-                                ))
-                            }
+                            Integration::HttpProxy(h) => CompiledIntegration::Http(compile_target(
+                                &h.uri,
+                                &stage.variables,
+                                &t.params,
+                                Duration::from_millis(u64::from(h.timeout_ms)),
+                                h.http2,
+                            )?),
                             Integration::Mock(m) => CompiledIntegration::Mock(compile_mock(m)?),
                         };
                         Ok((t, integration))
@@ -506,11 +517,6 @@ impl CompiledSnapshot {
         Err(Unmatched {
             metrics: &self.unmatched,
         })
-    }
-
-    /// Metrics for requests that reached no stage.
-    pub fn unmatched(&self) -> &RouteMetrics {
-        &self.unmatched
     }
 }
 

@@ -23,7 +23,7 @@ use tollhouse_dataplane::{admin, listener, metrics::Metrics, source, tls};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Serves API traffic from the snapshots a Tollhouse controller publishes.
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Debug)]
 #[command(name = "tollhouse-dataplane", version)]
 struct Args {
     /// Controller URL to subscribe to.
