@@ -21,12 +21,36 @@ pub const API_VERSION: &str = "tollhouse.dev/v1alpha1";
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceStatus {
-    /// Accepted, ResolvedRefs and Ready, each with a reason and message.
+    /// Accepted, ResolvedRefs, Programmed and Ready, each with a reason and message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` these conditions were computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// Status of a Stage: the shared conditions plus where it is served and by how many dataplanes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    /// Accepted, ResolvedRefs, Programmed and Ready, each with a reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` these conditions were computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Where clients call this stage: one URL per host name (or the gateway's public URL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invoke_urls: Vec<String>,
+    /// The snapshot version the controller serves now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_version: Option<u64>,
+    /// Connected dataplanes that have applied that snapshot version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_dataplanes: Option<u32>,
+    /// Connected dataplanes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_dataplanes: Option<u32>,
 }
 
 /// One deployment environment of an API, with its own invoke URL.
@@ -36,7 +60,7 @@ pub struct ResourceStatus {
     version = "v1alpha1",
     kind = "Stage",
     namespaced,
-    status = "ResourceStatus",
+    status = "StageStatus",
     shortname = "stg",
     category = "tollhouse",
     printcolumn = r#"{"name":"API","type":"string","jsonPath":".spec.api"}"#,
@@ -172,9 +196,14 @@ pub struct IntegrationSpec {
     #[serde(rename = "type")]
     pub kind: IntegrationType,
     /// HTTP_PROXY: target URI; may use `${stageVariables.x}` and the route's path parameters
-    /// (`{petId}`, `{proxy}` for a greedy `{proxy+}`).
+    /// (`{petId}`, `{proxy}` for a greedy `{proxy+}`). With `backendRef`, only a path template
+    /// (`/v2/pets/{petId}`); without one the request path below the stage's base path is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// HTTP_PROXY: a Service in the route's namespace; requests are balanced over its ready
+    /// endpoints (a private integration). Either this or an absolute `uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<BackendRef>,
     /// HTTP_PROXY: timeout in milliseconds, 50 to 300000. Default 29000 (AWS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 50, max = 300000))]
@@ -185,6 +214,19 @@ pub struct IntegrationSpec {
     /// MOCK: the fixed response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockSpec>,
+}
+
+/// A Service in the route's namespace and one of its ports.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendRef {
+    /// Name of the Service.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The Service port: its number (`port`) or its name. May be left out when the Service
+    /// has exactly one port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
 }
 
 /// The fixed response of a MOCK integration.

@@ -198,6 +198,14 @@ impl Index {
                     meta,
                     spec: data.clone(),
                 }),
+                Object::Service(ports) => input.services.push(Resource {
+                    meta,
+                    spec: ports.clone(),
+                }),
+                Object::EndpointSlice(slice) => input.endpoint_slices.push(Resource {
+                    meta,
+                    spec: slice.clone(),
+                }),
             }
         }
         input

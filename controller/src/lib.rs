@@ -4,6 +4,7 @@
 //! The modules follow the data: [`manifest`] → [`source`] → [`index`] → [`translate`] →
 //! [`server`], with [`reconcile`] running one pass from files to a published snapshot.
 
+pub mod convert;
 pub mod index;
 pub mod manifest;
 pub mod reconcile;

@@ -4,7 +4,7 @@
 //! so that every document knows the line it starts on and one bad document never hides the
 //! others. Syntax errors are whole-file errors: the caller keeps the file's last good objects.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -16,8 +16,12 @@ use tollhouse_api::{ApiRoute, ApiRouteSpec, Stage, StageSpec};
 pub enum Kind {
     /// `tollhouse.dev/v1alpha1` ApiRoute.
     ApiRoute,
+    /// `discovery.k8s.io/v1` (or `v1beta1`) EndpointSlice: the endpoints of a Service.
+    EndpointSlice,
     /// `v1` Secret (TLS certificates).
     Secret,
+    /// `v1` Service (a `backendRef` target).
+    Service,
     /// `tollhouse.dev/v1alpha1` Stage.
     Stage,
 }
@@ -27,7 +31,9 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::ApiRoute => "ApiRoute",
+            Kind::EndpointSlice => "EndpointSlice",
             Kind::Secret => "Secret",
+            Kind::Service => "Service",
             Kind::Stage => "Stage",
         }
     }
@@ -35,14 +41,22 @@ impl Kind {
     fn api_version(self) -> &'static str {
         match self {
             Kind::ApiRoute | Kind::Stage => tollhouse_api::API_VERSION,
-            Kind::Secret => "v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::Secret | Kind::Service => "v1",
         }
+    }
+
+    fn accepts(self, api_version: &str) -> bool {
+        api_version == self.api_version()
+            || (self == Kind::EndpointSlice && api_version == "discovery.k8s.io/v1beta1")
     }
 
     fn from_kind(kind: &str) -> Option<Kind> {
         match kind {
             "ApiRoute" => Some(Kind::ApiRoute),
+            "EndpointSlice" => Some(Kind::EndpointSlice),
             "Secret" => Some(Kind::Secret),
+            "Service" => Some(Kind::Service),
             "Stage" => Some(Kind::Stage),
             _ => None,
         }
@@ -92,6 +106,10 @@ pub enum Object {
     ApiRoute(ApiRouteSpec),
     /// A Secret's data.
     Secret(BTreeMap<String, Vec<u8>>),
+    /// A Service's ports.
+    Service(crate::translate::ServicePorts),
+    /// An EndpointSlice.
+    EndpointSlice(crate::translate::EndpointSliceData),
 }
 
 /// One object read from a manifest, with the metadata the index needs.
@@ -276,7 +294,7 @@ fn typed(file: &str, line: usize, value: serde_yaml::Value) -> Document {
         key,
         problem: problem(message),
     };
-    if api_version != known.api_version() {
+    if !known.accepts(&api_version) {
         return invalid(
             key,
             format!(
@@ -294,18 +312,35 @@ fn typed(file: &str, line: usize, value: serde_yaml::Value) -> Document {
         }
         Kind::ApiRoute => serde_yaml::from_value::<ApiRoute>(value)
             .map(|r| (r.metadata, Object::ApiRoute(r.spec))),
-        Kind::Secret => serde_yaml::from_value::<Secret>(value).map(|s| {
-            let mut data: BTreeMap<String, Vec<u8>> = s
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            for (k, v) in s.string_data.unwrap_or_default() {
-                data.insert(k, v.into_bytes());
-            }
-            (s.metadata, Object::Secret(data))
+        Kind::Secret => serde_yaml::from_value::<Secret>(value).map(|mut s| {
+            let metadata = std::mem::take(&mut s.metadata);
+            (metadata, Object::Secret(crate::convert::secret_data(s)))
         }),
+        Kind::Service => serde_yaml::from_value::<Service>(value).map(|s| {
+            (
+                s.metadata.clone(),
+                Object::Service(crate::convert::service_ports(&s)),
+            )
+        }),
+        Kind::EndpointSlice => {
+            let json = serde_json::to_value(&value).unwrap_or_default();
+            let metadata = serde_yaml::from_value::<ObjectMeta>(
+                value.get("metadata").cloned().unwrap_or_default(),
+            );
+            match (metadata, crate::convert::endpoint_slice(&json)) {
+                (Ok(m), Some(data)) => Ok((m, Object::EndpointSlice(data))),
+                (Err(e), _) => Err(e),
+                (Ok(_), None) => {
+                    return invalid(
+                        Some(key.clone()),
+                        format!(
+                            "{key}: an EndpointSlice needs the label {}",
+                            crate::convert::SERVICE_NAME_LABEL
+                        ),
+                    )
+                }
+            }
+        }
     };
     match result {
         Ok((metadata, object)) => Document::Object(manifest(key, line, metadata, object)),

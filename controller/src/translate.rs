@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tollhouse_api::{ApiRouteSpec, IntegrationType, Method, StageSpec};
 use tollhouse_snapshot::{
-    Certificate, HttpProxy, Integration, Mock, Route, Sensitive, Snapshot, SourceRef,
+    Backend, Certificate, HttpProxy, Integration, Mock, Route, Sensitive, Snapshot, SourceRef,
 };
 
 /// Metadata translate needs from every object.
@@ -45,6 +45,26 @@ type SecretsByName<'a> = HashMap<(&'a str, &'a str), &'a Resource<SecretData>>;
 /// Per (namespace, api, path shape): the routes holding it and their methods.
 type ShapeHolders<'a> = HashMap<(&'a str, &'a str, String), Vec<(usize, Vec<String>)>>;
 
+/// What translate needs of a Service: its ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServicePorts {
+    /// `(name, port)` of every port; the name is empty for a single unnamed port.
+    pub ports: Vec<(String, i32)>,
+}
+
+/// What translate needs of an EndpointSlice (discovery.k8s.io v1 or v1beta1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointSliceData {
+    /// The Service it belongs to (label `kubernetes.io/service-name`).
+    pub service: String,
+    /// `IPv4`, `IPv6` or `FQDN`.
+    pub address_type: String,
+    /// `(name, port)`: the name matches the Service port's name.
+    pub ports: Vec<(String, i32)>,
+    /// `(addresses, ready)` of every endpoint; readiness unknown counts as ready.
+    pub endpoints: Vec<(Vec<String>, bool)>,
+}
+
 /// Everything translate reads.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Input {
@@ -54,6 +74,10 @@ pub struct Input {
     pub routes: Vec<Resource<ApiRouteSpec>>,
     /// Secrets with `stringData` merged into `data`.
     pub secrets: Vec<Resource<SecretData>>,
+    /// Services (only their ports).
+    pub services: Vec<Resource<ServicePorts>>,
+    /// EndpointSlices.
+    pub endpoint_slices: Vec<Resource<EndpointSliceData>>,
 }
 
 /// One status condition, as in `status.conditions` but without a transition time.
@@ -121,6 +145,12 @@ pub mod reason {
     pub const UNDEFINED_STAGE_VARIABLE: &str = "UndefinedStageVariable";
     /// No Stage deploys the route's API.
     pub const NOT_SERVED: &str = "NotServed";
+    /// The `backendRef` Service does not exist.
+    pub const BACKEND_NOT_FOUND: &str = "BackendNotFound";
+    /// The `backendRef` port is not a port of the Service.
+    pub const INVALID_BACKEND_PORT: &str = "InvalidBackendPort";
+    /// The Service has no ready endpoints: requests get 503.
+    pub const NO_READY_ENDPOINTS: &str = "NoReadyEndpoints";
 }
 
 /// Why a condition is False.
@@ -174,6 +204,7 @@ struct RouteOk {
     methods: Vec<String>,
     integration: Integration,
     variables: BTreeSet<String>,
+    backend: Option<tollhouse_api::BackendRef>,
 }
 
 /// Translates the objects into a snapshot and the status of every Stage and ApiRoute.
@@ -274,6 +305,34 @@ pub fn translate(input: &Input) -> Output {
         }
     }
 
+    let services: HashMap<(&str, &str), &Resource<ServicePorts>> = input
+        .services
+        .iter()
+        .map(|s| ((s.meta.namespace.as_str(), s.meta.name.as_str()), s))
+        .collect();
+    let mut slices: HashMap<(&str, &str), Vec<&EndpointSliceData>> = HashMap::new();
+    for slice in &input.endpoint_slices {
+        slices
+            .entry((slice.meta.namespace.as_str(), slice.spec.service.as_str()))
+            .or_default()
+            .push(&slice.spec);
+    }
+    let mut backends: BTreeMap<String, Backend> = BTreeMap::new();
+    let mut route_backend: Vec<Option<Result<String, Failure>>> = Vec::with_capacity(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        let wanted = route_accepted[i]
+            .as_ref()
+            .ok()
+            .and_then(|ok| ok.backend.as_ref());
+        route_backend.push(wanted.map(|backend_ref| {
+            let namespace = route.meta.namespace.as_str();
+            let (key, backend, resolved) =
+                resolve_backend(namespace, backend_ref, &services, &slices);
+            backends.entry(key.clone()).or_insert(backend);
+            resolved.map(|()| key)
+        }));
+    }
+
     let mut snapshot = Snapshot::default();
     let mut statuses = BTreeMap::new();
     let mut served_by: Vec<Vec<String>> = vec![Vec::new(); routes.len()];
@@ -299,11 +358,26 @@ pub fn translate(input: &Input) -> Output {
                 .collect();
             if missing.is_empty() {
                 served_by[r].push(stage_name.clone());
+                let mut integration = route.integration.clone();
+                if let (Integration::HttpProxy(proxy), Some(backend)) =
+                    (&mut integration, &route_backend[r])
+                {
+                    // An unresolved Service still gets a (never-ready) backend: the route
+                    // answers 503 instead of disappearing into a 404.
+                    let key = match backend {
+                        Ok(key) => key.clone(),
+                        Err(_) => backend_key(&routes[r].meta.namespace, route.backend.as_ref()),
+                    };
+                    if let Some(b) = backends.get(&key) {
+                        snapshot.backends.insert(key.clone(), b.clone());
+                    }
+                    proxy.backend = Some(key);
+                }
                 served.push(Route {
                     source: source(Kind::ApiRoute, &routes[r].meta),
                     path: route.path.clone(),
                     methods: route.methods.clone(),
-                    integration: route.integration.clone(),
+                    integration,
                 });
             } else {
                 for variable in missing {
@@ -347,12 +421,26 @@ pub fn translate(input: &Input) -> Output {
 
     for (i, route) in routes.iter().enumerate() {
         let accepted = route_accepted[i].as_ref().map(|_| ()).map_err(Clone::clone);
-        let refs = if undefined[i].is_empty() {
-            Ok(())
-        } else {
-            fail(reason::UNDEFINED_STAGE_VARIABLE, undefined[i].join("; "))
+        let refs = match &route_backend[i] {
+            Some(Err(f)) => Err(f.clone()),
+            _ if !undefined[i].is_empty() => {
+                fail(reason::UNDEFINED_STAGE_VARIABLE, undefined[i].join("; "))
+            }
+            _ => Ok(()),
         };
-        let ready = if served_by[i].is_empty() {
+        let no_endpoints = match &route_backend[i] {
+            Some(Ok(key)) => backends.get(key).filter(|b| b.endpoints.is_empty()),
+            _ => None,
+        };
+        let ready = if let Some(backend) = no_endpoints {
+            fail(
+                reason::NO_READY_ENDPOINTS,
+                format!(
+                    "Service {} has no ready endpoints: requests get 503",
+                    backend.source.name
+                ),
+            )
+        } else if served_by[i].is_empty() {
             fail(
                 reason::NOT_SERVED,
                 format!(
@@ -414,6 +502,99 @@ fn status(
             condition("Ready", &ready, reason::READY),
         ],
     }
+}
+
+/// The snapshot key of a Service port: `namespace/service:port`.
+fn backend_key(namespace: &str, backend_ref: Option<&tollhouse_api::BackendRef>) -> String {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let (name, port) = match backend_ref {
+        Some(b) => (
+            b.name.as_str(),
+            match &b.port {
+                Some(IntOrString::Int(n)) => n.to_string(),
+                Some(IntOrString::String(s)) => s.clone(),
+                None => String::new(),
+            },
+        ),
+        None => ("", String::new()),
+    };
+    format!("{namespace}/{name}:{port}")
+}
+
+/// Finds the Service port a `backendRef` names and the ready endpoints behind it.
+/// Returns the key, the backend (empty when unresolved) and whether it resolved.
+fn resolve_backend(
+    namespace: &str,
+    backend_ref: &tollhouse_api::BackendRef,
+    services: &HashMap<(&str, &str), &Resource<ServicePorts>>,
+    slices: &HashMap<(&str, &str), Vec<&EndpointSliceData>>,
+) -> (String, Backend, Result<(), Failure>) {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let key = backend_key(namespace, Some(backend_ref));
+    let name = backend_ref.name.as_str();
+    let empty = |generation| Backend {
+        source: SourceRef {
+            kind: "Service".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            generation,
+        },
+        endpoints: Vec::new(),
+    };
+    let Some(service) = services.get(&(namespace, name)) else {
+        let why = format!("Service {namespace}/{name} does not exist");
+        return (key, empty(0), fail(reason::BACKEND_NOT_FOUND, why));
+    };
+    let ports = &service.spec.ports;
+    let port = match &backend_ref.port {
+        None if ports.len() == 1 => ports.first(),
+        None => {
+            let why = format!(
+                "Service {namespace}/{name} has {} ports: backendRef.port must name one",
+                ports.len()
+            );
+            return (
+                key,
+                empty(service.meta.generation),
+                fail(reason::INVALID_BACKEND_PORT, why),
+            );
+        }
+        Some(IntOrString::Int(n)) => ports.iter().find(|(_, p)| p == n),
+        Some(IntOrString::String(s)) => ports.iter().find(|(port_name, _)| port_name == s),
+    };
+    let Some((port_name, _)) = port else {
+        let why = format!(
+            "Service {namespace}/{name} has no port {}",
+            key.rsplit(':').next().unwrap_or_default()
+        );
+        return (
+            key,
+            empty(service.meta.generation),
+            fail(reason::INVALID_BACKEND_PORT, why),
+        );
+    };
+    let mut endpoints = BTreeSet::new();
+    for slice in slices.get(&(namespace, name)).into_iter().flatten() {
+        let Some((_, target)) = slice.ports.iter().find(|(n, _)| n == port_name) else {
+            continue;
+        };
+        for (addresses, ready) in &slice.endpoints {
+            if !ready {
+                continue;
+            }
+            for address in addresses {
+                let host = if slice.address_type == "IPv6" || address.contains(':') {
+                    format!("[{address}]")
+                } else {
+                    address.clone()
+                };
+                endpoints.insert(format!("{host}:{target}"));
+            }
+        }
+    }
+    let mut backend = empty(service.meta.generation);
+    backend.endpoints = endpoints.into_iter().collect();
+    (key, backend, Ok(()))
 }
 
 /// Two routes of one shape collide when they define the same method. `ANY` collides only with
@@ -674,6 +855,7 @@ fn check_route(spec: &ApiRouteSpec) -> Result<RouteOk, Failure> {
         methods: methods.into_iter().map(str::to_string).collect(),
         integration,
         variables,
+        backend: spec.integration.backend_ref.clone(),
     })
 }
 
@@ -688,17 +870,31 @@ fn check_integration(
             if integration.mock.is_some() {
                 return bad("HTTP_PROXY integration must not set mock".into());
             }
-            let Some(uri) = integration.uri.as_deref() else {
-                return bad("HTTP_PROXY integration needs a uri".into());
+            let uri = match (&integration.backend_ref, integration.uri.as_deref()) {
+                (None, None) => {
+                    return bad("HTTP_PROXY integration needs a uri or a backendRef".into())
+                }
+                (Some(_), None) => "",
+                (Some(_), Some(path)) => {
+                    if !path.starts_with('/') {
+                        return bad(format!(
+                            "with a backendRef, uri {path:?} must be a path starting with /"
+                        ));
+                    }
+                    path
+                }
+                (None, Some(uri)) => {
+                    let rest = uri
+                        .strip_prefix("http://")
+                        .or_else(|| uri.strip_prefix("https://"));
+                    if rest.is_none_or(str::is_empty) {
+                        return bad(format!(
+                            "uri {uri:?} must start with http:// or https:// and name a host"
+                        ));
+                    }
+                    uri
+                }
             };
-            let rest = uri
-                .strip_prefix("http://")
-                .or_else(|| uri.strip_prefix("https://"));
-            if rest.is_none_or(str::is_empty) {
-                return bad(format!(
-                    "uri {uri:?} must start with http:// or https:// and name a host"
-                ));
-            }
             let variables = uri_variables(uri, params).map_err(|why| Failure {
                 reason: reason::INVALID_INTEGRATION,
                 message: format!("uri {uri:?}: {why}"),
@@ -715,6 +911,7 @@ fn check_integration(
             Ok((
                 Integration::HttpProxy(HttpProxy {
                     uri: uri.to_string(),
+                    backend: None,
                     timeout_ms,
                     http2,
                 }),
@@ -722,8 +919,8 @@ fn check_integration(
             ))
         }
         IntegrationType::Mock => {
-            if integration.uri.is_some() {
-                return bad("MOCK integration must not set uri".into());
+            if integration.uri.is_some() || integration.backend_ref.is_some() {
+                return bad("MOCK integration must not set uri or backendRef".into());
             }
             let mock = integration.mock.clone().unwrap_or(tollhouse_api::MockSpec {
                 status_code: None,
@@ -840,6 +1037,7 @@ mod tests {
                 integration: IntegrationSpec {
                     kind: IntegrationType::HttpProxy,
                     uri: Some(uri.into()),
+                    backend_ref: None,
                     timeout_in_millis: None,
                     http2: None,
                     mock: None,
@@ -1076,6 +1274,7 @@ mod tests {
         r.spec.integration = IntegrationSpec {
             kind: IntegrationType::Mock,
             uri: None,
+            backend_ref: None,
             timeout_in_millis: None,
             http2: None,
             mock: None,

@@ -43,6 +43,7 @@ fn snapshot(name: &str) -> Snapshot {
             routes: vec![],
         }],
         certificates: BTreeMap::new(),
+        backends: BTreeMap::new(),
     }
 }
 

@@ -76,6 +76,44 @@ enum TargetUri {
     Fixed(Origin),
     /// A parameter is part of the authority: the whole URI is built and parsed per request.
     Whole(Vec<UriPart>),
+    /// A Service backend: the authority is the next ready endpoint; the path is the template,
+    /// or (`None`) the request's path below the stage's base path.
+    Pool(Arc<EndpointPool>, Option<Vec<UriPart>>),
+}
+
+/// The ready endpoints of one Service port, taken in turn (round robin).
+pub struct EndpointPool {
+    endpoints: Vec<http::uri::Authority>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl EndpointPool {
+    /// Parses `host:port` endpoints; unparsable ones are left out with a warning.
+    fn new(key: &str, endpoints: &[String], warnings: &mut Vec<String>) -> EndpointPool {
+        let endpoints = endpoints
+            .iter()
+            .filter_map(|e| match http::uri::Authority::try_from(e.as_str()) {
+                Ok(a) if a.port_u16().is_some() => Some(a),
+                _ => {
+                    warnings.push(format!("backend {key}: endpoint {e:?} left out"));
+                    None
+                }
+            })
+            .collect();
+        EndpointPool {
+            endpoints,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The next endpoint, or `None` when none is ready.
+    fn pick(&self) -> Option<&http::uri::Authority> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.endpoints.get(n % self.endpoints.len())
+    }
 }
 
 /// The fixed part of a target URI, and the template of its path.
@@ -109,6 +147,8 @@ pub struct Matched<'a, 'p> {
     pub route: &'a CompiledRoute,
     /// Path parameter values, in template order.
     pub params: Vec<&'p str>,
+    /// The request path below the stage's base path.
+    pub rest: &'p str,
 }
 
 /// Why no route matched, with the metrics to charge it to.
@@ -132,9 +172,36 @@ fn render(parts: &[UriPart], params: &[&str], query: Option<&str>) -> String {
     s
 }
 
+/// Why no upstream URI could be built for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetError {
+    /// A parameter value makes the URI invalid.
+    Invalid,
+    /// The Service has no ready endpoint.
+    NoEndpoints,
+}
+
+impl From<http::Error> for TargetError {
+    fn from(_: http::Error) -> Self {
+        TargetError::Invalid
+    }
+}
+
+impl From<http::uri::InvalidUri> for TargetError {
+    fn from(_: http::uri::InvalidUri) -> Self {
+        TargetError::Invalid
+    }
+}
+
 impl HttpTarget {
-    /// Builds the upstream URI from parameter values and the request's query string.
-    pub fn uri(&self, params: &[&str], query: Option<&str>) -> Result<http::Uri, http::Error> {
+    /// Builds the upstream URI from parameter values, the request's path below the stage's base
+    /// path (`rest`) and its query string.
+    pub fn uri(
+        &self,
+        params: &[&str],
+        rest: &str,
+        query: Option<&str>,
+    ) -> Result<http::Uri, TargetError> {
         match &self.uri {
             TargetUri::Fixed(o) => {
                 let path = http::uri::PathAndQuery::try_from(render(&o.path, params, query))?;
@@ -145,6 +212,26 @@ impl HttpTarget {
                     .build()?)
             }
             TargetUri::Whole(parts) => Ok(http::Uri::try_from(render(parts, params, query))?),
+            TargetUri::Pool(pool, template) => {
+                let endpoint = pool.pick().ok_or(TargetError::NoEndpoints)?;
+                let path = match template {
+                    Some(parts) => render(parts, params, query),
+                    None => {
+                        let mut p = String::with_capacity(rest.len() + 64);
+                        p.push_str(if rest.is_empty() { "/" } else { rest });
+                        if let Some(q) = query.filter(|q| !q.is_empty()) {
+                            p.push('?');
+                            p.push_str(q);
+                        }
+                        p
+                    }
+                };
+                Ok(http::Uri::builder()
+                    .scheme(http::uri::Scheme::HTTP)
+                    .authority(endpoint.clone())
+                    .path_and_query(http::uri::PathAndQuery::try_from(path)?)
+                    .build()?)
+            }
         }
     }
 
@@ -152,7 +239,7 @@ impl HttpTarget {
     pub fn host(&self) -> Option<&HeaderValue> {
         match &self.uri {
             TargetUri::Fixed(o) => Some(&o.host),
-            TargetUri::Whole(_) => None,
+            TargetUri::Whole(_) | TargetUri::Pool(..) => None,
         }
     }
 }
@@ -206,6 +293,7 @@ fn compile_target(
     template: &str,
     variables: &BTreeMap<String, String>,
     params: &[String],
+    pool: Option<Arc<EndpointPool>>,
     timeout: Duration,
     http2: bool,
 ) -> Result<HttpTarget, String> {
@@ -244,6 +332,21 @@ fn compile_target(
     if !literal.is_empty() {
         parts.push(UriPart::Literal(literal));
     }
+    if let Some(pool) = pool {
+        let path = if parts.is_empty() { None } else { Some(parts) };
+        let check = path.as_ref().map(|p| {
+            let placeholders: Vec<&str> = params.iter().map(|_| "x").collect();
+            http::uri::PathAndQuery::try_from(render(p, &placeholders, None))
+        });
+        if let Some(Err(e)) = check {
+            return Err(format!("invalid path template: {e}"));
+        }
+        return Ok(HttpTarget {
+            uri: TargetUri::Pool(pool, path),
+            timeout,
+            http2,
+        });
+    }
     let target = HttpTarget {
         uri: TargetUri::new(parts),
         timeout,
@@ -252,8 +355,8 @@ fn compile_target(
     // Check the template yields a valid URI with placeholder parameters.
     let placeholders: Vec<&str> = params.iter().map(|_| "x").collect();
     let uri = target
-        .uri(&placeholders, None)
-        .map_err(|e| format!("invalid URI: {e}"))?;
+        .uri(&placeholders, "", None)
+        .map_err(|e| format!("invalid URI: {e:?}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") if uri.authority().is_some() => Ok(target),
         _ => Err("URI must be absolute http:// or https://".into()),
@@ -308,6 +411,16 @@ impl CompiledSnapshot {
                 Err(e) => warnings.push(format!("certificate {key} left out: {e}")),
             }
         }
+        let pools: HashMap<&str, Arc<EndpointPool>> = snap
+            .backends
+            .iter()
+            .map(|(key, b)| {
+                (
+                    key.as_str(),
+                    Arc::new(EndpointPool::new(key, &b.endpoints, &mut warnings)),
+                )
+            })
+            .collect();
         let mut stages = Vec::with_capacity(snap.stages.len());
         let mut stage_hosts: Vec<&Vec<String>> = Vec::with_capacity(snap.stages.len());
         let mut certs_by_host = HashMap::new();
@@ -343,13 +456,25 @@ impl CompiledSnapshot {
                     .map_err(|e| e.to_string())
                     .and_then(|t| {
                         let integration = match &route.integration {
-                            Integration::HttpProxy(h) => CompiledIntegration::Http(compile_target(
-                                &h.uri,
-                                &stage.variables,
-                                &t.params,
-                                Duration::from_millis(u64::from(h.timeout_ms)),
-                                h.http2,
-                            )?),
+                            Integration::HttpProxy(h) => {
+                                let pool = match &h.backend {
+                                    Some(key) => Some(
+                                        pools
+                                            .get(key.as_str())
+                                            .cloned()
+                                            .ok_or_else(|| format!("backend {key} missing"))?,
+                                    ),
+                                    None => None,
+                                };
+                                CompiledIntegration::Http(compile_target(
+                                    &h.uri,
+                                    &stage.variables,
+                                    &t.params,
+                                    pool,
+                                    Duration::from_millis(u64::from(h.timeout_ms)),
+                                    h.http2,
+                                )?)
+                            }
                             Integration::Mock(m) => CompiledIntegration::Mock(compile_mock(m)?),
                         };
                         Ok((t, integration))
@@ -504,6 +629,7 @@ impl CompiledSnapshot {
                         stage,
                         route,
                         params,
+                        rest,
                     }),
                     None => Err(Unmatched {
                         metrics: &stage.unmatched,
@@ -562,6 +688,7 @@ mod tests {
     fn http(uri: &str) -> Integration {
         Integration::HttpProxy(HttpProxy {
             uri: uri.into(),
+            backend: None,
             timeout_ms: 29_000,
             http2: false,
         })
@@ -596,11 +723,88 @@ mod tests {
             Snapshot {
                 stages,
                 certificates: BTreeMap::new(),
+                backends: BTreeMap::new(),
             },
         );
         let (c, warnings) = CompiledSnapshot::compile(&v, &Metrics::new()).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         c
+    }
+
+    /// Private integration: the authority is the next ready endpoint; the path is the template
+    /// or the request path below the base path; no endpoint at all is `NoEndpoints`.
+    #[test]
+    fn backends_round_robin_over_endpoints_and_pass_the_path_through() {
+        let backend = |uri: &str, key: &str| {
+            Integration::HttpProxy(HttpProxy {
+                uri: uri.into(),
+                backend: Some(key.into()),
+                timeout_ms: 29_000,
+                http2: false,
+            })
+        };
+        let mut backends = BTreeMap::new();
+        for (key, endpoints) in [
+            ("default/web:80", vec!["10.0.0.1:8080", "10.0.0.2:8080"]),
+            ("default/idle:80", vec![]),
+        ] {
+            backends.insert(
+                key.to_string(),
+                tollhouse_snapshot::Backend {
+                    source: src("Service", "web"),
+                    endpoints: endpoints.into_iter().map(String::from).collect(),
+                },
+            );
+        }
+        let v = Versioned::new(
+            1,
+            Snapshot {
+                stages: vec![stage(
+                    "prod",
+                    &[],
+                    "/prod",
+                    vec![
+                        route(
+                            "a",
+                            "/pets/{proxy+}",
+                            &["GET"],
+                            backend("", "default/web:80"),
+                        ),
+                        route(
+                            "b",
+                            "/admin/{id}",
+                            &["GET"],
+                            backend("/in/{id}", "default/web:80"),
+                        ),
+                        route("c", "/idle", &["GET"], backend("", "default/idle:80")),
+                    ],
+                )],
+                certificates: BTreeMap::new(),
+                backends,
+            },
+        );
+        let (c, warnings) = CompiledSnapshot::compile(&v, &Metrics::new()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let uri = |path: &str| {
+            let m = c.route("h", &http::Method::GET, path).ok().unwrap();
+            let CompiledIntegration::Http(t) = &m.route.integration else {
+                panic!()
+            };
+            t.uri(&m.params, m.rest, Some("q=1")).map(|u| u.to_string())
+        };
+        let first = uri("/prod/pets/a/b").unwrap();
+        let second = uri("/prod/pets/a/b").unwrap();
+        let mut both = [first, second];
+        both.sort();
+        assert_eq!(
+            both,
+            [
+                "http://10.0.0.1:8080/pets/a/b?q=1".to_string(),
+                "http://10.0.0.2:8080/pets/a/b?q=1".to_string()
+            ]
+        );
+        assert!(uri("/prod/admin/7").unwrap().ends_with(":8080/in/7?q=1"));
+        assert_eq!(uri("/prod/idle"), Err(TargetError::NoEndpoints));
     }
 
     #[test]
@@ -621,7 +825,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            t.uri(&m.params, Some("a=1")).unwrap().to_string(),
+            t.uri(&m.params, m.rest, Some("a=1")).unwrap().to_string(),
             "http://10.0.0.1:8080/v1/pets/42?src=gw&a=1"
         );
     }
@@ -685,6 +889,7 @@ mod tests {
                     ],
                 )],
                 certificates: BTreeMap::new(),
+                backends: BTreeMap::new(),
             },
         );
         let (c, warnings) = CompiledSnapshot::compile(&v, &Metrics::new()).unwrap();
@@ -715,7 +920,7 @@ mod tests {
                 panic!()
             };
             (
-                t.uri(&m.params, Some("a=1")).unwrap().to_string(),
+                t.uri(&m.params, m.rest, Some("a=1")).unwrap().to_string(),
                 t.host().map(|h| h.to_str().unwrap().to_string()),
             )
         };

@@ -26,6 +26,9 @@ pub enum GatewayError {
     /// No snapshot has been applied yet.
     #[error("not ready")]
     NotReady,
+    /// The route's Service has no ready endpoint.
+    #[error("no ready endpoints")]
+    NoEndpoints,
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -40,6 +43,7 @@ impl GatewayError {
             GatewayError::IntegrationTimeout => "integration_timeout",
             GatewayError::IntegrationFailure => "integration_failure",
             GatewayError::NotReady => "not_ready",
+            GatewayError::NoEndpoints => "no_endpoints",
         }
     }
 
@@ -73,7 +77,7 @@ impl GatewayError {
                 r#"{"message": "Internal server error"}"#,
                 Some("InternalServerErrorException"),
             ),
-            GatewayError::NotReady => (
+            GatewayError::NotReady | GatewayError::NoEndpoints => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 JSON,
                 r#"{"message":"Service Unavailable"}"#,
@@ -128,6 +132,10 @@ mod tests {
         assert_eq!(
             body(GatewayError::IntegrationTimeout).await.1,
             r#"{"message": "Endpoint request timed out"}"#
+        );
+        assert_eq!(
+            body(GatewayError::NoEndpoints).await,
+            (503, r#"{"message":"Service Unavailable"}"#.into(), None)
         );
         assert_eq!(
             body(GatewayError::PayloadTooLarge).await.1,

@@ -4,7 +4,9 @@
 //! transform between route and integration. Every error is a [`GatewayError`] turned into a
 //! response by one function.
 
-use crate::compile::{CompiledIntegration, CompiledSnapshot, HttpTarget, MockResponse};
+use crate::compile::{
+    CompiledIntegration, CompiledSnapshot, HttpTarget, MockResponse, TargetError,
+};
 use crate::error::{GatewayError, MAX_BODY_BYTES};
 use crate::metrics::Metrics;
 use crate::upstream::{bounded, PooledBody, Upstream};
@@ -195,7 +197,7 @@ impl Worker {
             .map(|m| {
                 let plan = match &m.route.integration {
                     CompiledIntegration::Http(t) => t
-                        .uri(&m.params, req.uri().query())
+                        .uri(&m.params, m.rest, req.uri().query())
                         .map(|u| Plan::Proxy(t, u)),
                     CompiledIntegration::Mock(mock) => Ok(Plan::Mock(mock)),
                 };
@@ -214,8 +216,10 @@ impl Worker {
             Ok(Plan::Proxy(target, uri)) => Box::pin(self.proxy(target, uri, req, conn))
                 .await
                 .map(|r| r.map(Either::Left)),
+            // A Service with no ready endpoint: 503, as AWS answers for an unavailable service.
+            Err(TargetError::NoEndpoints) => Err(GatewayError::NoEndpoints),
             // A parameter value that makes the URI invalid: the integration cannot be called.
-            Err(_) => Err(GatewayError::IntegrationFailure),
+            Err(TargetError::Invalid) => Err(GatewayError::IntegrationFailure),
         };
         match result {
             Ok(mut resp) => {

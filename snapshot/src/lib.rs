@@ -11,8 +11,12 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The schema version of [`Snapshot`]; a dataplane refuses snapshots of another schema.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends.
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema this build still reads: every field added since is optional, so an older
+/// snapshot (e.g. in a dataplane's state directory) means the same thing. A newer schema is
+/// refused, since it may carry what this build would silently ignore.
+pub const MIN_SCHEMA_VERSION: u32 = 1;
 
 /// Default integration timeout, as AWS (29 s).
 pub const DEFAULT_TIMEOUT_MS: u32 = 29_000;
@@ -52,6 +56,20 @@ pub struct Snapshot {
     /// TLS certificates referenced by stages, keyed by `namespace/secret-name`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub certificates: BTreeMap<String, Certificate>,
+    /// Service backends referenced by routes, keyed by `namespace/service:port`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backends: BTreeMap<String, Backend>,
+}
+
+/// A Service port and its ready endpoints: the dataplane balances over them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    /// The Service.
+    pub source: SourceRef,
+    /// Ready endpoints as `host:port` (`[v6]:port` for IPv6), sorted; empty: none ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
 }
 
 /// One deployment environment of an API, with the routes it serves.
@@ -106,7 +124,12 @@ pub enum Integration {
 #[serde(rename_all = "camelCase")]
 pub struct HttpProxy {
     /// URI template: may hold `${stageVariables.x}` and `{pathParam}` (`{proxy}` for greedy).
+    /// With `backend` it is a path template, or empty to send the request's path below the
+    /// stage's base path.
     pub uri: String,
+    /// Key into [`Snapshot::backends`]: proxy to that Service's endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// Integration timeout in milliseconds.
     pub timeout_ms: u32,
     /// Speak HTTP/2 to a plain-text upstream (prior knowledge); `https` upstreams use ALPN.
@@ -244,7 +267,7 @@ impl Versioned {
 
     /// Checks schema and hash, as a receiver must before applying.
     pub fn verify(&self) -> Result<(), IntegrityError> {
-        if self.schema != SCHEMA_VERSION {
+        if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&self.schema) {
             return Err(IntegrityError::Schema { got: self.schema });
         }
         let actual = self.snapshot.content_hash();

