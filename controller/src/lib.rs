@@ -6,7 +6,9 @@
 
 pub mod convert;
 pub mod index;
+pub mod k8s;
 pub mod manifest;
+pub mod metrics;
 pub mod reconcile;
 pub mod server;
 pub mod source;

@@ -5,6 +5,7 @@ use clap::{Args, Parser};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tollhouse_controller::reconcile::Reconciler;
 use tollhouse_controller::server::{self, Hub};
@@ -17,18 +18,56 @@ use tracing::{error, info};
 struct Cli {
     #[command(flatten)]
     source: Source,
-    /// Address of the snapshot server (`/v1/snapshot`, `/status`, `/healthz`, `/readyz`).
+    /// Address of the snapshot server (`/v1/snapshot`, `/status`, `/metrics`, `/healthz`,
+    /// `/readyz`).
     #[arg(long, default_value = "127.0.0.1:9090", env = "TOLLHOUSE_LISTEN")]
     listen: SocketAddr,
+    #[command(flatten)]
+    kube: KubeArgs,
 }
 
-/// Where objects come from; exactly one (a Kubernetes source will join this group).
+/// Where objects come from; exactly one.
 #[derive(Args, Debug)]
 #[group(required = true, multiple = false)]
 struct Source {
     /// Directory of manifests (`*.yaml`, `*.yml`, recursive), watched for changes.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Watch a Kubernetes API server, with this kubeconfig file.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Watch the Kubernetes API server of the cluster this runs in (in-cluster service
+    /// account, or `$KUBECONFIG`).
+    #[arg(long)]
+    kubernetes: bool,
+}
+
+/// Settings of the Kubernetes source.
+#[derive(Args, Debug)]
+struct KubeArgs {
+    /// Elect a leader with a Lease, for running several replicas: only the leader writes
+    /// status and serves snapshots; standbys redirect dataplanes to it.
+    #[arg(long)]
+    leader_election: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "tollhouse-controller")]
+    lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal (a standby takes over after it).
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// This replica's identity in the Lease and on Events.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// URL dataplanes reach this replica's snapshot server at (standbys redirect to the
+    /// leader's), e.g. `https://10.0.0.5:9090`.
+    #[arg(long, env = "TOLLHOUSE_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// The gateway's public URL, shown as the invoke URL of stages without host names.
+    #[arg(long, env = "TOLLHOUSE_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[tokio::main]
@@ -42,10 +81,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let Some(dir) = cli.source.dir else {
-        anyhow::bail!("no source given: use --dir");
+    let kube_client = match (&cli.source.kubeconfig, cli.source.kubernetes) {
+        (Some(path), _) => Some(kube_client(Some(path)).await?),
+        (None, true) => Some(kube_client(None).await?),
+        (None, false) => None,
     };
-    directory::check(&dir)?;
+    if let Some(dir) = &cli.source.dir {
+        directory::check(dir)?;
+    }
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
@@ -53,11 +96,25 @@ async fn main() -> anyhow::Result<()> {
 
     let hub = Arc::new(Hub::new());
     let (stop, stopped) = watch::channel(false);
-    let mut source = tokio::spawn(directory::run(
-        dir,
-        Reconciler::new(hub.clone()),
-        stopped.clone(),
-    ));
+    let mut source = match (cli.source.dir, kube_client) {
+        (Some(dir), _) => tokio::spawn(directory::run(
+            dir,
+            Reconciler::new(hub.clone()),
+            stopped.clone(),
+        )),
+        (None, Some(client)) => {
+            let identity = cli.kube.identity.clone().unwrap_or_else(default_identity);
+            let background =
+                run_kubernetes(client, &cli.kube, identity, hub.clone(), stopped.clone()).await;
+            tokio::spawn(async move {
+                for task in background {
+                    let _ = task.await;
+                }
+                Ok(())
+            })
+        }
+        (None, None) => anyhow::bail!("no source given: use --dir, --kubeconfig or --kubernetes"),
+    };
     let mut server_stopped = stopped.clone();
     let mut server = tokio::spawn(server::serve(listener, hub, async move {
         let _ = server_stopped.wait_for(|stop| *stop).await;
@@ -83,6 +140,94 @@ async fn main() -> anyhow::Result<()> {
     }
     info!("stopped");
     result
+}
+
+/// A client from the given kubeconfig, or inferred (in-cluster, then `$KUBECONFIG`).
+async fn kube_client(path: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match path {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster service account and no usable $KUBECONFIG")?,
+    };
+    info!(server = %config.cluster_url, "using the Kubernetes API server");
+    kube::Client::try_from(config).context("cannot build a Kubernetes client")
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "tollhouse".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Starts the Kubernetes source: reflectors, translate loop, election and status writer.
+async fn run_kubernetes(
+    client: kube::Client,
+    args: &KubeArgs,
+    identity: String,
+    hub: Arc<Hub>,
+    stopped: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use tollhouse_controller::k8s::{leader, source, status};
+    let trigger = Arc::new(tokio::sync::Notify::new());
+    let stores = source::start(client.clone(), hub.clone(), trigger.clone()).await;
+    let (statuses_tx, statuses_rx) = watch::channel(Arc::default());
+    let (leader_tx, leader_rx) = watch::channel(!args.leader_election);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(source::run(
+        stores.clone(),
+        trigger,
+        Reconciler::new(hub.clone()),
+        statuses_tx,
+        stopped.clone(),
+    )));
+    if args.leader_election {
+        let config = leader::LeaseConfig {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(args.lease_duration.max(1)),
+            advertise_url: args.advertise_url.clone(),
+        };
+        tasks.push(tokio::spawn(leader::run(
+            client.clone(),
+            config,
+            hub.clone(),
+            leader_tx,
+            stopped.clone(),
+        )));
+    } else {
+        // A single replica leads; keep the sender alive for the writer.
+        let mut until_stopped = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = until_stopped.wait_for(|s| *s).await;
+            drop(leader_tx);
+        }));
+    }
+    let config = status::StatusConfig {
+        public_url: args.public_url.clone(),
+        instance: identity,
+    };
+    tasks.push(tokio::spawn(status::run(
+        client,
+        hub,
+        stores,
+        statuses_rx,
+        leader_rx,
+        config,
+        stopped,
+    )));
+    tasks
 }
 
 /// Resolves on SIGINT or SIGTERM (Kubernetes sends SIGTERM before killing a pod).

@@ -36,8 +36,30 @@ impl Reconciler {
     /// Takes the full current set of files, translates and publishes if the content changed.
     pub fn apply(&mut self, files: Vec<(String, FileRead)>) {
         self.index.update(files);
-        let output = translate::translate(&self.index.input());
+        let output = self.translate(&self.index.input());
+        self.finish(output);
+    }
 
+    /// Translates objects from another source (the Kubernetes API), publishes if the content
+    /// changed, and returns the status of every Stage and ApiRoute.
+    pub fn apply_input(&mut self, input: &translate::Input) -> BTreeMap<ObjectKey, Status> {
+        let output = self.translate(input);
+        self.finish(output);
+        self.statuses.clone()
+    }
+
+    fn translate(&self, input: &translate::Input) -> translate::Output {
+        let start = std::time::Instant::now();
+        let output = translate::translate(input);
+        let metrics = &self.hub.metrics;
+        metrics.reconciles.inc();
+        metrics
+            .translate_seconds
+            .observe(start.elapsed().as_secs_f64());
+        output
+    }
+
+    fn finish(&mut self, output: translate::Output) {
         let problems: BTreeSet<Problem> = self.index.problems().into_iter().collect();
         for p in problems.difference(&self.problems) {
             warn!(file = %p.file, line = p.line, column = p.column, message = %p.message, "manifest problem");
@@ -78,6 +100,7 @@ impl Reconciler {
             ),
             Ok(None) => {}
             Err(error) => {
+                self.hub.metrics.error("publish");
                 warn!(%error, "snapshot could not be serialised; keeping the previous one")
             }
         }

@@ -68,15 +68,48 @@ pub struct ObjectReport {
 #[derive(Debug)]
 struct Dataplane {
     applied: Option<u64>,
+    known: Option<String>,
     address: SocketAddr,
     last_seen: Instant,
 }
+
+/// How many recent publications are remembered to map a dataplane's hash to a version.
+const HISTORY: usize = 256;
+/// A dataplane that polled within this window counts as connected (a poll waits up to 30 s).
+pub const CONNECTED_WINDOW: Duration = Duration::from_secs(45);
+
+/// Identity of a Stage or ApiRoute in the publication record: kind, namespace, name.
+type SourceKey = (String, String, String);
 
 #[derive(Debug, Default)]
 struct Report {
     files: Vec<Problem>,
     objects: Vec<ObjectReport>,
     dataplanes: BTreeMap<String, Dataplane>,
+    /// `(hash, version)` of recent publications, oldest first.
+    history: std::collections::VecDeque<(String, u64)>,
+    /// For every object in the current snapshot: its generation there and the first version
+    /// that carried that generation.
+    generations: std::collections::HashMap<SourceKey, (i64, u64)>,
+}
+
+/// Whether this replica serves snapshots or sends dataplanes to the leader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Serves snapshots (also the only role without leader election).
+    Leader,
+    /// Answers `/v1/snapshot` with a redirect to the leader's URL, or 503 while none is known.
+    Standby(Option<String>),
+}
+
+/// What the status writer needs to know about the dataplanes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneView {
+    /// Version and hash of the current snapshot.
+    pub current: Option<(u64, String)>,
+    /// Per connected dataplane: the version (in this controller's numbering) of the snapshot it
+    /// has applied, found by the hash it reports; `None` when unknown here.
+    pub connected: Vec<Option<u64>>,
 }
 
 /// Publish/subscribe point between the source and the server, plus what `/status` shows.
@@ -85,6 +118,10 @@ pub struct Hub {
     snapshot: watch::Sender<Option<Arc<Published>>>,
     closing: watch::Sender<bool>,
     report: Mutex<Report>,
+    role: watch::Sender<Role>,
+    changes: watch::Sender<u64>,
+    /// Controller metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Default for Hub {
@@ -100,6 +137,9 @@ impl Hub {
             snapshot: watch::Sender::new(None),
             closing: watch::Sender::new(false),
             report: Mutex::new(Report::default()),
+            role: watch::Sender::new(Role::Leader),
+            changes: watch::Sender::new(0),
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 
@@ -127,6 +167,22 @@ impl Hub {
         let version = previous.map_or(now_ms, |p| now_ms.max(p.version.saturating_add(1)));
         let stages = snapshot.stages.len();
         let routes = snapshot.route_count();
+        let mut present: std::collections::HashMap<SourceKey, i64> =
+            std::collections::HashMap::with_capacity(routes + stages);
+        for stage in &snapshot.stages {
+            let s = &stage.source;
+            present.insert(
+                (s.kind.clone(), s.namespace.clone(), s.name.clone()),
+                s.generation,
+            );
+            for route in &stage.routes {
+                let r = &route.source;
+                present.insert(
+                    (r.kind.clone(), r.namespace.clone(), r.name.clone()),
+                    r.generation,
+                );
+            }
+        }
         let versioned = Versioned {
             schema: tollhouse_snapshot::SCHEMA_VERSION,
             version,
@@ -141,7 +197,33 @@ impl Hub {
             routes,
             body,
         };
+        {
+            let mut report = self.lock();
+            if report.history.len() >= HISTORY {
+                report.history.pop_front();
+            }
+            report.history.push_back((published.hash.clone(), version));
+            let old = std::mem::take(&mut report.generations);
+            report.generations = present
+                .into_iter()
+                .map(|(key, generation)| {
+                    let first = match old.get(&key) {
+                        Some(&(g, first)) if g == generation => first,
+                        _ => version,
+                    };
+                    (key, (generation, first))
+                })
+                .collect();
+        }
+        let m = &self.metrics;
+        m.snapshot_bytes
+            .set(i64::try_from(published.body.len()).unwrap_or(i64::MAX));
+        m.snapshot_routes
+            .set(i64::try_from(routes).unwrap_or(i64::MAX));
+        m.snapshot_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
         self.snapshot.send_replace(Some(Arc::new(published)));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(Some(version))
     }
 
@@ -157,6 +239,68 @@ impl Hub {
         report.objects = objects;
     }
 
+    /// The first snapshot version that carried this generation of the object, when the current
+    /// snapshot carries it.
+    pub fn first_version(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        generation: i64,
+    ) -> Option<u64> {
+        let report = self.lock();
+        report
+            .generations
+            .get(&(kind.to_string(), namespace.to_string(), name.to_string()))
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, first)| *first)
+    }
+
+    /// The current snapshot and what each connected dataplane has applied.
+    pub fn view(&self) -> DataplaneView {
+        let current = self.current().map(|p| (p.version, p.hash.clone()));
+        let report = self.lock();
+        let now = Instant::now();
+        let connected: Vec<Option<u64>> = report
+            .dataplanes
+            .values()
+            .filter(|d| now.duration_since(d.last_seen) < CONNECTED_WINDOW)
+            .map(|d| {
+                let known = d.known.as_deref()?;
+                report
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|(hash, _)| hash == known)
+                    .map(|(_, version)| *version)
+            })
+            .collect();
+        self.metrics
+            .connected_dataplanes
+            .set(i64::try_from(connected.len()).unwrap_or(i64::MAX));
+        DataplaneView { current, connected }
+    }
+
+    /// A receiver that changes whenever a snapshot is published or a dataplane reports.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Sets whether this replica serves snapshots or redirects to the leader.
+    pub fn set_role(&self, role: Role) {
+        self.metrics.leader.set(i64::from(role == Role::Leader));
+        self.role.send_if_modified(|r| {
+            let changed = *r != role;
+            *r = role;
+            changed
+        });
+    }
+
+    /// This replica's role.
+    pub fn role(&self) -> Role {
+        self.role.borrow().clone()
+    }
+
     /// Ends waiting long-polls, for shutdown.
     pub fn close(&self) {
         self.closing.send_replace(true);
@@ -170,7 +314,14 @@ impl Hub {
     /// Records a dataplane's poll. `applied` is what it reports when the poll starts (a
     /// restarted dataplane reporting nothing replaces its old version); the call at the end of
     /// a poll passes `None` and only refreshes `last_seen`.
-    fn saw(&self, id: &str, applied: Option<u64>, start: bool, address: SocketAddr) {
+    fn saw(
+        &self,
+        id: &str,
+        applied: Option<u64>,
+        known: Option<&str>,
+        start: bool,
+        address: SocketAddr,
+    ) {
         let mut report = self.lock();
         let now = Instant::now();
         // Dataplanes that stopped polling are forgotten, and the table is bounded: any client
@@ -187,15 +338,24 @@ impl Hub {
             .dataplanes
             .entry(id.to_string())
             .or_insert(Dataplane {
-                applied,
+                applied: None,
+                known: None,
                 address,
                 last_seen: now,
             });
+        let mut changed = false;
         if start {
+            changed = entry.applied != applied || entry.known.as_deref() != known;
             entry.applied = applied;
+            entry.known = known.map(str::to_string);
         }
+        let reconnected = now.duration_since(entry.last_seen) >= CONNECTED_WINDOW;
         entry.address = address;
         entry.last_seen = now;
+        drop(report);
+        if changed || reconnected {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// The `/status` document.
@@ -211,6 +371,7 @@ impl Hub {
                 serde_json::json!({
                     "id": id,
                     "appliedVersion": d.applied,
+                    "appliedHash": d.known,
                     "address": d.address.to_string(),
                     "lastSeenSecondsAgo": d.last_seen.elapsed().as_secs(),
                 })
@@ -271,7 +432,10 @@ async fn handle(
     remote: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    let known = matches!(path, "/v1/snapshot" | "/status" | "/healthz" | "/readyz");
+    let known = matches!(
+        path,
+        "/v1/snapshot" | "/status" | "/healthz" | "/readyz" | "/metrics"
+    );
     if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -285,6 +449,17 @@ async fn handle(
             Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n"),
         },
         "/healthz" => text(StatusCode::OK, "ok"),
+        "/metrics" => {
+            let _ = hub.view();
+            let mut response = Response::new(Full::new(Bytes::from(hub.metrics.encode())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        }
         _ if hub.current().is_some() => text(StatusCode::OK, "ready"),
         _ => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot published yet"),
     }
@@ -320,11 +495,37 @@ async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<
             )
         }
     };
-    let dataplane = param("dataplane").filter(|id| !id.is_empty());
-    if let Some(id) = dataplane {
-        hub.saw(id, applied, true, remote);
+    match hub.role() {
+        Role::Leader => {}
+        Role::Standby(Some(leader)) => {
+            let location = format!("{}/v1/snapshot?{query}", leader.trim_end_matches('/'));
+            let mut response = text(
+                StatusCode::TEMPORARY_REDIRECT,
+                "this replica is on standby; the leader serves snapshots\n",
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            return response;
+        }
+        Role::Standby(None) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this replica is on standby and no leader is known yet\n",
+            )
+        }
     }
+    let dataplane = param("dataplane").filter(|id| !id.is_empty());
     let known = param("known").unwrap_or("");
+    if let Some(id) = dataplane {
+        hub.saw(
+            id,
+            applied,
+            Some(known).filter(|k| !k.is_empty()),
+            true,
+            remote,
+        );
+    }
     let mut snapshots = hub.snapshot.subscribe();
     let mut closing = hub.closing.subscribe();
     let deadline = tokio::time::sleep(Duration::from_secs(wait));
@@ -345,7 +546,7 @@ async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<
         }
     };
     if let Some(id) = dataplane {
-        hub.saw(id, None, false, remote);
+        hub.saw(id, None, None, false, remote);
     }
     response
 }

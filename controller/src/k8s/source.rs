@@ -1,0 +1,248 @@
+//! Watches the API server and turns its objects into translate's [`Input`].
+//!
+//! One reflector per kind keeps a local cache (managed fields dropped, they are most of an
+//! object's size); any event wakes the translate loop, which waits for a short quiet spell so a
+//! burst of changes (a `kubectl apply` of many objects) gives one snapshot. Nothing is published
+//! before every cache has its first full list: a partial view would withdraw routes.
+
+use crate::convert;
+use crate::manifest::ObjectKey;
+use crate::reconcile::Reconciler;
+use crate::server::Hub;
+use crate::translate::{Input, Meta, Resource, Status};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Api, DynamicObject};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource as KubeResource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use tollhouse_api::{ApiRoute, Stage};
+use tracing::{info, warn};
+
+/// Quiet time that ends a burst of changes, and the longest a burst may delay a translate.
+const QUIET: Duration = Duration::from_millis(30);
+const MAX_DELAY: Duration = Duration::from_millis(300);
+
+/// The local caches of every watched kind.
+#[derive(Clone)]
+pub struct Stores {
+    /// Stages.
+    pub stages: Store<Stage>,
+    /// ApiRoutes.
+    pub routes: Store<ApiRoute>,
+    /// Services.
+    pub services: Store<Service>,
+    /// EndpointSlices (v1 or v1beta1, as the server has).
+    pub slices: Store<DynamicObject>,
+    /// `kubernetes.io/tls` Secrets.
+    pub secrets: Store<Secret>,
+}
+
+/// Statuses from the latest translate, for the status writer.
+pub type Statuses = Arc<BTreeMap<ObjectKey, Status>>;
+
+/// The EndpointSlice API the server offers: `discovery.k8s.io/v1`, else `v1beta1` (before
+/// Kubernetes 1.21).
+pub async fn endpoint_slice_resource(client: &Client) -> ApiResource {
+    let version = match client.list_api_group_resources("discovery.k8s.io/v1").await {
+        Ok(list) if list.resources.iter().any(|r| r.name == "endpointslices") => "v1",
+        _ => "v1beta1",
+    };
+    info!(api_version = %format!("discovery.k8s.io/{version}"), "EndpointSlice API found by discovery");
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("discovery.k8s.io", version, "EndpointSlice"),
+        "endpointslices",
+    )
+}
+
+/// Starts a reflector per kind; each event wakes `trigger`.
+pub async fn start(client: Client, hub: Arc<Hub>, trigger: Arc<Notify>) -> Stores {
+    let slices_resource = endpoint_slice_resource(&client).await;
+    let (stages, w) = reflector::store();
+    spawn(
+        Api::<Stage>::all(client.clone()),
+        watcher::Config::default(),
+        w,
+        &hub,
+        &trigger,
+        "Stage",
+    );
+    let (routes, w) = reflector::store();
+    spawn(
+        Api::<ApiRoute>::all(client.clone()),
+        watcher::Config::default(),
+        w,
+        &hub,
+        &trigger,
+        "ApiRoute",
+    );
+    let (services, w) = reflector::store();
+    spawn(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        w,
+        &hub,
+        &trigger,
+        "Service",
+    );
+    let w = Writer::new(slices_resource.clone());
+    let slices = w.as_reader();
+    spawn(
+        Api::<DynamicObject>::all_with(client.clone(), &slices_resource),
+        watcher::Config::default().labels(convert::SERVICE_NAME_LABEL),
+        w,
+        &hub,
+        &trigger,
+        "EndpointSlice",
+    );
+    let (secrets, w) = reflector::store();
+    spawn(
+        Api::<Secret>::all(client),
+        watcher::Config::default().fields("type=kubernetes.io/tls"),
+        w,
+        &hub,
+        &trigger,
+        "Secret",
+    );
+    Stores {
+        stages,
+        routes,
+        services,
+        slices,
+        secrets,
+    }
+}
+
+fn spawn<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
+    hub: &Arc<Hub>,
+    trigger: &Arc<Notify>,
+    kind: &'static str,
+) where
+    K: KubeResource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    let hub = hub.clone();
+    let trigger = trigger.clone();
+    tokio::spawn(async move {
+        let stream = watcher(api, config)
+            .default_backoff()
+            .modify(|o: &mut K| o.managed_fields_mut().clear())
+            .reflect(writer);
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => trigger.notify_one(),
+                Err(error) => {
+                    hub.metrics.error("watch");
+                    warn!(kind, %error, "watch failed; retrying with backoff");
+                }
+            }
+        }
+    });
+}
+
+/// Waits until every cache holds its first full list.
+pub async fn wait_synced(stores: &Stores) -> Result<(), reflector::store::WriterDropped> {
+    stores.stages.wait_until_ready().await?;
+    stores.routes.wait_until_ready().await?;
+    stores.services.wait_until_ready().await?;
+    stores.slices.wait_until_ready().await?;
+    stores.secrets.wait_until_ready().await?;
+    Ok(())
+}
+
+fn meta<K: KubeResource>(object: &K) -> Meta {
+    let m = object.meta();
+    Meta {
+        namespace: m.namespace.clone().unwrap_or_default(),
+        name: m.name.clone().unwrap_or_default(),
+        generation: m.generation.unwrap_or(1),
+        created: m.creation_timestamp.clone(),
+        seen: 0,
+    }
+}
+
+/// Everything translate reads, from the caches.
+pub fn input(stores: &Stores) -> Input {
+    let mut input = Input::default();
+    for s in stores.stages.state() {
+        input.stages.push(Resource {
+            meta: meta(s.as_ref()),
+            spec: s.spec.clone(),
+        });
+    }
+    for r in stores.routes.state() {
+        input.routes.push(Resource {
+            meta: meta(r.as_ref()),
+            spec: r.spec.clone(),
+        });
+    }
+    for s in stores.services.state() {
+        input.services.push(Resource {
+            meta: meta(s.as_ref()),
+            spec: convert::service_ports(&s),
+        });
+    }
+    for e in stores.slices.state() {
+        let Ok(json) = serde_json::to_value(e.as_ref()) else {
+            continue;
+        };
+        if let Some(spec) = convert::endpoint_slice(&json) {
+            input.endpoint_slices.push(Resource {
+                meta: meta(e.as_ref()),
+                spec,
+            });
+        }
+    }
+    for s in stores.secrets.state() {
+        let meta = meta(s.as_ref());
+        input.secrets.push(Resource {
+            meta,
+            spec: convert::secret_data(s.as_ref().clone()),
+        });
+    }
+    input
+}
+
+/// The translate loop: waits for the caches, then translates after every burst of changes and
+/// hands the statuses to the status writer. Ends when `stop` turns true.
+pub async fn run(
+    stores: Stores,
+    trigger: Arc<Notify>,
+    mut reconciler: Reconciler,
+    statuses: watch::Sender<Statuses>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        synced = wait_synced(&stores) => if synced.is_err() { return },
+        _ = stop.wait_for(|s| *s) => return,
+    }
+    info!("caches synced; translating");
+    loop {
+        let input = input(&stores);
+        let result = reconciler.apply_input(&input);
+        statuses.send_replace(Arc::new(result));
+        tokio::select! {
+            () = trigger.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let first = Instant::now();
+        loop {
+            tokio::select! {
+                () = trigger.notified() => if first.elapsed() >= MAX_DELAY { break },
+                () = tokio::time::sleep(QUIET) => break,
+            }
+        }
+    }
+}

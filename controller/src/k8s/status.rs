@@ -1,0 +1,518 @@
+//! Writes status back to the API server (leader only): Accepted, ResolvedRefs, Programmed and
+//! Ready with `observedGeneration`, by server-side apply on the status subresource, plus
+//! Warning Events when an object is rejected.
+//!
+//! Programmed is True when every connected dataplane has applied a snapshot carrying the
+//! object's current generation: the hub knows the first snapshot version that carried it and,
+//! from the hash each dataplane reports, the version each one serves. Only what changed is
+//! written, and `lastTransitionTime` moves only when a condition's status changes.
+
+use super::source::{Statuses, Stores};
+use super::FIELD_MANAGER;
+use crate::manifest::{Kind, ObjectKey};
+use crate::server::{DataplaneView, Hub};
+use crate::translate::Status;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tollhouse_api::{ApiRoute, Stage};
+use tracing::{debug, info, warn};
+
+/// Patches in flight at once.
+const CONCURRENCY: usize = 16;
+/// Quiet time before writing, so a burst of dataplane reports gives one round.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Retry delay after a failed write.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Settings of the status writer.
+#[derive(Clone, Debug)]
+pub struct StatusConfig {
+    /// The gateway's public URL, for the invoke URL of stages without host names.
+    pub public_url: Option<String>,
+    /// This replica's name, reported on Events.
+    pub instance: String,
+}
+
+/// One condition as written (`lastTransitionTime` kept separately for comparison).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Cond {
+    kind: String,
+    status: String,
+    reason: String,
+    message: String,
+}
+
+/// The status an object should have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Desired {
+    generation: i64,
+    conditions: Vec<Cond>,
+    stage: Option<StageExtra>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StageExtra {
+    invoke_urls: Vec<String>,
+    snapshot_version: Option<u64>,
+    serving: u32,
+    connected: u32,
+}
+
+/// What is known to be on the server: the desired status and each condition's transition time.
+#[derive(Clone, Debug)]
+struct Written {
+    uid: String,
+    desired: Desired,
+    transitions: BTreeMap<String, String>,
+}
+
+/// Runs until `stop`; writes only while `leader` is true.
+pub async fn run(
+    client: Client,
+    hub: Arc<Hub>,
+    stores: Stores,
+    mut statuses: watch::Receiver<Statuses>,
+    mut leader: watch::Receiver<bool>,
+    config: StatusConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(config.instance.clone()),
+        },
+    );
+    let mut changes = hub.subscribe_changes();
+    let mut written: HashMap<ObjectKey, Written> = HashMap::new();
+    let mut retry = false;
+    loop {
+        tokio::select! {
+            r = statuses.changed() => if r.is_err() { return },
+            r = changes.changed() => if r.is_err() { return },
+            r = leader.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(RETRY), if retry => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        if !*leader.borrow_and_update() {
+            // Another replica writes meanwhile: forget what we think is on the server.
+            written.clear();
+            retry = false;
+            continue;
+        }
+        let current = statuses.borrow_and_update().clone();
+        changes.borrow_and_update();
+        let view = hub.view();
+        retry = !write_round(
+            &client,
+            &hub,
+            &stores,
+            &recorder,
+            &config,
+            &current,
+            &view,
+            &mut written,
+        )
+        .await;
+    }
+}
+
+/// One pass over every object; returns false when some write failed.
+#[allow(clippy::too_many_arguments)]
+async fn write_round(
+    client: &Client,
+    hub: &Hub,
+    stores: &Stores,
+    recorder: &Recorder,
+    config: &StatusConfig,
+    statuses: &BTreeMap<ObjectKey, Status>,
+    view: &DataplaneView,
+    written: &mut HashMap<ObjectKey, Written>,
+) -> bool {
+    written.retain(|key, _| statuses.contains_key(key));
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let mut jobs = Vec::new();
+    for (key, status) in statuses {
+        let (uid, reference, on_server) = match key.kind {
+            Kind::Stage => {
+                let Some(o) = stores
+                    .stages
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                else {
+                    continue;
+                };
+                let current = o.status.as_ref().map(|s| {
+                    (
+                        s.observed_generation,
+                        &s.conditions,
+                        Some(StageExtra {
+                            invoke_urls: s.invoke_urls.clone(),
+                            snapshot_version: s.snapshot_version,
+                            serving: s.serving_dataplanes.unwrap_or(0),
+                            connected: s.connected_dataplanes.unwrap_or(0),
+                        }),
+                    )
+                });
+                (
+                    o.uid(),
+                    o.object_ref(&()),
+                    current.map(|(g, c, e)| from_server(g, c, e)),
+                )
+            }
+            Kind::ApiRoute => {
+                let Some(o) = stores
+                    .routes
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                else {
+                    continue;
+                };
+                let current = o
+                    .status
+                    .as_ref()
+                    .map(|s| from_server(s.observed_generation, &s.conditions, None));
+                (o.uid(), o.object_ref(&()), current)
+            }
+            _ => continue,
+        };
+        let Some(uid) = uid else { continue };
+        let stage_spec = if key.kind == Kind::Stage {
+            stores
+                .stages
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(|s| s.spec.clone())
+        } else {
+            None
+        };
+        let desired = desire(hub, key, status, view, stage_spec.as_ref(), config);
+        let base = match written.get(key) {
+            Some(w) if w.uid == uid => Some(w.clone()),
+            _ => on_server.map(|(desired, transitions)| Written {
+                uid: uid.clone(),
+                desired,
+                transitions,
+            }),
+        };
+        if base.as_ref().is_some_and(|b| b.desired == desired) {
+            if let Some(b) = base {
+                written.insert(key.clone(), b);
+            }
+            continue;
+        }
+        let mut transitions = BTreeMap::new();
+        for c in &desired.conditions {
+            let kept = base.as_ref().and_then(|b| {
+                let before = b.desired.conditions.iter().find(|p| p.kind == c.kind)?;
+                if before.status == c.status {
+                    b.transitions.get(&c.kind).cloned()
+                } else {
+                    None
+                }
+            });
+            transitions.insert(c.kind.clone(), kept.unwrap_or_else(|| now.clone()));
+        }
+        let events = new_rejections(base.as_ref().map(|b| &b.desired), &desired);
+        jobs.push((
+            key.clone(),
+            Written {
+                uid,
+                desired,
+                transitions,
+            },
+            reference,
+            events,
+        ));
+    }
+    if jobs.is_empty() {
+        return true;
+    }
+    debug!(patches = jobs.len(), "writing status");
+    let results: Vec<(ObjectKey, Option<Written>)> = futures::stream::iter(jobs)
+        .map(|(key, w, reference, events)| async move {
+            let ok = patch(client, &key, &w).await;
+            match ok {
+                Ok(()) => {
+                    hub.metrics.status_patches.inc();
+                    for c in events {
+                        warn!(object.kind = %key.kind, object.namespace = %key.namespace, object.name = %key.name,
+                              condition = %c.kind, reason = %c.reason, message = %c.message, "object rejected");
+                        publish_event(recorder, hub, &reference, &c).await;
+                    }
+                    (key, Some(w))
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => (key, None),
+                Err(error) => {
+                    hub.metrics.error("status_patch");
+                    warn!(object.kind = %key.kind, object.namespace = %key.namespace, object.name = %key.name,
+                          %error, "status write failed; will retry");
+                    (key, None)
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut all_ok = true;
+    for (key, w) in results {
+        match w {
+            Some(w) => {
+                written.insert(key, w);
+            }
+            None => {
+                written.remove(&key);
+                all_ok = false;
+            }
+        }
+    }
+    all_ok
+}
+
+fn from_server(
+    generation: Option<i64>,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    stage: Option<StageExtra>,
+) -> (Desired, BTreeMap<String, String>) {
+    let conds = conditions
+        .iter()
+        .map(|c| Cond {
+            kind: c.type_.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+        .collect();
+    let transitions = conditions
+        .iter()
+        .map(|c| (c.type_.clone(), c.last_transition_time.0.to_string()))
+        .collect();
+    (
+        Desired {
+            generation: generation.unwrap_or(0),
+            conditions: conds,
+            stage,
+        },
+        transitions,
+    )
+}
+
+fn cond(kind: &str, status: &str, reason: &str, message: impl Into<String>) -> Cond {
+    Cond {
+        kind: kind.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+/// Programmed, then Ready folded from translate's Ready and Programmed.
+fn desire(
+    hub: &Hub,
+    key: &ObjectKey,
+    status: &Status,
+    view: &DataplaneView,
+    stage: Option<&tollhouse_api::StageSpec>,
+    config: &StatusConfig,
+) -> Desired {
+    let first = hub.first_version(
+        key.kind.as_str(),
+        &key.namespace,
+        &key.name,
+        status.observed_generation,
+    );
+    // Messages carry no counts or versions: they would rewrite every object on every publish.
+    let programmed = match first {
+        None => cond(
+            "Programmed",
+            "False",
+            "NotProgrammed",
+            "the object is not part of the served snapshot; see Ready",
+        ),
+        Some(_) if view.connected.is_empty() => cond(
+            "Programmed",
+            "False",
+            "NoDataplanes",
+            "no dataplane is connected to the controller",
+        ),
+        Some(v)
+            if view
+                .connected
+                .iter()
+                .all(|d| d.is_some_and(|applied| applied >= v)) =>
+        {
+            cond(
+                "Programmed",
+                "True",
+                "Programmed",
+                "every connected dataplane serves this generation",
+            )
+        }
+        Some(_) => cond(
+            "Programmed",
+            "False",
+            "Pending",
+            "waiting for the connected dataplanes to apply this generation",
+        ),
+    };
+    let mut conditions: Vec<Cond> = Vec::with_capacity(4);
+    let mut ready = None;
+    for c in &status.conditions {
+        let c = cond(c.kind, c.status, c.reason, c.message.clone());
+        if c.kind == "Ready" {
+            ready = Some(c);
+        } else {
+            conditions.push(c);
+        }
+    }
+    let ready = match ready {
+        Some(r) if r.status == "True" && programmed.status != "True" => cond(
+            "Ready",
+            "False",
+            &programmed.reason,
+            programmed.message.clone(),
+        ),
+        Some(r) => r,
+        None => cond("Ready", "False", "Unknown", ""),
+    };
+    conditions.push(programmed);
+    conditions.push(ready);
+    let stage = stage.map(|spec| {
+        let base = spec.base_path.as_deref().unwrap_or("/");
+        let base = if base.starts_with('/') {
+            base.to_string()
+        } else {
+            format!("/{base}")
+        };
+        let scheme = if spec.tls.is_some() { "https" } else { "http" };
+        let mut invoke_urls: Vec<String> = spec
+            .hostnames
+            .iter()
+            .map(|h| format!("{scheme}://{}{base}", h.to_ascii_lowercase()))
+            .collect();
+        if invoke_urls.is_empty() {
+            if let Some(url) = &config.public_url {
+                invoke_urls.push(format!("{}{base}", url.trim_end_matches('/')));
+            }
+        }
+        let current = view.current.as_ref().map(|(v, _)| *v);
+        StageExtra {
+            invoke_urls,
+            snapshot_version: current,
+            serving: u32::try_from(
+                view.connected
+                    .iter()
+                    .filter(|d| d.is_some() && **d == current)
+                    .count(),
+            )
+            .unwrap_or(u32::MAX),
+            connected: u32::try_from(view.connected.len()).unwrap_or(u32::MAX),
+        }
+    });
+    Desired {
+        generation: status.observed_generation,
+        conditions,
+        stage,
+    }
+}
+
+/// Conditions that turned False with a reason not reported before (an Event each); Ready is
+/// skipped when it only repeats another condition or waits for dataplanes.
+fn new_rejections(before: Option<&Desired>, after: &Desired) -> Vec<Cond> {
+    let mut out: Vec<Cond> = Vec::new();
+    for c in &after.conditions {
+        if c.status != "False" || c.kind == "Programmed" {
+            continue;
+        }
+        if matches!(
+            c.reason.as_str(),
+            "Pending" | "NoDataplanes" | "NotProgrammed"
+        ) {
+            continue;
+        }
+        if c.kind == "Ready" && out.iter().any(|o| o.reason == c.reason) {
+            continue;
+        }
+        let seen = before.is_some_and(|b| {
+            b.generation == after.generation
+                && b.conditions.iter().any(|p| {
+                    p.kind == c.kind
+                        && p.status == "False"
+                        && p.reason == c.reason
+                        && p.message == c.message
+                })
+        });
+        if !seen {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+async fn patch(client: &Client, key: &ObjectKey, w: &Written) -> Result<(), kube::Error> {
+    let conditions: Vec<serde_json::Value> = w
+        .desired
+        .conditions
+        .iter()
+        .map(|c| {
+            json!({
+                "type": c.kind,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "observedGeneration": w.desired.generation,
+                "lastTransitionTime": w.transitions.get(&c.kind),
+            })
+        })
+        .collect();
+    let mut status = json!({
+        "observedGeneration": w.desired.generation,
+        "conditions": conditions,
+    });
+    if let Some(extra) = &w.desired.stage {
+        status["invokeUrls"] = json!(extra.invoke_urls);
+        status["snapshotVersion"] = json!(extra.snapshot_version);
+        status["servingDataplanes"] = json!(extra.serving);
+        status["connectedDataplanes"] = json!(extra.connected);
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match key.kind {
+        Kind::Stage => {
+            let body =
+                json!({"apiVersion": Stage::api_version(&()), "kind": "Stage", "status": status});
+            Api::<Stage>::namespaced(client.clone(), &key.namespace)
+                .patch_status(&key.name, &params, &Patch::Apply(body))
+                .await
+                .map(|_| ())
+        }
+        _ => {
+            let body = json!({"apiVersion": ApiRoute::api_version(&()), "kind": "ApiRoute", "status": status});
+            Api::<ApiRoute>::namespaced(client.clone(), &key.namespace)
+                .patch_status(&key.name, &params, &Patch::Apply(body))
+                .await
+                .map(|_| ())
+        }
+    }
+}
+
+async fn publish_event(recorder: &Recorder, hub: &Hub, reference: &ObjectReference, c: &Cond) {
+    let note: String = c.message.chars().take(1000).collect();
+    let event = Event {
+        type_: EventType::Warning,
+        reason: c.reason.clone(),
+        note: Some(format!("{}: {note}", c.kind)),
+        action: "Translate".into(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, reference).await {
+        hub.metrics.error("event");
+        info!(%error, "could not record an Event");
+    }
+}
