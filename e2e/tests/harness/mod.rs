@@ -1,6 +1,8 @@
 //! Starts the real binaries on free loopback ports and waits on conditions, never on sleeps.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod kube;
+
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
