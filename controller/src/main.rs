@@ -65,6 +65,9 @@ struct KubeArgs {
     /// leader's), e.g. `https://10.0.0.5:9090`.
     #[arg(long, env = "TOLLHOUSE_ADVERTISE_URL")]
     advertise_url: Option<String>,
+    /// Watch only this namespace (default: every namespace).
+    #[arg(long, env = "TOLLHOUSE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// The gateway's public URL, shown as the invoke URL of stages without host names.
     #[arg(long, env = "TOLLHOUSE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -180,7 +183,13 @@ async fn run_kubernetes(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     use tollhouse_controller::k8s::{leader, source, status};
     let trigger = Arc::new(tokio::sync::Notify::new());
-    let stores = source::start(client.clone(), hub.clone(), trigger.clone()).await;
+    let stores = source::start(
+        client.clone(),
+        hub.clone(),
+        trigger.clone(),
+        args.watch_namespace.as_deref(),
+    )
+    .await;
     let (statuses_tx, statuses_rx) = watch::channel(Arc::default());
     let (leader_tx, leader_rx) = watch::channel(!args.leader_election);
     let mut tasks = Vec::new();

@@ -63,8 +63,25 @@ pub async fn endpoint_slice_resource(client: &Client) -> ApiResource {
     )
 }
 
-/// Starts a reflector per kind; each event wakes `trigger`.
-pub async fn start(client: Client, hub: Arc<Hub>, trigger: Arc<Notify>) -> Stores {
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: KubeResource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts a reflector per kind, over every namespace or only `namespace`; each event wakes
+/// `trigger`.
+pub async fn start(
+    client: Client,
+    hub: Arc<Hub>,
+    trigger: Arc<Notify>,
+    namespace: Option<&str>,
+) -> Stores {
     let slices_resource = endpoint_slice_resource(&client).await;
     let (stages, w) = reflector::store();
     spawn(
@@ -105,7 +122,7 @@ pub async fn start(client: Client, hub: Arc<Hub>, trigger: Arc<Notify>) -> Store
     );
     let (secrets, w) = reflector::store();
     spawn(
-        Api::<Secret>::all(client),
+        api::<Secret>(&client, namespace),
         watcher::Config::default().fields("type=kubernetes.io/tls"),
         w,
         &hub,

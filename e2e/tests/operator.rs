@@ -1,0 +1,508 @@
+//! The operator against a real kube-apiserver (1.20, `harness::kube`) with the real controller
+//! and dataplane processes and the real kubectl.
+//!
+//! The controller always runs as the `tollhouse-controller` ServiceAccount of
+//! `deploy/controller-rbac.yaml` (a token minted for it), so it works with exactly the rights
+//! the chart grants. Each test has its own namespace and its own controller watching only that
+//! namespace, so tests share one API server and run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use harness::kube::{text, KubeEnv};
+use harness::{free_port, http, wait_for, Backend, Dataplane, Proc, TempDir};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+const RBAC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/controller-rbac.yaml");
+const SA: &str = "system:serviceaccount:tollhouse-system:tollhouse-controller";
+
+/// The shared API server with the CRDs and the controller's RBAC applied, and a kubeconfig
+/// holding a token of the controller's ServiceAccount.
+fn env() -> (&'static KubeEnv, &'static Path) {
+    static SETUP: OnceLock<PathBuf> = OnceLock::new();
+    let env = KubeEnv::shared();
+    let kubeconfig = SETUP.get_or_init(|| {
+        env.kubectl_ok(&["apply", "-f", CRDS]);
+        env.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/stages.tollhouse.dev",
+            "crd/apiroutes.tollhouse.dev",
+            "--timeout=60s",
+        ]);
+        env.kubectl_ok(&["apply", "-f", RBAC]);
+        service_account_kubeconfig(env)
+    });
+    (env, kubeconfig.as_path())
+}
+
+/// A kubeconfig for the controller's ServiceAccount: a minted token on the test server, the
+/// admin impersonating it on an existing cluster.
+fn service_account_kubeconfig(env: &KubeEnv) -> PathBuf {
+    if std::env::var_os("TOLLHOUSE_KUBECONFIG").is_some() {
+        return env.kubeconfig_for(SA);
+    }
+    let token = env
+        .kubectl_ok(&[
+            "create",
+            "token",
+            "tollhouse-controller",
+            "-n",
+            "tollhouse-system",
+            "--duration=24h",
+        ])
+        .trim()
+        .to_string();
+    let admin = std::fs::read_to_string(env.kubeconfig_admin()).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
+    let users = config["users"].as_sequence_mut().unwrap();
+    for user in users.iter_mut() {
+        user["user"] = serde_yaml::to_value(serde_json::json!({ "token": token })).unwrap();
+    }
+    let path = env
+        .kubeconfig_admin()
+        .with_file_name("kubeconfig-tollhouse-controller-sa");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// A controller in Kubernetes mode watching one namespace.
+struct KubeController {
+    port: u16,
+    proc: Proc,
+}
+
+impl KubeController {
+    fn start(kubeconfig: &Path, namespace: &str, logs: &Path, extra: &[String]) -> KubeController {
+        Self::start_on(kubeconfig, namespace, logs, free_port(), extra)
+    }
+
+    fn start_on(
+        kubeconfig: &Path,
+        namespace: &str,
+        logs: &Path,
+        port: u16,
+        extra: &[String],
+    ) -> KubeController {
+        let mut args = vec![
+            "--kubeconfig".to_string(),
+            kubeconfig.display().to_string(),
+            "--watch-namespace".into(),
+            namespace.into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--public-url".into(),
+            "http://gateway.example".into(),
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn("tollhouse-controller", &args, logs);
+        let c = KubeController { port, proc };
+        let client = http();
+        wait_for("controller healthz", Duration::from_secs(30), || {
+            client
+                .get(c.url("/healthz"))
+                .send()
+                .ok()
+                .filter(|r| r.status() == 200)
+        });
+        c
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// One test's world: namespace, scratch directory, backends.
+struct World {
+    env: &'static KubeEnv,
+    kubeconfig: &'static Path,
+    ns: String,
+    dir: TempDir,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        let (env, kubeconfig) = env();
+        World {
+            env,
+            kubeconfig,
+            ns: env.fresh_namespace(tag),
+            dir: TempDir::new(tag),
+        }
+    }
+
+    fn logs(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let out = self
+            .env
+            .kubectl_stdin(&["apply", "-n", &self.ns, "-f", "-"], yaml);
+        assert!(out.status.success(), "kubectl apply failed:\n{}", text(&out));
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["-n", &self.ns]);
+        self.env.kubectl_ok(&all)
+    }
+
+    fn get(&self, what: &str) -> Value {
+        serde_json::from_str(&self.kubectl(&["get", what, "-o", "json"])).unwrap()
+    }
+
+    fn condition(&self, what: &str, kind: &str) -> Option<Value> {
+        self.get(what)["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == kind)
+            .cloned()
+    }
+
+    /// Waits until `what` has condition `kind` with this status and reason.
+    fn wait_condition(&self, what: &str, kind: &str, status: &str, reason: &str) -> Value {
+        wait_for(
+            &format!("{what} {kind}={status} ({reason})"),
+            Duration::from_secs(30),
+            || {
+                let c = self.condition(what, kind)?;
+                (c["status"] == status && c["reason"] == reason).then_some(c)
+            },
+        )
+    }
+
+    fn wait_programmed(&self, what: &str) {
+        let out = self.env.kubectl(&[
+            "wait",
+            "--for=condition=Programmed",
+            what,
+            "-n",
+            &self.ns,
+            "--timeout=30s",
+        ]);
+        assert!(
+            out.status.success(),
+            "kubectl wait Programmed {what}:\n{}\n{}",
+            text(&out),
+            serde_json::to_string_pretty(&self.get(what)).unwrap()
+        );
+    }
+
+    fn events(&self) -> String {
+        self.kubectl(&["get", "events.events.k8s.io", "-o", "json"])
+    }
+
+    fn service(&self, name: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80}}]\n"
+        )
+    }
+
+    /// A hand-made EndpointSlice (there is no endpoint controller): `(port, ready)` endpoints
+    /// on 127.0.0.1, each with its own port, as one slice per endpoint.
+    fn slices(&self, service: &str, endpoints: &[(u16, bool)]) -> String {
+        let mut out = String::new();
+        for (i, (port, ready)) in endpoints.iter().enumerate() {
+            out.push_str(&format!(
+                "---\napiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata:\n  name: {service}-{i}\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n  - addresses: [127.0.0.1]\n    conditions: {{ready: {ready}}}\n"
+            ));
+        }
+        out
+    }
+}
+
+const STAGE: &str = "apiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata: {name: prod}\nspec: {api: pets, basePath: /prod}\n";
+
+fn route(name: &str, path: &str, service: &str) -> String {
+    format!(
+        "---\napiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: {name}}}\nspec:\n  api: pets\n  path: {path}\n  methods: [GET]\n  integration: {{type: HTTP_PROXY, backendRef: {{name: {service}, port: http}}}}\n"
+    )
+}
+
+/// Which echo backend answered `path`, or the status code when it was not a 200.
+fn backend_of(dp: &Dataplane, path: &str) -> Result<String, u16> {
+    let resp = http().get(dp.url(path)).send().map_err(|_| 0u16)?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(status);
+    }
+    let body: Value = resp.json().map_err(|_| 1u16)?;
+    Ok(body["backend"].as_str().unwrap_or_default().to_string())
+}
+
+/// kubectl apply → Programmed → served; endpoints followed as they change; a Service with no
+/// ready endpoint answers 503 and says so in the route's status.
+#[test]
+fn routes_reach_service_endpoints_and_follow_them() {
+    let w = World::new("endpoints");
+    let logs = w.logs();
+    let a = Backend::start("a", &logs);
+    let b = Backend::start("b", &logs);
+    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    let state = w.dir.path().join("state");
+    let dp = Dataplane::start(&c.url(""), &state, &logs);
+
+    w.apply(&format!(
+        "{}---\n{}{}{}",
+        w.service("web"),
+        w.slices("web", &[(a.port, true)]),
+        route("pets", "/pets/{proxy+}", "web"),
+        format_args!("---\n{STAGE}")
+    ));
+    w.wait_programmed("apiroute/pets");
+    w.wait_programmed("stage/prod");
+    assert_eq!(backend_of(&dp, "/prod/pets/1"), Ok("a".into()));
+
+    // kubectl get tollhouse shows every object with its READY column.
+    let table = w.kubectl(&["get", "tollhouse"]);
+    assert!(table.contains("READY"), "{table}");
+    for line in table.lines().filter(|l| l.contains("tollhouse.dev/")) {
+        assert!(line.contains("True"), "not ready: {line}\n{table}");
+    }
+    // The Stage shows its invoke URL and the dataplanes serving the current snapshot.
+    let stage = w.get("stage/prod");
+    assert_eq!(
+        stage["status"]["invokeUrls"],
+        serde_json::json!(["http://gateway.example/prod"])
+    );
+    wait_for("stage served by 1 dataplane", Duration::from_secs(30), || {
+        let s = w.get("stage/prod")["status"].clone();
+        (s["servingDataplanes"] == 1 && s["connectedDataplanes"] == 1).then_some(())
+    });
+
+    // Both endpoints: traffic reaches both.
+    w.apply(&w.slices("web", &[(a.port, true), (b.port, true)]));
+    wait_for("traffic on both endpoints", Duration::from_secs(30), || {
+        let seen: std::collections::BTreeSet<String> = (0..6)
+            .filter_map(|_| backend_of(&dp, "/prod/pets/x").ok())
+            .collect();
+        (seen.len() == 2).then_some(())
+    });
+
+    // a turns unready: it stops receiving traffic.
+    w.apply(&w.slices("web", &[(a.port, false), (b.port, true)]));
+    wait_for("only b serves", Duration::from_secs(30), || {
+        let all_b = (0..6).all(|_| backend_of(&dp, "/prod/pets/x") == Ok("b".into()));
+        all_b.then_some(())
+    });
+
+    // No ready endpoint: 503 with AWS's body, and the route says why.
+    w.kubectl(&["delete", "endpointslice", "web-0", "web-1"]);
+    wait_for("503 without endpoints", Duration::from_secs(30), || {
+        let resp = http().get(dp.url("/prod/pets/x")).send().ok()?;
+        (resp.status() == 503).then(|| resp.text().unwrap())
+    });
+    let resp = http().get(dp.url("/prod/pets/x")).send().unwrap();
+    assert_eq!(resp.text().unwrap(), r#"{"message":"Service Unavailable"}"#);
+    let ready = w.wait_condition("apiroute/pets", "Ready", "False", "NoReadyEndpoints");
+    assert!(ready["message"].as_str().unwrap().contains("web"));
+    drop(c);
+}
+
+/// Valid in schema, wrong in meaning: each gets a False condition with a reason and an Event,
+/// and the others keep being served.
+#[test]
+fn rejections_get_conditions_and_events_and_leave_the_rest_alone() {
+    let w = World::new("rejections");
+    let logs = w.logs();
+    let a = Backend::start("a", &logs);
+    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    w.apply(&format!(
+        "{}---\n{}{}---\n{STAGE}",
+        w.service("web"),
+        w.slices("web", &[(a.port, true)]),
+        route("good", "/good", "web"),
+    ));
+    w.wait_programmed("apiroute/good");
+
+    // A missing Service, a route conflicting with an older one, a bad stage variable.
+    w.apply(&format!(
+        "{}{}---\napiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata: {{name: badvars}}\nspec: {{api: other, variables: {{'bad-name': x}}}}\n",
+        route("missing", "/missing", "nowhere"),
+        route("clash", "/good", "web"),
+    ));
+    let missing = w.wait_condition("apiroute/missing", "ResolvedRefs", "False", "BackendNotFound");
+    assert!(missing["message"].as_str().unwrap().contains("nowhere"));
+    let clash = w.wait_condition("apiroute/clash", "Accepted", "False", "Conflict");
+    assert!(clash["message"].as_str().unwrap().contains("good"));
+    w.wait_condition("stage/badvars", "Accepted", "False", "InvalidStageVariable");
+    for (what, reason) in [
+        ("missing", "BackendNotFound"),
+        ("clash", "Conflict"),
+        ("badvars", "InvalidStageVariable"),
+    ] {
+        wait_for(&format!("Event {reason} on {what}"), Duration::from_secs(30), || {
+            let events: Value = serde_json::from_str(&w.events()).ok()?;
+            events["items"]
+                .as_array()?
+                .iter()
+                .any(|e| e["reason"] == reason && e["regarding"]["name"] == what && e["type"] == "Warning")
+                .then_some(())
+        });
+    }
+    // kubectl describe shows the Event under the object.
+    let described = w.kubectl(&["describe", "apiroute", "missing"]);
+    assert!(described.contains("BackendNotFound"), "{described}");
+    // The good route is untouched and still served; the missing one answers 503.
+    assert_eq!(w.condition("apiroute/good", "Ready").unwrap()["status"], "True");
+    assert_eq!(backend_of(&dp, "/prod/good"), Ok("a".into()));
+    assert_eq!(backend_of(&dp, "/prod/missing"), Err(503));
+    drop(c);
+}
+
+/// Programmed waits for a dataplane; observedGeneration follows edits; lastTransitionTime moves
+/// only when a condition's status changes.
+#[test]
+fn programmed_needs_a_dataplane_and_transition_times_hold_still() {
+    let w = World::new("programmed");
+    let logs = w.logs();
+    let a = Backend::start("a", &logs);
+    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    w.apply(&format!(
+        "{}---\n{}{}---\n{STAGE}",
+        w.service("web"),
+        w.slices("web", &[(a.port, true)]),
+        route("pets", "/pets", "web"),
+    ));
+    // No dataplane yet: accepted, but not programmed.
+    w.wait_condition("apiroute/pets", "Programmed", "False", "NoDataplanes");
+    assert_eq!(w.condition("apiroute/pets", "Accepted").unwrap()["status"], "True");
+    let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    w.wait_programmed("apiroute/pets");
+    let accepted_at = w.condition("apiroute/pets", "Accepted").unwrap()["lastTransitionTime"].clone();
+    let programmed_at = w.condition("apiroute/pets", "Programmed").unwrap()["lastTransitionTime"].clone();
+
+    // Unrelated changes rewrite nothing on this route.
+    w.apply(&route("other", "/other", "web"));
+    w.wait_programmed("apiroute/other");
+    let pets = w.get("apiroute/pets");
+    assert_eq!(pets["status"]["observedGeneration"], 1);
+    assert_eq!(w.condition("apiroute/pets", "Accepted").unwrap()["lastTransitionTime"], accepted_at);
+    assert_eq!(w.condition("apiroute/pets", "Programmed").unwrap()["lastTransitionTime"], programmed_at);
+
+    // An edit: generation 2 is observed, programmed, and served.
+    w.apply(&route("pets", "/pets2", "web"));
+    wait_for("generation 2 observed", Duration::from_secs(30), || {
+        (w.get("apiroute/pets")["status"]["observedGeneration"] == 2).then_some(())
+    });
+    w.wait_programmed("apiroute/pets");
+    assert_eq!(backend_of(&dp, "/prod/pets2"), Ok("a".into()));
+    let accepted = w.condition("apiroute/pets", "Accepted").unwrap();
+    assert_eq!(accepted["lastTransitionTime"], accepted_at, "Accepted stayed True");
+    assert_eq!(accepted["observedGeneration"], 2);
+
+    // The controller's metrics count what it did.
+    let metrics = http().get(c.url("/metrics")).send().unwrap().text().unwrap();
+    for line in [
+        "tollhouse_controller_connected_dataplanes 1",
+        "tollhouse_controller_errors_total{kind=\"status_patch\"} 0",
+        "tollhouse_controller_leader 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(metrics.contains("tollhouse_controller_translate_duration_seconds_count"));
+    drop(dp);
+}
+
+/// The ServiceAccount can do what the controller needs and nothing more.
+#[test]
+fn the_controller_role_grants_no_more_than_needed() {
+    let (env, _) = env();
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--as", SA]);
+        let out = env.kubectl(&all);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for allowed in [
+        &["watch", "apiroutes.tollhouse.dev", "-A"][..],
+        &["patch", "apiroutes.tollhouse.dev", "--subresource=status", "-n", "default"],
+        &["list", "endpointslices.discovery.k8s.io", "-A"],
+        &["create", "events.events.k8s.io", "-n", "default"],
+        &["update", "leases.coordination.k8s.io", "-n", "tollhouse-system"],
+    ] {
+        assert_eq!(can(allowed), "yes", "should be allowed: {allowed:?}");
+    }
+    for denied in [
+        &["update", "apiroutes.tollhouse.dev", "-n", "default"][..],
+        &["delete", "stages.tollhouse.dev", "-n", "default"],
+        &["get", "configmaps", "-n", "default"],
+        &["create", "secrets", "-n", "default"],
+        &["update", "leases.coordination.k8s.io", "-n", "default"],
+        &["create", "pods", "-n", "default"],
+    ] {
+        assert_eq!(can(denied), "no", "should be denied: {denied:?}");
+    }
+}
+
+/// Two replicas: the leader writes status and serves snapshots, the standby redirects
+/// dataplanes to it; the leader is killed and the standby takes over within the lease time.
+#[test]
+fn standby_takes_over_when_the_leader_dies() {
+    let w = World::new("failover");
+    let logs = w.logs();
+    let a = Backend::start("a", &logs);
+    let lease = format!("lease-{}", w.ns);
+    let replica = |name: &str| {
+        let port = free_port();
+        let args = vec![
+            "--leader-election".to_string(),
+            "--lease-namespace".into(),
+            "tollhouse-system".into(),
+            "--lease-name".into(),
+            lease.clone(),
+            "--lease-duration".into(),
+            "3".into(),
+            "--identity".into(),
+            name.into(),
+            "--advertise-url".into(),
+            format!("http://127.0.0.1:{port}"),
+        ];
+        KubeController::start_on(w.kubeconfig, &w.ns, &logs, port, &args)
+    };
+    let first = replica("replica-1");
+    wait_for("replica-1 leads", Duration::from_secs(30), || {
+        let m = http().get(first.url("/metrics")).send().ok()?.text().ok()?;
+        m.contains("tollhouse_controller_leader 1").then_some(())
+    });
+    let second = replica("replica-2");
+    // The dataplane is pointed at the standby, which redirects it to the leader.
+    let dp = Dataplane::start(&second.url(""), &w.dir.path().join("state"), &logs);
+    w.apply(&format!(
+        "{}---\n{}{}---\n{STAGE}",
+        w.service("web"),
+        w.slices("web", &[(a.port, true)]),
+        route("pets", "/pets", "web"),
+    ));
+    w.wait_programmed("apiroute/pets");
+    assert_eq!(backend_of(&dp, "/prod/pets"), Ok("a".into()));
+    let standby = http().get(second.url("/v1/snapshot")).send();
+    assert!(standby.is_ok());
+
+    let mut first = first;
+    let killed = Instant::now();
+    first.proc.kill();
+    wait_for("replica-2 leads", Duration::from_secs(30), || {
+        let m = http().get(second.url("/metrics")).send().ok()?.text().ok()?;
+        m.contains("tollhouse_controller_leader 1").then_some(())
+    });
+    let takeover = killed.elapsed();
+    eprintln!("standby took over {takeover:?} after the leader was killed (lease 3 s)");
+    assert!(takeover < Duration::from_secs(15), "took {takeover:?}");
+
+    // Status keeps updating and the dataplane follows the new leader.
+    w.apply(&route("pets", "/pets-v2", "web"));
+    wait_for("generation 2 observed", Duration::from_secs(30), || {
+        (w.get("apiroute/pets")["status"]["observedGeneration"] == 2).then_some(())
+    });
+    w.wait_programmed("apiroute/pets");
+    assert_eq!(backend_of(&dp, "/prod/pets-v2"), Ok("a".into()));
+}
