@@ -6,13 +6,20 @@
 //! Each request reports the version this dataplane serves. The last snapshot applied is kept in
 //! `--state-dir`; when the controller cannot be reached and nothing is served yet, the dataplane
 //! serves from it, so a controller outage never takes the API down.
+//!
+//! With an `https://` controller the poll speaks TLS, trusting only the configured CA and
+//! presenting this dataplane's client certificate ([`crate::delivery_tls`]).
 
 use crate::compile::CompiledSnapshot;
 use crate::pipeline::Gateway;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::ServerName;
+use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +33,16 @@ pub struct SourceConfig {
     pub id: String,
     /// Directory for the last good snapshot.
     pub state_dir: Option<PathBuf>,
+    /// TLS for an `https://` controller; `None` polls over plain HTTP.
+    pub tls: Option<ControllerTls>,
+}
+
+/// How the poll speaks TLS to the controller.
+pub struct ControllerTls {
+    /// Roots (the controller's CA only) and the client certificate.
+    pub config: rustls::ClientConfig,
+    /// Name to verify in the controller's certificate; `None`: the host of the URL polled.
+    pub server_name: Option<ServerName<'static>>,
 }
 
 const STATE_FILE: &str = "snapshot.json";
@@ -36,10 +53,59 @@ const LONG_POLL_SECS: u64 = 30;
 enum PollError {
     #[error("controller unreachable: {0}")]
     Unreachable(String),
+    #[error("controller TLS handshake failed: {0}")]
+    Tls(String),
     #[error("controller answered {0}")]
     Status(http::StatusCode),
     #[error("unreadable snapshot: {0}")]
     Decode(String),
+}
+
+impl PollError {
+    /// A transport error, told apart as TLS or not: a TLS failure is a configuration problem
+    /// (wrong CA, wrong name, refused client certificate) that retrying alone will not fix.
+    fn transport(error: &(dyn StdError + 'static)) -> PollError {
+        match tls_failure(error) {
+            Some(tls) => PollError::Tls(tls.to_string()),
+            None => PollError::Unreachable(chain(error)),
+        }
+    }
+}
+
+/// The rustls error somewhere in `error`'s chain. `io::Error::source` skips the error it
+/// wraps, so wrapped errors are looked into as well.
+fn tls_failure<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(tls) = tls_failure(inner) {
+                return Some(tls);
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `error` and its causes, `: `-separated, without repeating a cause its wrapper already shows.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        let cause = e.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        next = e.source();
+    }
+    text
 }
 
 /// Reads the last good snapshot from the state directory.
@@ -106,12 +172,35 @@ pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
 }
 
 /// Follows the controller forever, with backoff; falls back to the state directory.
-pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
+pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    match config.tls.take() {
+        None => {
+            let client = Client::builder(TokioExecutor::new()).build(connector);
+            follow(client, gateway, config).await;
+        }
+        Some(tls) => {
+            connector.enforce_http(false);
+            let builder = HttpsConnectorBuilder::new()
+                .with_tls_config(tls.config)
+                .https_only();
+            let builder = match tls.server_name {
+                Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
+                None => builder,
+            };
+            let client = Client::builder(TokioExecutor::new())
+                .build(builder.enable_http1().wrap_connector(connector));
+            follow(client, gateway, config).await;
+        }
+    }
+}
+
+async fn follow<C>(client: Client<C, Empty<Bytes>>, gateway: Arc<Gateway>, config: SourceConfig)
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     let mut fallback = config.state_dir.as_deref().and_then(load_state);
     let mut known = String::new();
     let mut applied: Option<u64> = None;
@@ -199,11 +288,14 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
     }
 }
 
-async fn poll(
-    client: &Client<HttpConnector, Empty<Bytes>>,
+async fn poll<C>(
+    client: &Client<C, Empty<Bytes>>,
     url: &str,
     wait: u64,
-) -> Result<Option<(Versioned, Bytes)>, PollError> {
+) -> Result<Option<(Versioned, Bytes)>, PollError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     let uri: http::Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| PollError::Unreachable(e.to_string()))?;
@@ -214,14 +306,14 @@ async fn poll(
     let resp = tokio::time::timeout(deadline, client.request(req))
         .await
         .map_err(|_| PollError::Unreachable("timed out".into()))?
-        .map_err(|e| PollError::Unreachable(e.to_string()))?;
+        .map_err(|e| PollError::transport(&e))?;
     match resp.status() {
         http::StatusCode::NOT_MODIFIED => Ok(None),
         http::StatusCode::OK => {
             let raw = tokio::time::timeout(deadline, resp.into_body().collect())
                 .await
                 .map_err(|_| PollError::Unreachable("timed out reading body".into()))?
-                .map_err(|e| PollError::Unreachable(e.to_string()))?
+                .map_err(|e| PollError::transport(&e))?
                 .to_bytes();
             let v: Versioned =
                 serde_json::from_slice(&raw).map_err(|e| PollError::Decode(e.to_string()))?;
@@ -298,6 +390,7 @@ mod tests {
                 controller: format!("http://{addr}"),
                 id: "t".into(),
                 state_dir: Some(dir.clone()),
+                tls: None,
             },
         ));
         let served = tokio::time::timeout(Duration::from_secs(5), async {
@@ -312,6 +405,22 @@ mod tests {
         task.abort();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(served.unwrap(), 41);
+    }
+
+    #[test]
+    fn tls_failures_are_found_inside_wrapped_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        match PollError::transport(&wrapped) {
+            PollError::Tls(text) => assert!(text.contains("UnknownIssuer"), "{text}"),
+            other => panic!("{other}"),
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(matches!(
+            PollError::transport(&refused),
+            PollError::Unreachable(_)
+        ));
     }
 
     #[test]
