@@ -8,7 +8,9 @@
 //! serves from it, so a controller outage never takes the API down.
 //!
 //! With an `https://` controller the poll speaks TLS, trusting only the configured CA and
-//! presenting this dataplane's client certificate ([`crate::delivery_tls`]).
+//! presenting this dataplane's client certificate ([`crate::delivery_tls`]). A controller
+//! replica that is not the leader may answer `307` with the leader's URL: the dataplane polls
+//! there while it answers, and goes back to the configured URL when it does not.
 
 use crate::compile::CompiledSnapshot;
 use crate::pipeline::Gateway;
@@ -47,6 +49,8 @@ pub struct ControllerTls {
 
 const STATE_FILE: &str = "snapshot.json";
 const LONG_POLL_SECS: u64 = 30;
+/// Redirects followed in a row before the poll counts as failed.
+const MAX_REDIRECTS: u8 = 5;
 
 /// Why one poll did not produce a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,8 @@ enum PollError {
     Status(http::StatusCode),
     #[error("unreadable snapshot: {0}")]
     Decode(String),
+    #[error("controller redirect refused: {0}")]
+    Redirect(String),
 }
 
 impl PollError {
@@ -106,6 +112,87 @@ fn chain(error: &(dyn StdError + 'static)) -> String {
         next = e.source();
     }
     text
+}
+
+/// What one poll brought.
+enum Polled {
+    NotModified,
+    Snapshot(Versioned, Bytes),
+    /// A `307` to this `Location`.
+    Redirect(String),
+}
+
+/// Where the next poll goes: the configured controller, or the URL it last redirected to.
+#[derive(Debug)]
+struct Target {
+    /// `<scheme>://<authority>/v1/snapshot` from `--controller`.
+    configured: String,
+    scheme: http::uri::Scheme,
+    redirected: Option<String>,
+    /// Redirects followed since the last 200 or 304.
+    hops: u8,
+}
+
+impl Target {
+    fn new(controller: &str) -> Target {
+        let base = controller.trim_end_matches('/');
+        // A URL that does not parse fails every poll, as it always did; main checks it first.
+        let scheme = base
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.scheme().cloned())
+            .unwrap_or(http::uri::Scheme::HTTP);
+        Target {
+            configured: format!("{base}/v1/snapshot"),
+            scheme,
+            redirected: None,
+            hops: 0,
+        }
+    }
+
+    /// The snapshot endpoint to poll, without a query.
+    fn endpoint(&self) -> &str {
+        self.redirected.as_deref().unwrap_or(&self.configured)
+    }
+
+    /// Follows a `307`: the next poll, with the same query, goes to `location` (its own query
+    /// dropped). Refused when it is not an absolute URL of the configured scheme, or when it
+    /// is the sixth redirect in a row.
+    fn redirect(&mut self, location: &str) -> Result<(), PollError> {
+        if self.hops >= MAX_REDIRECTS {
+            return Err(PollError::Redirect(format!(
+                "more than {MAX_REDIRECTS} redirects in a row"
+            )));
+        }
+        let uri: http::Uri = location
+            .parse()
+            .map_err(|_| PollError::Redirect(format!("Location {location:?} is not a URL")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(PollError::Redirect(format!(
+                "Location {location:?} is not an absolute URL"
+            )));
+        };
+        if *scheme != self.scheme {
+            return Err(PollError::Redirect(format!(
+                "Location {location:?} is not {}://",
+                self.scheme
+            )));
+        }
+        self.redirected = Some(format!("{scheme}://{authority}{}", uri.path()));
+        self.hops += 1;
+        Ok(())
+    }
+
+    /// A 200 or 304: keep polling where we are.
+    fn answered(&mut self) {
+        self.hops = 0;
+    }
+
+    /// Anything else: back to the configured controller.
+    fn failed(&mut self) {
+        self.redirected = None;
+        self.hops = 0;
+    }
 }
 
 /// Reads the last good snapshot from the state directory.
@@ -201,11 +288,11 @@ async fn follow<C>(client: Client<C, Empty<Bytes>>, gateway: Arc<Gateway>, confi
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
+    let mut target = Target::new(&config.controller);
     let mut fallback = config.state_dir.as_deref().and_then(load_state);
     let mut known = String::new();
     let mut applied: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
-    let base = config.controller.trim_end_matches('/').to_string();
     // Serves the state directory's snapshot when nothing is served yet and the controller
     // cannot give a usable one (unreachable, nothing published, or a snapshot we refused).
     // It also becomes `known` unless a refused hash is there, so the same content is not
@@ -234,14 +321,28 @@ where
     loop {
         // `known` empty makes the controller answer at once when it has anything.
         let mut url = format!(
-            "{base}/v1/snapshot?known={known}&dataplane={}&wait={LONG_POLL_SECS}",
+            "{}?known={known}&dataplane={}&wait={LONG_POLL_SECS}",
+            target.endpoint(),
             urlencode(&config.id)
         );
         if let Some(v) = applied {
             url.push_str(&format!("&applied={v}"));
         }
-        match poll(&client, &url, LONG_POLL_SECS).await {
+        let result = match poll(&client, &url, LONG_POLL_SECS).await {
+            Ok(Polled::Redirect(location)) => match target.redirect(&location) {
+                Ok(()) => {
+                    tracing::info!(to = %target.endpoint(), "controller redirected the snapshot poll");
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+            Ok(Polled::NotModified) => Ok(None),
+            Ok(Polled::Snapshot(v, raw)) => Ok(Some((v, raw))),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(None) => {
+                target.answered();
                 backoff = Duration::from_millis(100);
                 restore(
                     &mut fallback,
@@ -251,6 +352,7 @@ where
                 );
             }
             Ok(Some((v, raw))) => {
+                target.answered();
                 backoff = Duration::from_millis(100);
                 // Remember it even if refused: the controller then waits for the next change.
                 known = v.hash.clone();
@@ -272,7 +374,8 @@ where
                 }
             }
             Err(e) => {
-                tracing::warn!(controller = %base, error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
+                tracing::warn!(controller = %target.endpoint(), error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
+                target.failed();
                 restore(
                     &mut fallback,
                     &mut applied,
@@ -292,7 +395,7 @@ async fn poll<C>(
     client: &Client<C, Empty<Bytes>>,
     url: &str,
     wait: u64,
-) -> Result<Option<(Versioned, Bytes)>, PollError>
+) -> Result<Polled, PollError>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
@@ -308,7 +411,7 @@ where
         .map_err(|_| PollError::Unreachable("timed out".into()))?
         .map_err(|e| PollError::transport(&e))?;
     match resp.status() {
-        http::StatusCode::NOT_MODIFIED => Ok(None),
+        http::StatusCode::NOT_MODIFIED => Ok(Polled::NotModified),
         http::StatusCode::OK => {
             let raw = tokio::time::timeout(deadline, resp.into_body().collect())
                 .await
@@ -317,8 +420,14 @@ where
                 .to_bytes();
             let v: Versioned =
                 serde_json::from_slice(&raw).map_err(|e| PollError::Decode(e.to_string()))?;
-            Ok(Some((v, raw)))
+            Ok(Polled::Snapshot(v, raw))
         }
+        http::StatusCode::TEMPORARY_REDIRECT => resp
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| Polled::Redirect(l.to_string()))
+            .ok_or_else(|| PollError::Redirect("307 without a readable Location".into())),
         s => Err(PollError::Status(s)),
     }
 }
@@ -405,6 +514,178 @@ mod tests {
         task.abort();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(served.unwrap(), 41);
+    }
+
+    #[test]
+    fn redirects_must_be_absolute_same_scheme_and_at_most_five_in_a_row() {
+        let mut t = Target::new("https://standby:9090/");
+        assert_eq!(t.endpoint(), "https://standby:9090/v1/snapshot");
+        for _ in 0..MAX_REDIRECTS {
+            t.redirect("https://leader:9090/v1/snapshot?known=abc")
+                .unwrap();
+        }
+        // Its own query is dropped: the dataplane sends its current one.
+        assert_eq!(t.endpoint(), "https://leader:9090/v1/snapshot");
+        assert!(matches!(
+            t.redirect("https://leader:9090/v1/snapshot"),
+            Err(PollError::Redirect(_))
+        ));
+        // An answer ends the run of redirects.
+        t.answered();
+        t.redirect("https://leader-2:9090/v1/snapshot").unwrap();
+        assert_eq!(t.endpoint(), "https://leader-2:9090/v1/snapshot");
+        for bad in [
+            "http://leader:9090/v1/snapshot",
+            "/v1/snapshot",
+            "leader:9090",
+            "::",
+        ] {
+            assert!(t.redirect(bad).is_err(), "{bad}");
+        }
+        assert_eq!(t.endpoint(), "https://leader-2:9090/v1/snapshot");
+        t.failed();
+        assert_eq!(t.endpoint(), "https://standby:9090/v1/snapshot");
+    }
+
+    /// A tiny HTTP/1.1 server: `answer` gets the request URI and returns the status, the
+    /// `Location` and the body. A 304 is held for a moment, as a long-poll would be.
+    async fn tiny(
+        answer: impl Fn(&http::Uri) -> (http::StatusCode, Option<String>, Bytes) + Send + Sync + 'static,
+    ) -> std::net::SocketAddr {
+        let answer = Arc::new(answer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let (status, location, body) = answer(req.uri());
+                            async move {
+                                if status == http::StatusCode::NOT_MODIFIED {
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                                let mut resp = http::Response::builder().status(status);
+                                if let Some(l) = location {
+                                    resp = resp.header(http::header::LOCATION, l);
+                                }
+                                Ok::<_, std::convert::Infallible>(
+                                    resp.body(http_body_util::Full::new(body)).unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// A standby that redirects to a leader: the dataplane gets the leader's snapshot, keeps
+    /// polling the leader directly, and goes back to the standby when the leader fails.
+    #[tokio::test]
+    async fn a_redirect_is_followed_while_its_target_answers() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Mutex;
+
+        let v = Versioned::new(7, Snapshot::default());
+        let body = Bytes::from(serde_json::to_vec(&v).unwrap());
+        let hash = v.hash.clone();
+        let leader_hits = Arc::new(AtomicUsize::new(0));
+        let leader_queries = Arc::new(Mutex::new(Vec::<String>::new()));
+        let leader_down = Arc::new(AtomicBool::new(false));
+        let leader = tiny({
+            let (hits, queries, down) = (
+                leader_hits.clone(),
+                leader_queries.clone(),
+                leader_down.clone(),
+            );
+            move |uri| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let query = uri.query().unwrap_or("").to_string();
+                queries.lock().unwrap().push(query.clone());
+                if down.load(Ordering::SeqCst) || uri.path() != "/v1/snapshot" {
+                    (http::StatusCode::INTERNAL_SERVER_ERROR, None, Bytes::new())
+                } else if query.contains(&format!("known={hash}")) {
+                    (http::StatusCode::NOT_MODIFIED, None, Bytes::new())
+                } else {
+                    (http::StatusCode::OK, None, body.clone())
+                }
+            }
+        })
+        .await;
+        let standby_hits = Arc::new(AtomicUsize::new(0));
+        let standby = tiny({
+            let hits = standby_hits.clone();
+            move |_| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                (
+                    http::StatusCode::TEMPORARY_REDIRECT,
+                    Some(format!("http://{leader}/v1/snapshot?from=standby")),
+                    Bytes::new(),
+                )
+            }
+        })
+        .await;
+
+        let gateway = Arc::new(Gateway::new(crate::metrics::Metrics::new()));
+        let task = tokio::spawn(run(
+            gateway.clone(),
+            SourceConfig {
+                controller: format!("http://{standby}"),
+                id: "dp-1".into(),
+                state_dir: None,
+                tls: None,
+            },
+        ));
+        let until = |what: &'static str, done: Box<dyn Fn() -> bool>| async move {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !done() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+        };
+        let g = gateway.clone();
+        until(
+            "the leader's snapshot",
+            Box::new(move || g.snapshot.load().as_ref().is_some_and(|s| s.version == 7)),
+        )
+        .await;
+        let hits = leader_hits.clone();
+        until(
+            "more polls at the leader",
+            Box::new(move || hits.load(Ordering::SeqCst) >= 3),
+        )
+        .await;
+        assert_eq!(standby_hits.load(Ordering::SeqCst), 1);
+        {
+            let queries = leader_queries.lock().unwrap();
+            // The redirected poll carries the dataplane's query, not the Location's.
+            assert!(
+                queries[0].starts_with("known=&dataplane=dp-1&"),
+                "{queries:?}"
+            );
+            assert!(queries.iter().all(|q| !q.contains("from=standby")));
+            assert!(queries[1].contains("applied=7"), "{queries:?}");
+        }
+
+        leader_down.store(true, Ordering::SeqCst);
+        let hits = standby_hits.clone();
+        until(
+            "a poll back at the standby",
+            Box::new(move || hits.load(Ordering::SeqCst) >= 2),
+        )
+        .await;
+        task.abort();
+        // It still serves what it had.
+        assert_eq!(gateway.snapshot.load().as_ref().map(|s| s.version), Some(7));
     }
 
     #[test]
