@@ -2,9 +2,11 @@
 //! into a snapshot plus per-object status, and serves the snapshot to dataplanes.
 //!
 //! The modules follow the data: [`manifest`] → [`source`] → [`index`] → [`translate`] →
-//! [`server`], with [`reconcile`] running one pass from files to a published snapshot.
+//! [`server`], with [`reconcile`] running one pass from files to a published snapshot and
+//! [`delivery_tls`] building the snapshot server's mutual TLS.
 
 pub mod convert;
+pub mod delivery_tls;
 pub mod index;
 pub mod k8s;
 pub mod manifest;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tollhouse_controller::delivery_tls::{self, DeliveryTlsFiles};
 use tollhouse_controller::reconcile::Reconciler;
 use tollhouse_controller::server::{self, Hub};
 use tollhouse_controller::source::directory;
@@ -18,12 +19,28 @@ use tracing::{error, info};
 struct Cli {
     #[command(flatten)]
     source: Source,
-    /// Address of the snapshot server (`/v1/snapshot`, `/status`, `/metrics`, `/healthz`,
-    /// `/readyz`).
+    /// Address of the snapshot server (`/v1/snapshot`, `/status`, `/healthz`, `/readyz`):
+    /// plain HTTP, or mutual TLS with --tls-cert, --tls-key and --client-ca.
     #[arg(long, default_value = "127.0.0.1:9090", env = "TOLLHOUSE_LISTEN")]
     listen: SocketAddr,
     #[command(flatten)]
+    delivery: Delivery,
+    #[command(flatten)]
     kube: KubeArgs,
+}
+
+/// Mutual TLS on the snapshot server: all three flags or none.
+#[derive(Args, Debug)]
+struct Delivery {
+    /// PEM certificate chain of the snapshot server (turns on mutual TLS on --listen).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "client_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "client_ca"])]
+    tls_key: Option<PathBuf>,
+    /// PEM CA that dataplane client certificates must chain to; others are refused.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "tls_key"])]
+    client_ca: Option<PathBuf>,
 }
 
 /// Where objects come from; exactly one.
@@ -92,10 +109,25 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = &cli.source.dir {
         directory::check(dir)?;
     }
+    let tls = match cli.delivery {
+        Delivery {
+            tls_cert: Some(cert),
+            tls_key: Some(key),
+            client_ca: Some(client_ca),
+        } => Some(
+            delivery_tls::acceptor(&DeliveryTlsFiles {
+                cert,
+                key,
+                client_ca,
+            })
+            .context("snapshot server TLS")?,
+        ),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
-    info!(listen = %cli.listen, "snapshot server listening");
+    info!(listen = %cli.listen, mtls = tls.is_some(), "snapshot server listening");
 
     let hub = Arc::new(Hub::new());
     let (stop, stopped) = watch::channel(false);
@@ -119,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("no source given: use --dir, --kubeconfig or --kubernetes"),
     };
     let mut server_stopped = stopped.clone();
-    let mut server = tokio::spawn(server::serve(listener, hub, async move {
+    let mut server = tokio::spawn(server::serve(listener, hub, tls, async move {
         let _ = server_stopped.wait_for(|stop| *stop).await;
     }));
 

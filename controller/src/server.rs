@@ -1,4 +1,5 @@
-//! Snapshot delivery (long-poll), `/status`, `/healthz` and `/readyz` over plain HTTP/1.1.
+//! Snapshot delivery (long-poll), `/status`, `/healthz` and `/readyz` over HTTP/1.1, plain or
+//! over TLS with client certificates ([`crate::delivery_tls`]).
 //!
 //! A publish serialises the snapshot once; every waiting dataplane gets the same bytes. The
 //! [`Hub`] is the meeting point: the source publishes into it, the server reads from it.
@@ -11,6 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tollhouse_snapshot::{Snapshot, Versioned};
 use tracing::{debug, info, warn};
 
@@ -32,6 +35,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(600);
 const MAX_DATAPLANES: usize = 4096;
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A published snapshot, serialised once.
 #[derive(Debug)]
@@ -386,8 +391,15 @@ impl Hub {
     }
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests for a few seconds.
-pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<Output = ()>) {
+/// Serves until `shutdown` completes, then drains in-flight requests for a few seconds. With
+/// `tls`, every connection must complete a TLS handshake (client certificate included, when the
+/// acceptor requires one) before a request is read.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -403,16 +415,24 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<O
                     }
                 };
                 let hub = hub.clone();
-                let service = service_fn(move |request| {
-                    let hub = hub.clone();
-                    async move { Ok::<_, Infallible>(handle(&hub, request, remote).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        debug!(%error, client.address = %remote, "connection ended with an error");
+                    let Some(acceptor) = tls else {
+                        return serve_connection(stream, hub, remote, watcher).await;
+                    };
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, hub, remote, watcher).await,
+                        // Probes and port scans connect and close without a word.
+                        Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            debug!(client.address = %remote, "connection closed before the TLS handshake")
+                        }
+                        Ok(Err(error)) => {
+                            info!(%error, client.address = %remote, "delivery TLS handshake failed")
+                        }
+                        Err(_) => {
+                            info!(client.address = %remote, "delivery TLS handshake timed out")
+                        }
                     }
                 });
             }
@@ -423,6 +443,21 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<O
     tokio::select! {
         () = graceful.shutdown() => info!("snapshot server stopped"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => warn!("snapshot server stopped with connections still open"),
+    }
+}
+
+async fn serve_connection<S>(stream: S, hub: Arc<Hub>, remote: SocketAddr, watcher: Watcher)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let hub = hub.clone();
+        async move { Ok::<_, Infallible>(handle(&hub, request, remote).await) }
+    });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    if let Err(error) = watcher.watch(connection).await {
+        debug!(%error, client.address = %remote, "connection ended with an error");
     }
 }
 

@@ -53,7 +53,7 @@ async fn long_poll_delivers_waits_and_wakes() {
     let addr = listener.local_addr().unwrap();
     let hub = Arc::new(Hub::new());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, hub.clone(), async move {
+    let server = tokio::spawn(serve(listener, hub.clone(), None, async move {
         let _ = stopped.await;
     }));
 

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod compile;
+pub mod delivery_tls;
 pub mod error;
 pub mod listener;
 pub mod metrics;

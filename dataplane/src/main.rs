@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
+use tollhouse_dataplane::delivery_tls::{self, ControllerTlsFiles};
 use tollhouse_dataplane::pipeline::{Gateway, Worker};
 use tollhouse_dataplane::{admin, listener, metrics::Metrics, source, tls};
 
@@ -26,13 +27,26 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug)]
 #[command(name = "tollhouse-dataplane", version)]
 struct Args {
-    /// Controller URL to subscribe to.
+    /// Controller URL to subscribe to; `https://` needs --controller-ca (mutual TLS with
+    /// --tls-cert and --tls-key).
     #[arg(
         long,
         env = "TOLLHOUSE_CONTROLLER",
         default_value = "http://127.0.0.1:9090"
     )]
     controller: String,
+    /// PEM CA trusted for an `https://` controller; no other root is.
+    #[arg(long, value_name = "PEM")]
+    controller_ca: Option<PathBuf>,
+    /// PEM client certificate presented to the controller.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "controller_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "controller_ca"])]
+    tls_key: Option<PathBuf>,
+    /// Name to verify in the controller's certificate (default: the host of --controller).
+    #[arg(long, value_name = "NAME", requires = "controller_ca")]
+    controller_server_name: Option<String>,
     /// Plain-text listener (HTTP/1.1 and h2c).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -72,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    let controller_tls = controller_tls(&args)?;
     let gateway = Arc::new(Gateway::new(Metrics::new()));
     let tls_config = match args.listen_tls {
         Some(_) => Some(Arc::new(
@@ -104,11 +119,64 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let result = control.block_on(run_control(args, addrs, workers, gateway, stop_tx));
+    let result = control.block_on(run_control(
+        args,
+        controller_tls,
+        addrs,
+        workers,
+        gateway,
+        stop_tx,
+    ));
     for t in threads {
         let _ = t.join();
     }
     result
+}
+
+/// The poll's TLS settings: required for an `https://` controller, refused for `http://` (the
+/// flags would otherwise be silently ignored and snapshots, keys included, sent in the clear).
+fn controller_tls(args: &Args) -> anyhow::Result<Option<source::ControllerTls>> {
+    let url: http::Uri = args
+        .controller
+        .parse()
+        .with_context(|| format!("--controller {} is not a URL", args.controller))?;
+    match (url.scheme_str(), &args.controller_ca) {
+        (Some("http"), None) => Ok(None),
+        (Some("http"), Some(_)) => anyhow::bail!(
+            "--controller-ca, --tls-cert and --tls-key need an https:// --controller, not {}",
+            args.controller
+        ),
+        (Some("https"), None) => {
+            anyhow::bail!("an https:// --controller needs --controller-ca (the CA to trust)")
+        }
+        (Some("https"), Some(ca)) => {
+            let identity = args.tls_cert.clone().zip(args.tls_key.clone());
+            let config = delivery_tls::client_config(&ControllerTlsFiles {
+                ca: ca.clone(),
+                identity,
+            })
+            .context("controller TLS")?;
+            let server_name = match &args.controller_server_name {
+                None => None,
+                Some(name) => {
+                    let bare = name.trim_start_matches('[').trim_end_matches(']');
+                    Some(
+                        rustls::pki_types::ServerName::try_from(bare.to_string()).with_context(
+                            || format!("--controller-server-name {name} is not a DNS name or IP"),
+                        )?,
+                    )
+                }
+            };
+            Ok(Some(source::ControllerTls {
+                config,
+                server_name,
+            }))
+        }
+        _ => anyhow::bail!(
+            "--controller {} must start with http:// or https://",
+            args.controller
+        ),
+    }
 }
 
 /// A listening socket that other workers of this process can bind too.
@@ -187,6 +255,7 @@ fn run_worker(
 
 async fn run_control(
     args: Args,
+    controller_tls: Option<source::ControllerTls>,
     addrs: Addrs,
     workers: usize,
     gateway: Arc<Gateway>,
@@ -200,13 +269,14 @@ async fn run_control(
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    tracing::info!(listen = %addrs.http, listen_tls = ?addrs.tls, admin = %args.admin, workers, controller = %args.controller, dataplane.id = %id, "dataplane started");
+    tracing::info!(listen = %addrs.http, listen_tls = ?addrs.tls, admin = %args.admin, workers, controller = %args.controller, controller.tls = args.controller_ca.is_some(), dataplane.id = %id, "dataplane started");
     let subscription = tokio::spawn(source::run(
         gateway,
         source::SourceConfig {
             controller: args.controller,
             id,
             state_dir: args.state_dir,
+            tls: controller_tls,
         },
     ));
     shutdown_signal().await;

@@ -6,13 +6,22 @@
 //! Each request reports the version this dataplane serves. The last snapshot applied is kept in
 //! `--state-dir`; when the controller cannot be reached and nothing is served yet, the dataplane
 //! serves from it, so a controller outage never takes the API down.
+//!
+//! With an `https://` controller the poll speaks TLS, trusting only the configured CA and
+//! presenting this dataplane's client certificate ([`crate::delivery_tls`]). A controller
+//! replica that is not the leader may answer `307` with the leader's URL: the dataplane polls
+//! there while it answers, and goes back to the configured URL when it does not.
 
 use crate::compile::CompiledSnapshot;
 use crate::pipeline::Gateway;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::ServerName;
+use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,20 +35,164 @@ pub struct SourceConfig {
     pub id: String,
     /// Directory for the last good snapshot.
     pub state_dir: Option<PathBuf>,
+    /// TLS for an `https://` controller; `None` polls over plain HTTP.
+    pub tls: Option<ControllerTls>,
+}
+
+/// How the poll speaks TLS to the controller.
+pub struct ControllerTls {
+    /// Roots (the controller's CA only) and the client certificate.
+    pub config: rustls::ClientConfig,
+    /// Name to verify in the controller's certificate; `None`: the host of the URL polled.
+    pub server_name: Option<ServerName<'static>>,
 }
 
 const STATE_FILE: &str = "snapshot.json";
 const LONG_POLL_SECS: u64 = 30;
+/// Redirects followed in a row before the poll counts as failed.
+const MAX_REDIRECTS: u8 = 5;
 
 /// Why one poll did not produce a snapshot.
 #[derive(Debug, thiserror::Error)]
 enum PollError {
     #[error("controller unreachable: {0}")]
     Unreachable(String),
+    #[error("controller TLS handshake failed: {0}")]
+    Tls(String),
     #[error("controller answered {0}")]
     Status(http::StatusCode),
     #[error("unreadable snapshot: {0}")]
     Decode(String),
+    #[error("controller redirect refused: {0}")]
+    Redirect(String),
+}
+
+impl PollError {
+    /// A transport error, told apart as TLS or not: a TLS failure is a configuration problem
+    /// (wrong CA, wrong name, refused client certificate) that retrying alone will not fix.
+    fn transport(error: &(dyn StdError + 'static)) -> PollError {
+        match tls_failure(error) {
+            Some(tls) => PollError::Tls(tls.to_string()),
+            None => PollError::Unreachable(chain(error)),
+        }
+    }
+}
+
+/// The rustls error somewhere in `error`'s chain. `io::Error::source` skips the error it
+/// wraps, so wrapped errors are looked into as well.
+fn tls_failure<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(tls) = tls_failure(inner) {
+                return Some(tls);
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `error` and its causes, `: `-separated, without repeating a cause its wrapper already shows.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        let cause = e.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        next = e.source();
+    }
+    text
+}
+
+/// What one poll brought.
+enum Polled {
+    NotModified,
+    Snapshot(Versioned, Bytes),
+    /// A `307` to this `Location`.
+    Redirect(String),
+}
+
+/// Where the next poll goes: the configured controller, or the URL it last redirected to.
+#[derive(Debug)]
+struct Target {
+    /// `<scheme>://<authority>/v1/snapshot` from `--controller`.
+    configured: String,
+    scheme: http::uri::Scheme,
+    redirected: Option<String>,
+    /// Redirects followed since the last 200 or 304.
+    hops: u8,
+}
+
+impl Target {
+    fn new(controller: &str) -> Target {
+        let base = controller.trim_end_matches('/');
+        // A URL that does not parse fails every poll, as it always did; main checks it first.
+        let scheme = base
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.scheme().cloned())
+            .unwrap_or(http::uri::Scheme::HTTP);
+        Target {
+            configured: format!("{base}/v1/snapshot"),
+            scheme,
+            redirected: None,
+            hops: 0,
+        }
+    }
+
+    /// The snapshot endpoint to poll, without a query.
+    fn endpoint(&self) -> &str {
+        self.redirected.as_deref().unwrap_or(&self.configured)
+    }
+
+    /// Follows a `307`: the next poll, with the same query, goes to `location` (its own query
+    /// dropped). Refused when it is not an absolute URL of the configured scheme, or when it
+    /// is the sixth redirect in a row.
+    fn redirect(&mut self, location: &str) -> Result<(), PollError> {
+        if self.hops >= MAX_REDIRECTS {
+            return Err(PollError::Redirect(format!(
+                "more than {MAX_REDIRECTS} redirects in a row"
+            )));
+        }
+        let uri: http::Uri = location
+            .parse()
+            .map_err(|_| PollError::Redirect(format!("Location {location:?} is not a URL")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(PollError::Redirect(format!(
+                "Location {location:?} is not an absolute URL"
+            )));
+        };
+        if *scheme != self.scheme {
+            return Err(PollError::Redirect(format!(
+                "Location {location:?} is not {}://",
+                self.scheme
+            )));
+        }
+        self.redirected = Some(format!("{scheme}://{authority}{}", uri.path()));
+        self.hops += 1;
+        Ok(())
+    }
+
+    /// A 200 or 304: keep polling where we are.
+    fn answered(&mut self) {
+        self.hops = 0;
+    }
+
+    /// Anything else: back to the configured controller.
+    fn failed(&mut self) {
+        self.redirected = None;
+        self.hops = 0;
+    }
 }
 
 /// Reads the last good snapshot from the state directory.
@@ -106,17 +259,40 @@ pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
 }
 
 /// Follows the controller forever, with backoff; falls back to the state directory.
-pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
+pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    match config.tls.take() {
+        None => {
+            let client = Client::builder(TokioExecutor::new()).build(connector);
+            follow(client, gateway, config).await;
+        }
+        Some(tls) => {
+            connector.enforce_http(false);
+            let builder = HttpsConnectorBuilder::new()
+                .with_tls_config(tls.config)
+                .https_only();
+            let builder = match tls.server_name {
+                Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
+                None => builder,
+            };
+            let client = Client::builder(TokioExecutor::new())
+                .build(builder.enable_http1().wrap_connector(connector));
+            follow(client, gateway, config).await;
+        }
+    }
+}
+
+async fn follow<C>(client: Client<C, Empty<Bytes>>, gateway: Arc<Gateway>, config: SourceConfig)
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let mut target = Target::new(&config.controller);
     let mut fallback = config.state_dir.as_deref().and_then(load_state);
     let mut known = String::new();
     let mut applied: Option<u64> = None;
     let mut backoff = Duration::from_millis(100);
-    let base = config.controller.trim_end_matches('/').to_string();
     // Serves the state directory's snapshot when nothing is served yet and the controller
     // cannot give a usable one (unreachable, nothing published, or a snapshot we refused).
     // It also becomes `known` unless a refused hash is there, so the same content is not
@@ -145,14 +321,28 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
     loop {
         // `known` empty makes the controller answer at once when it has anything.
         let mut url = format!(
-            "{base}/v1/snapshot?known={known}&dataplane={}&wait={LONG_POLL_SECS}",
+            "{}?known={known}&dataplane={}&wait={LONG_POLL_SECS}",
+            target.endpoint(),
             urlencode(&config.id)
         );
         if let Some(v) = applied {
             url.push_str(&format!("&applied={v}"));
         }
-        match poll(&client, &url, LONG_POLL_SECS).await {
+        let result = match poll(&client, &url, LONG_POLL_SECS).await {
+            Ok(Polled::Redirect(location)) => match target.redirect(&location) {
+                Ok(()) => {
+                    tracing::info!(to = %target.endpoint(), "controller redirected the snapshot poll");
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+            Ok(Polled::NotModified) => Ok(None),
+            Ok(Polled::Snapshot(v, raw)) => Ok(Some((v, raw))),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(None) => {
+                target.answered();
                 backoff = Duration::from_millis(100);
                 restore(
                     &mut fallback,
@@ -162,6 +352,7 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
                 );
             }
             Ok(Some((v, raw))) => {
+                target.answered();
                 backoff = Duration::from_millis(100);
                 // Remember it even if refused: the controller then waits for the next change.
                 known = v.hash.clone();
@@ -183,7 +374,8 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
                 }
             }
             Err(e) => {
-                tracing::warn!(controller = %base, error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
+                tracing::warn!(controller = %target.endpoint(), error = %e, retry_in_ms = backoff.as_millis() as u64, "snapshot poll failed");
+                target.failed();
                 restore(
                     &mut fallback,
                     &mut applied,
@@ -199,11 +391,14 @@ pub async fn run(gateway: Arc<Gateway>, config: SourceConfig) {
     }
 }
 
-async fn poll(
-    client: &Client<HttpConnector, Empty<Bytes>>,
+async fn poll<C>(
+    client: &Client<C, Empty<Bytes>>,
     url: &str,
     wait: u64,
-) -> Result<Option<(Versioned, Bytes)>, PollError> {
+) -> Result<Polled, PollError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     let uri: http::Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| PollError::Unreachable(e.to_string()))?;
@@ -214,19 +409,25 @@ async fn poll(
     let resp = tokio::time::timeout(deadline, client.request(req))
         .await
         .map_err(|_| PollError::Unreachable("timed out".into()))?
-        .map_err(|e| PollError::Unreachable(e.to_string()))?;
+        .map_err(|e| PollError::transport(&e))?;
     match resp.status() {
-        http::StatusCode::NOT_MODIFIED => Ok(None),
+        http::StatusCode::NOT_MODIFIED => Ok(Polled::NotModified),
         http::StatusCode::OK => {
             let raw = tokio::time::timeout(deadline, resp.into_body().collect())
                 .await
                 .map_err(|_| PollError::Unreachable("timed out reading body".into()))?
-                .map_err(|e| PollError::Unreachable(e.to_string()))?
+                .map_err(|e| PollError::transport(&e))?
                 .to_bytes();
             let v: Versioned =
                 serde_json::from_slice(&raw).map_err(|e| PollError::Decode(e.to_string()))?;
-            Ok(Some((v, raw)))
+            Ok(Polled::Snapshot(v, raw))
         }
+        http::StatusCode::TEMPORARY_REDIRECT => resp
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| Polled::Redirect(l.to_string()))
+            .ok_or_else(|| PollError::Redirect("307 without a readable Location".into())),
         s => Err(PollError::Status(s)),
     }
 }
@@ -298,6 +499,7 @@ mod tests {
                 controller: format!("http://{addr}"),
                 id: "t".into(),
                 state_dir: Some(dir.clone()),
+                tls: None,
             },
         ));
         let served = tokio::time::timeout(Duration::from_secs(5), async {
@@ -312,6 +514,194 @@ mod tests {
         task.abort();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(served.unwrap(), 41);
+    }
+
+    #[test]
+    fn redirects_must_be_absolute_same_scheme_and_at_most_five_in_a_row() {
+        let mut t = Target::new("https://standby:9090/");
+        assert_eq!(t.endpoint(), "https://standby:9090/v1/snapshot");
+        for _ in 0..MAX_REDIRECTS {
+            t.redirect("https://leader:9090/v1/snapshot?known=abc")
+                .unwrap();
+        }
+        // Its own query is dropped: the dataplane sends its current one.
+        assert_eq!(t.endpoint(), "https://leader:9090/v1/snapshot");
+        assert!(matches!(
+            t.redirect("https://leader:9090/v1/snapshot"),
+            Err(PollError::Redirect(_))
+        ));
+        // An answer ends the run of redirects.
+        t.answered();
+        t.redirect("https://leader-2:9090/v1/snapshot").unwrap();
+        assert_eq!(t.endpoint(), "https://leader-2:9090/v1/snapshot");
+        for bad in [
+            "http://leader:9090/v1/snapshot",
+            "/v1/snapshot",
+            "leader:9090",
+            "::",
+        ] {
+            assert!(t.redirect(bad).is_err(), "{bad}");
+        }
+        assert_eq!(t.endpoint(), "https://leader-2:9090/v1/snapshot");
+        t.failed();
+        assert_eq!(t.endpoint(), "https://standby:9090/v1/snapshot");
+    }
+
+    /// A tiny HTTP/1.1 server: `answer` gets the request URI and returns the status, the
+    /// `Location` and the body. A 304 is held for a moment, as a long-poll would be.
+    async fn tiny(
+        answer: impl Fn(&http::Uri) -> (http::StatusCode, Option<String>, Bytes) + Send + Sync + 'static,
+    ) -> std::net::SocketAddr {
+        let answer = Arc::new(answer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let (status, location, body) = answer(req.uri());
+                            async move {
+                                if status == http::StatusCode::NOT_MODIFIED {
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                                let mut resp = http::Response::builder().status(status);
+                                if let Some(l) = location {
+                                    resp = resp.header(http::header::LOCATION, l);
+                                }
+                                Ok::<_, std::convert::Infallible>(
+                                    resp.body(http_body_util::Full::new(body)).unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// A standby that redirects to a leader: the dataplane gets the leader's snapshot, keeps
+    /// polling the leader directly, and goes back to the standby when the leader fails.
+    #[tokio::test]
+    async fn a_redirect_is_followed_while_its_target_answers() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Mutex;
+
+        let v = Versioned::new(7, Snapshot::default());
+        let body = Bytes::from(serde_json::to_vec(&v).unwrap());
+        let hash = v.hash.clone();
+        let leader_hits = Arc::new(AtomicUsize::new(0));
+        let leader_queries = Arc::new(Mutex::new(Vec::<String>::new()));
+        let leader_down = Arc::new(AtomicBool::new(false));
+        let leader = tiny({
+            let (hits, queries, down) = (
+                leader_hits.clone(),
+                leader_queries.clone(),
+                leader_down.clone(),
+            );
+            move |uri| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let query = uri.query().unwrap_or("").to_string();
+                queries.lock().unwrap().push(query.clone());
+                if down.load(Ordering::SeqCst) || uri.path() != "/v1/snapshot" {
+                    (http::StatusCode::INTERNAL_SERVER_ERROR, None, Bytes::new())
+                } else if query.contains(&format!("known={hash}")) {
+                    (http::StatusCode::NOT_MODIFIED, None, Bytes::new())
+                } else {
+                    (http::StatusCode::OK, None, body.clone())
+                }
+            }
+        })
+        .await;
+        let standby_hits = Arc::new(AtomicUsize::new(0));
+        let standby = tiny({
+            let hits = standby_hits.clone();
+            move |_| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                (
+                    http::StatusCode::TEMPORARY_REDIRECT,
+                    Some(format!("http://{leader}/v1/snapshot?from=standby")),
+                    Bytes::new(),
+                )
+            }
+        })
+        .await;
+
+        let gateway = Arc::new(Gateway::new(crate::metrics::Metrics::new()));
+        let task = tokio::spawn(run(
+            gateway.clone(),
+            SourceConfig {
+                controller: format!("http://{standby}"),
+                id: "dp-1".into(),
+                state_dir: None,
+                tls: None,
+            },
+        ));
+        let until = |what: &'static str, done: Box<dyn Fn() -> bool>| async move {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !done() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+        };
+        let g = gateway.clone();
+        until(
+            "the leader's snapshot",
+            Box::new(move || g.snapshot.load().as_ref().is_some_and(|s| s.version == 7)),
+        )
+        .await;
+        let hits = leader_hits.clone();
+        until(
+            "more polls at the leader",
+            Box::new(move || hits.load(Ordering::SeqCst) >= 3),
+        )
+        .await;
+        assert_eq!(standby_hits.load(Ordering::SeqCst), 1);
+        {
+            let queries = leader_queries.lock().unwrap();
+            // The redirected poll carries the dataplane's query, not the Location's.
+            assert!(
+                queries[0].starts_with("known=&dataplane=dp-1&"),
+                "{queries:?}"
+            );
+            assert!(queries.iter().all(|q| !q.contains("from=standby")));
+            assert!(queries[1].contains("applied=7"), "{queries:?}");
+        }
+
+        leader_down.store(true, Ordering::SeqCst);
+        let hits = standby_hits.clone();
+        until(
+            "a poll back at the standby",
+            Box::new(move || hits.load(Ordering::SeqCst) >= 2),
+        )
+        .await;
+        task.abort();
+        // It still serves what it had.
+        assert_eq!(gateway.snapshot.load().as_ref().map(|s| s.version), Some(7));
+    }
+
+    #[test]
+    fn tls_failures_are_found_inside_wrapped_io_errors() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        match PollError::transport(&wrapped) {
+            PollError::Tls(text) => assert!(text.contains("UnknownIssuer"), "{text}"),
+            other => panic!("{other}"),
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(matches!(
+            PollError::transport(&refused),
+            PollError::Unreachable(_)
+        ));
     }
 
     #[test]

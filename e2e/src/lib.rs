@@ -1,1 +1,3 @@
+//! Support for the end-to-end tests and the demo binaries.
 
+pub mod certs;

@@ -109,6 +109,20 @@ impl Proc {
         false
     }
 
+    /// Waits for the process to exit by itself (at most `timeout`); its status, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -232,6 +246,9 @@ impl Backend {
 pub struct Controller {
     pub port: u16,
     pub proc: Proc,
+    /// The client for its endpoints; one with a client certificate when it serves mTLS.
+    client: reqwest::blocking::Client,
+    scheme: &'static str,
 }
 
 impl Controller {
@@ -240,20 +257,39 @@ impl Controller {
     }
 
     pub fn start_on(dir: &Path, logs: &Path, port: u16) -> Controller {
-        let proc = Proc::spawn(
-            "tollhouse-controller",
-            &[
-                "--dir".into(),
-                dir.display().to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-            ],
-            logs,
-        );
-        let c = Controller { port, proc };
-        let client = http();
+        Self::start_with(dir, logs, port, &[], None)
+    }
+
+    /// With `extra` arguments; `tls_client` (a client that can pass the controller's mTLS)
+    /// makes the endpoints `https://` and is used to wait for readiness and read `/status`.
+    pub fn start_with(
+        dir: &Path,
+        logs: &Path,
+        port: u16,
+        extra: &[String],
+        tls_client: Option<reqwest::blocking::Client>,
+    ) -> Controller {
+        let mut args = vec![
+            "--dir".into(),
+            dir.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn("tollhouse-controller", &args, logs);
+        let scheme = if tls_client.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let c = Controller {
+            port,
+            proc,
+            client: tls_client.unwrap_or_else(http),
+            scheme,
+        };
         wait_for("controller ready", Duration::from_secs(20), || {
-            client
+            c.client
                 .get(c.url("/readyz"))
                 .send()
                 .ok()
@@ -263,11 +299,11 @@ impl Controller {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     pub fn status(&self) -> serde_json::Value {
-        http()
+        self.client
             .get(self.url("/status"))
             .send()
             .unwrap()
@@ -277,7 +313,7 @@ impl Controller {
 
     /// Hash of the snapshot the controller publishes now.
     pub fn hash(&self) -> Option<String> {
-        http()
+        self.client
             .get(self.url("/status"))
             .send()
             .ok()?
@@ -298,25 +334,33 @@ pub struct Dataplane {
 
 impl Dataplane {
     pub fn start(controller: &str, state_dir: &Path, logs: &Path) -> Dataplane {
+        Self::start_with(controller, state_dir, logs, &[])
+    }
+
+    /// With `extra` arguments (e.g. the controller TLS flags).
+    pub fn start_with(
+        controller: &str,
+        state_dir: &Path,
+        logs: &Path,
+        extra: &[String],
+    ) -> Dataplane {
         let (http_port, tls_port, admin_port) = (free_port(), free_port(), free_port());
-        let proc = Proc::spawn(
-            "tollhouse-dataplane",
-            &[
-                "--controller".into(),
-                controller.into(),
-                "--listen".into(),
-                format!("127.0.0.1:{http_port}"),
-                "--listen-tls".into(),
-                format!("127.0.0.1:{tls_port}"),
-                "--admin".into(),
-                format!("127.0.0.1:{admin_port}"),
-                "--state-dir".into(),
-                state_dir.display().to_string(),
-                "--id".into(),
-                format!("e2e-{http_port}"),
-            ],
-            logs,
-        );
+        let mut args: Vec<String> = vec![
+            "--controller".into(),
+            controller.into(),
+            "--listen".into(),
+            format!("127.0.0.1:{http_port}"),
+            "--listen-tls".into(),
+            format!("127.0.0.1:{tls_port}"),
+            "--admin".into(),
+            format!("127.0.0.1:{admin_port}"),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "--id".into(),
+            format!("e2e-{http_port}"),
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn("tollhouse-dataplane", &args, logs);
         let d = Dataplane {
             http_port,
             tls_port,
