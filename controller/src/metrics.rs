@@ -92,7 +92,7 @@ impl Metrics {
         let leader = Gauge::default();
         registry.register(
             "leader",
-            "1 while this replica is the leader",
+            "Whether this replica is the leader (0 or 1)",
             leader.clone(),
         );
         Metrics {

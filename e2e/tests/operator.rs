@@ -17,7 +17,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
-const RBAC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/controller-rbac.yaml");
+const RBAC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../deploy/controller-rbac.yaml"
+);
 const SA: &str = "system:serviceaccount:tollhouse-system:tollhouse-controller";
 
 /// The shared API server with the CRDs and the controller's RBAC applied, and a kubeconfig
@@ -144,7 +147,11 @@ impl World {
         let out = self
             .env
             .kubectl_stdin(&["apply", "-n", &self.ns, "-f", "-"], yaml);
-        assert!(out.status.success(), "kubectl apply failed:\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed:\n{}",
+            text(&out)
+        );
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
@@ -271,10 +278,14 @@ fn routes_reach_service_endpoints_and_follow_them() {
         stage["status"]["invokeUrls"],
         serde_json::json!(["http://gateway.example/prod"])
     );
-    wait_for("stage served by 1 dataplane", Duration::from_secs(30), || {
-        let s = w.get("stage/prod")["status"].clone();
-        (s["servingDataplanes"] == 1 && s["connectedDataplanes"] == 1).then_some(())
-    });
+    wait_for(
+        "stage served by 1 dataplane",
+        Duration::from_secs(30),
+        || {
+            let s = w.get("stage/prod")["status"].clone();
+            (s["servingDataplanes"] == 1 && s["connectedDataplanes"] == 1).then_some(())
+        },
+    );
 
     // Both endpoints: traffic reaches both.
     w.apply(&w.slices("web", &[(a.port, true), (b.port, true)]));
@@ -328,7 +339,12 @@ fn rejections_get_conditions_and_events_and_leave_the_rest_alone() {
         route("missing", "/missing", "nowhere"),
         route("clash", "/good", "web"),
     ));
-    let missing = w.wait_condition("apiroute/missing", "ResolvedRefs", "False", "BackendNotFound");
+    let missing = w.wait_condition(
+        "apiroute/missing",
+        "ResolvedRefs",
+        "False",
+        "BackendNotFound",
+    );
     assert!(missing["message"].as_str().unwrap().contains("nowhere"));
     let clash = w.wait_condition("apiroute/clash", "Accepted", "False", "Conflict");
     assert!(clash["message"].as_str().unwrap().contains("good"));
@@ -338,20 +354,31 @@ fn rejections_get_conditions_and_events_and_leave_the_rest_alone() {
         ("clash", "Conflict"),
         ("badvars", "InvalidStageVariable"),
     ] {
-        wait_for(&format!("Event {reason} on {what}"), Duration::from_secs(30), || {
-            let events: Value = serde_json::from_str(&w.events()).ok()?;
-            events["items"]
-                .as_array()?
-                .iter()
-                .any(|e| e["reason"] == reason && e["regarding"]["name"] == what && e["type"] == "Warning")
-                .then_some(())
-        });
+        wait_for(
+            &format!("Event {reason} on {what}"),
+            Duration::from_secs(30),
+            || {
+                let events: Value = serde_json::from_str(&w.events()).ok()?;
+                events["items"]
+                    .as_array()?
+                    .iter()
+                    .any(|e| {
+                        e["reason"] == reason
+                            && e["regarding"]["name"] == what
+                            && e["type"] == "Warning"
+                    })
+                    .then_some(())
+            },
+        );
     }
     // kubectl describe shows the Event under the object.
     let described = w.kubectl(&["describe", "apiroute", "missing"]);
     assert!(described.contains("BackendNotFound"), "{described}");
     // The good route is untouched and still served; the missing one answers 503.
-    assert_eq!(w.condition("apiroute/good", "Ready").unwrap()["status"], "True");
+    assert_eq!(
+        w.condition("apiroute/good", "Ready").unwrap()["status"],
+        "True"
+    );
     assert_eq!(backend_of(&dp, "/prod/good"), Ok("a".into()));
     assert_eq!(backend_of(&dp, "/prod/missing"), Err(503));
     drop(c);
@@ -373,19 +400,30 @@ fn programmed_needs_a_dataplane_and_transition_times_hold_still() {
     ));
     // No dataplane yet: accepted, but not programmed.
     w.wait_condition("apiroute/pets", "Programmed", "False", "NoDataplanes");
-    assert_eq!(w.condition("apiroute/pets", "Accepted").unwrap()["status"], "True");
+    assert_eq!(
+        w.condition("apiroute/pets", "Accepted").unwrap()["status"],
+        "True"
+    );
     let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
     w.wait_programmed("apiroute/pets");
-    let accepted_at = w.condition("apiroute/pets", "Accepted").unwrap()["lastTransitionTime"].clone();
-    let programmed_at = w.condition("apiroute/pets", "Programmed").unwrap()["lastTransitionTime"].clone();
+    let accepted_at =
+        w.condition("apiroute/pets", "Accepted").unwrap()["lastTransitionTime"].clone();
+    let programmed_at =
+        w.condition("apiroute/pets", "Programmed").unwrap()["lastTransitionTime"].clone();
 
     // Unrelated changes rewrite nothing on this route.
     w.apply(&route("other", "/other", "web"));
     w.wait_programmed("apiroute/other");
     let pets = w.get("apiroute/pets");
     assert_eq!(pets["status"]["observedGeneration"], 1);
-    assert_eq!(w.condition("apiroute/pets", "Accepted").unwrap()["lastTransitionTime"], accepted_at);
-    assert_eq!(w.condition("apiroute/pets", "Programmed").unwrap()["lastTransitionTime"], programmed_at);
+    assert_eq!(
+        w.condition("apiroute/pets", "Accepted").unwrap()["lastTransitionTime"],
+        accepted_at
+    );
+    assert_eq!(
+        w.condition("apiroute/pets", "Programmed").unwrap()["lastTransitionTime"],
+        programmed_at
+    );
 
     // An edit: generation 2 is observed, programmed, and served.
     w.apply(&route("pets", "/pets2", "web"));
@@ -395,11 +433,19 @@ fn programmed_needs_a_dataplane_and_transition_times_hold_still() {
     w.wait_programmed("apiroute/pets");
     assert_eq!(backend_of(&dp, "/prod/pets2"), Ok("a".into()));
     let accepted = w.condition("apiroute/pets", "Accepted").unwrap();
-    assert_eq!(accepted["lastTransitionTime"], accepted_at, "Accepted stayed True");
+    assert_eq!(
+        accepted["lastTransitionTime"], accepted_at,
+        "Accepted stayed True"
+    );
     assert_eq!(accepted["observedGeneration"], 2);
 
     // The controller's metrics count what it did.
-    let metrics = http().get(c.url("/metrics")).send().unwrap().text().unwrap();
+    let metrics = http()
+        .get(c.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     for line in [
         "tollhouse_controller_connected_dataplanes 1",
         "tollhouse_controller_errors_total{kind=\"status_patch\"} 0",
@@ -424,10 +470,21 @@ fn the_controller_role_grants_no_more_than_needed() {
     };
     for allowed in [
         &["watch", "apiroutes.tollhouse.dev", "-A"][..],
-        &["patch", "apiroutes.tollhouse.dev", "--subresource=status", "-n", "default"],
+        &[
+            "patch",
+            "apiroutes.tollhouse.dev",
+            "--subresource=status",
+            "-n",
+            "default",
+        ],
         &["list", "endpointslices.discovery.k8s.io", "-A"],
         &["create", "events.events.k8s.io", "-n", "default"],
-        &["update", "leases.coordination.k8s.io", "-n", "tollhouse-system"],
+        &[
+            "update",
+            "leases.coordination.k8s.io",
+            "-n",
+            "tollhouse-system",
+        ],
     ] {
         assert_eq!(can(allowed), "yes", "should be allowed: {allowed:?}");
     }
@@ -441,6 +498,21 @@ fn the_controller_role_grants_no_more_than_needed() {
     ] {
         assert_eq!(can(denied), "no", "should be denied: {denied:?}");
     }
+}
+
+fn no_redirect() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Whether the replica reports itself as the leader on `/metrics`.
+fn leads(c: &KubeController) -> bool {
+    let Ok(m) = http().get(c.url("/metrics")).send().and_then(|r| r.text()) else {
+        return false;
+    };
+    m.lines().any(|l| l == "tollhouse_controller_leader 1")
 }
 
 /// Two replicas: the leader writes status and serves snapshots, the standby redirects
@@ -470,10 +542,18 @@ fn standby_takes_over_when_the_leader_dies() {
     };
     let first = replica("replica-1");
     wait_for("replica-1 leads", Duration::from_secs(30), || {
-        let m = http().get(first.url("/metrics")).send().ok()?.text().ok()?;
-        m.contains("tollhouse_controller_leader 1").then_some(())
+        leads(&first).then_some(())
     });
     let second = replica("replica-2");
+    // Let the standby see the Lease at least once before the leader goes.
+    wait_for("replica-2 on standby", Duration::from_secs(30), || {
+        let r = no_redirect()
+            .get(second.url("/v1/snapshot?wait=0"))
+            .send()
+            .ok()?;
+        (r.status() == 307).then_some(())
+    });
+    assert!(!leads(&second));
     // The dataplane is pointed at the standby, which redirects it to the leader.
     let dp = Dataplane::start(&second.url(""), &w.dir.path().join("state"), &logs);
     w.apply(&format!(
@@ -484,15 +564,23 @@ fn standby_takes_over_when_the_leader_dies() {
     ));
     w.wait_programmed("apiroute/pets");
     assert_eq!(backend_of(&dp, "/prod/pets"), Ok("a".into()));
-    let standby = http().get(second.url("/v1/snapshot")).send();
-    assert!(standby.is_ok());
+    // The standby redirects to the leader's advertised URL.
+    let standby = no_redirect()
+        .get(second.url("/v1/snapshot?wait=0"))
+        .send()
+        .unwrap();
+    assert_eq!(standby.status(), 307);
+    let location = standby.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&first.url("/v1/snapshot")),
+        "{location}"
+    );
 
     let mut first = first;
     let killed = Instant::now();
     first.proc.kill();
     wait_for("replica-2 leads", Duration::from_secs(30), || {
-        let m = http().get(second.url("/metrics")).send().ok()?.text().ok()?;
-        m.contains("tollhouse_controller_leader 1").then_some(())
+        leads(&second).then_some(())
     });
     let takeover = killed.elapsed();
     eprintln!("standby took over {takeover:?} after the leader was killed (lease 3 s)");

@@ -85,7 +85,7 @@ pub async fn start(
     let slices_resource = endpoint_slice_resource(&client).await;
     let (stages, w) = reflector::store();
     spawn(
-        Api::<Stage>::all(client.clone()),
+        api::<Stage>(&client, namespace),
         watcher::Config::default(),
         w,
         &hub,
@@ -94,7 +94,7 @@ pub async fn start(
     );
     let (routes, w) = reflector::store();
     spawn(
-        Api::<ApiRoute>::all(client.clone()),
+        api::<ApiRoute>(&client, namespace),
         watcher::Config::default(),
         w,
         &hub,
@@ -103,7 +103,7 @@ pub async fn start(
     );
     let (services, w) = reflector::store();
     spawn(
-        Api::<Service>::all(client.clone()),
+        api::<Service>(&client, namespace),
         watcher::Config::default(),
         w,
         &hub,
