@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod kube;
+pub mod operator;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
