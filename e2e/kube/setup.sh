@@ -32,7 +32,9 @@ apt_install() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [[ ${#missing[@]} -gt 0 ]]; then
-    if [[ $apt_updated -eq 0 ]]; then $SUDO apt-get update -qq >&2; apt_updated=1; fi
+    # An unreachable third-party source must not stop us: the install below fails loudly if a
+    # package really cannot be fetched.
+    if [[ $apt_updated -eq 0 ]]; then $SUDO apt-get update -qq >&2 || log "apt-get update reported errors; continuing"; apt_updated=1; fi
     log "apt-get install ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   fi
@@ -59,7 +61,7 @@ Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-    $SUDO apt-get update -qq >&2
+    $SUDO apt-get update -qq >&2 || log "apt-get update reported errors; continuing"
   fi
   work="$CACHE/src"
   mkdir -p "$work"
@@ -86,6 +88,9 @@ SRC
   built=$(find _output -type f -name kube-apiserver -perm -u+x | head -n1)
   [[ -n "$built" ]] || { log "kube-apiserver was not built"; exit 1; }
   cp "$built" "$BIN/kube-apiserver.tmp" && mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
+  cd "$CACHE"
+  # The source tree and its build output are ~2 GB; only the binary is kept.
+  rm -rf "$work"
 fi
 
 # --- kubectl and helm -------------------------------------------------------
