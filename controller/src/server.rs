@@ -261,7 +261,24 @@ impl Hub {
             .map(|(_, first)| *first)
     }
 
-    /// The current snapshot and what each connected dataplane has applied.
+    /// Forgets that a dataplane is connected (its poll's connection closed).
+    fn disconnected(&self, id: &str) {
+        let mut report = self.lock();
+        let Some(d) = report.dataplanes.get_mut(id) else {
+            return;
+        };
+        if let Some(long_ago) = Instant::now().checked_sub(CONNECTED_WINDOW) {
+            d.last_seen = long_ago;
+        }
+        drop(report);
+        debug!(dataplane = id, "dataplane disconnected");
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The current snapshot and what each connected dataplane has applied. A dataplane counts
+    /// once it serves a snapshot this controller published (one still starting up, or one that
+    /// serves content this controller never published, does not hold Programmed back; one
+    /// stuck on an older snapshot does).
     pub fn view(&self) -> DataplaneView {
         let current = self.current().map(|p| (p.version, p.hash.clone()));
         let report = self.lock();
@@ -270,14 +287,14 @@ impl Hub {
             .dataplanes
             .values()
             .filter(|d| now.duration_since(d.last_seen) < CONNECTED_WINDOW)
-            .map(|d| {
+            .filter_map(|d| {
                 let known = d.known.as_deref()?;
                 report
                     .history
                     .iter()
                     .rev()
                     .find(|(hash, _)| hash == known)
-                    .map(|(_, version)| *version)
+                    .map(|(_, version)| Some(*version))
             })
             .collect();
         self.metrics
@@ -565,6 +582,9 @@ async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<
     let mut closing = hub.closing.subscribe();
     let deadline = tokio::time::sleep(Duration::from_secs(wait));
     tokio::pin!(deadline);
+    // A poll dropped before it answers means the dataplane went away (hyper drops the request
+    // when its connection closes): it stops counting at once instead of after a time-out.
+    let mut gone = dataplane.map(|id| Gone { hub, id: Some(id) });
     let response = loop {
         let fresh = snapshots
             .borrow_and_update()
@@ -580,10 +600,27 @@ async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<
             () = async { let _ = closing.wait_for(|closed| *closed).await.map(|_| ()); } => break not_modified(),
         }
     };
+    if let Some(g) = gone.as_mut() {
+        g.id = None;
+    }
     if let Some(id) = dataplane {
         hub.saw(id, None, None, false, remote);
     }
     response
+}
+
+/// Marks a dataplane disconnected when its poll is dropped unanswered.
+struct Gone<'a> {
+    hub: &'a Hub,
+    id: Option<&'a str>,
+}
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.hub.disconnected(id);
+        }
+    }
 }
 
 fn parse_query(query: &str) -> Vec<(String, String)> {
@@ -677,6 +714,73 @@ mod tests {
         );
         // The clock went backwards: the version still increases.
         assert_eq!(hub.publish_at(other, 500).unwrap(), Some(1_001));
+    }
+
+    fn stage(generation: i64) -> Snapshot {
+        Snapshot {
+            stages: vec![tollhouse_snapshot::Stage {
+                source: tollhouse_snapshot::SourceRef {
+                    kind: "Stage".into(),
+                    namespace: "ns".into(),
+                    name: "prod".into(),
+                    generation,
+                },
+                api: "pets".into(),
+                hostnames: vec![],
+                base_path: "/".into(),
+                variables: BTreeMap::new(),
+                certificate: None,
+                routes: vec![],
+            }],
+            ..Snapshot::default()
+        }
+    }
+
+    /// Programmed's inputs: the first version carrying a generation, and per dataplane the
+    /// version it serves, found by the hash it reports (versions are this controller's own).
+    #[test]
+    fn generations_and_dataplane_versions_are_tracked_by_hash() {
+        let hub = Hub::new();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        hub.publish_at(stage(1), 100).unwrap();
+        let h1 = hub.current().unwrap().hash.clone();
+        assert_eq!(hub.first_version("Stage", "ns", "prod", 1), Some(100));
+        assert_eq!(hub.first_version("Stage", "ns", "prod", 2), None);
+        // A dataplane that has applied nothing yet does not count.
+        hub.saw("dp-new", None, None, true, addr);
+        // One serving the current snapshot counts with that version, even if its own version
+        // number came from another replica.
+        hub.saw("dp-1", Some(7), Some(&h1), true, addr);
+        assert_eq!(hub.view().connected, vec![Some(100)]);
+
+        hub.publish_at(stage(2), 200).unwrap();
+        assert_eq!(hub.first_version("Stage", "ns", "prod", 2), Some(200));
+        assert_eq!(hub.view().current.map(|(v, _)| v), Some(200));
+        // Still on the old snapshot: Programmed for generation 2 waits for it.
+        assert_eq!(hub.view().connected, vec![Some(100)]);
+        // Its poll's connection closes: it stops counting at once.
+        hub.disconnected("dp-1");
+        assert!(hub.view().connected.is_empty());
+    }
+
+    #[test]
+    fn standby_redirects_to_the_leader() {
+        let hub = Hub::new();
+        hub.set_role(Role::Standby(Some("http://10.0.0.9:9090/".into())));
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(long_poll(&hub, "dataplane=a&wait=0", addr));
+        assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(
+            r.headers()[header::LOCATION],
+            "http://10.0.0.9:9090/v1/snapshot?dataplane=a&wait=0"
+        );
+        hub.set_role(Role::Standby(None));
+        let r = rt.block_on(long_poll(&hub, "wait=0", addr));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

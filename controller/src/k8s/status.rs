@@ -516,3 +516,182 @@ async fn publish_event(recorder: &Recorder, hub: &Hub, reference: &ObjectReferen
         info!(%error, "could not record an Event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::Condition;
+
+    fn status(ready: (&'static str, &'static str)) -> Status {
+        Status {
+            observed_generation: 3,
+            conditions: vec![
+                Condition {
+                    kind: "Accepted",
+                    status: "True",
+                    reason: "Accepted",
+                    message: "ok".into(),
+                },
+                Condition {
+                    kind: "ResolvedRefs",
+                    status: "True",
+                    reason: "ResolvedRefs",
+                    message: "ok".into(),
+                },
+                Condition {
+                    kind: "Ready",
+                    status: ready.0,
+                    reason: ready.1,
+                    message: "m".into(),
+                },
+            ],
+        }
+    }
+
+    fn config() -> StatusConfig {
+        StatusConfig {
+            public_url: Some("https://gw.example/".into()),
+            instance: "t".into(),
+        }
+    }
+
+    fn published(hub: &Hub) {
+        let snapshot = tollhouse_snapshot::Snapshot {
+            stages: vec![tollhouse_snapshot::Stage {
+                source: tollhouse_snapshot::SourceRef {
+                    kind: "Stage".into(),
+                    namespace: "ns".into(),
+                    name: "prod".into(),
+                    generation: 3,
+                },
+                api: "pets".into(),
+                hostnames: vec![],
+                base_path: "/v1".into(),
+                variables: BTreeMap::new(),
+                certificate: None,
+                routes: vec![],
+            }],
+            ..Default::default()
+        };
+        hub.publish_at(snapshot, 50).unwrap();
+    }
+
+    fn kinds(d: &Desired) -> Vec<(&str, &str, &str)> {
+        d.conditions
+            .iter()
+            .map(|c| (c.kind.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn ready_waits_for_programmed_and_stages_show_where_they_are_served() {
+        let hub = Hub::new();
+        published(&hub);
+        let key = ObjectKey::new(Kind::Stage, "ns", "prod");
+        let spec: tollhouse_api::StageSpec =
+            serde_json::from_value(json!({"api": "pets", "basePath": "/v1"})).unwrap();
+        let none = DataplaneView {
+            current: Some((50, "h".into())),
+            connected: vec![],
+        };
+        let d = desire(
+            &hub,
+            &key,
+            &status(("True", "Ready")),
+            &none,
+            Some(&spec),
+            &config(),
+        );
+        assert_eq!(
+            kinds(&d),
+            vec![
+                ("Accepted", "True", "Accepted"),
+                ("ResolvedRefs", "True", "ResolvedRefs"),
+                ("Programmed", "False", "NoDataplanes"),
+                ("Ready", "False", "NoDataplanes")
+            ]
+        );
+        let behind = DataplaneView {
+            current: Some((50, "h".into())),
+            connected: vec![Some(40), Some(50)],
+        };
+        let d = desire(
+            &hub,
+            &key,
+            &status(("True", "Ready")),
+            &behind,
+            Some(&spec),
+            &config(),
+        );
+        assert_eq!(kinds(&d)[2], ("Programmed", "False", "Pending"));
+        let all = DataplaneView {
+            current: Some((50, "h".into())),
+            connected: vec![Some(50), Some(50)],
+        };
+        let d = desire(
+            &hub,
+            &key,
+            &status(("True", "Ready")),
+            &all,
+            Some(&spec),
+            &config(),
+        );
+        assert_eq!(
+            kinds(&d)[2..],
+            [
+                ("Programmed", "True", "Programmed"),
+                ("Ready", "True", "Ready")
+            ]
+        );
+        let stage = d.stage.unwrap();
+        assert_eq!(stage.invoke_urls, vec!["https://gw.example/v1".to_string()]);
+        assert_eq!(
+            (stage.snapshot_version, stage.serving, stage.connected),
+            (Some(50), 2, 2)
+        );
+        // An object not in the snapshot is not programmed, whatever the dataplanes do.
+        let other = ObjectKey::new(Kind::ApiRoute, "ns", "gone");
+        let d = desire(
+            &hub,
+            &other,
+            &status(("False", "NotServed")),
+            &all,
+            None,
+            &config(),
+        );
+        assert_eq!(
+            kinds(&d)[2..],
+            [
+                ("Programmed", "False", "NotProgrammed"),
+                ("Ready", "False", "NotServed")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rejection_is_announced_once() {
+        let mut before = Desired {
+            generation: 3,
+            conditions: vec![cond("Accepted", "True", "Accepted", "ok")],
+            stage: None,
+        };
+        let after = Desired {
+            generation: 3,
+            conditions: vec![
+                cond("Accepted", "False", "Conflict", "older route"),
+                cond("Programmed", "False", "NotProgrammed", "x"),
+                cond("Ready", "False", "Conflict", "older route"),
+            ],
+            stage: None,
+        };
+        let events = new_rejections(Some(&before), &after);
+        assert_eq!(
+            events.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
+            vec!["Accepted"]
+        );
+        assert!(new_rejections(Some(&after), &after).is_empty());
+        // Waiting for dataplanes is no rejection.
+        before.conditions = vec![cond("Ready", "False", "Pending", "w")];
+        assert!(new_rejections(None, &before).is_empty());
+    }
+}
