@@ -23,6 +23,10 @@ struct Cli {
     /// plain HTTP, or mutual TLS with --tls-cert, --tls-key and --client-ca.
     #[arg(long, default_value = "127.0.0.1:9090", env = "TOLLHOUSE_LISTEN")]
     listen: SocketAddr,
+    /// Optional plain-HTTP admin listener with `/healthz`, `/readyz`, `/metrics` and
+    /// `/status` (no snapshots), for probes and Prometheus when `--listen` requires mTLS.
+    #[arg(long, env = "TOLLHOUSE_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     #[command(flatten)]
     delivery: Delivery,
     #[command(flatten)]
@@ -150,6 +154,16 @@ async fn main() -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("no source given: use --dir, --kubeconfig or --kubernetes"),
     };
+    if let Some(address) = cli.admin_listen {
+        let admin = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        info!(listen = %address, "admin listener (health, metrics, status)");
+        let mut admin_stopped = stopped.clone();
+        tokio::spawn(server::serve_admin(admin, hub.clone(), async move {
+            let _ = admin_stopped.wait_for(|stop| *stop).await;
+        }));
+    }
     let mut server_stopped = stopped.clone();
     let mut server = tokio::spawn(server::serve(listener, hub, tls, async move {
         let _ = server_stopped.wait_for(|stop| *stop).await;

@@ -138,13 +138,16 @@ impl Default for Hub {
 impl Hub {
     /// A hub with nothing published.
     pub fn new() -> Self {
+        let metrics = crate::metrics::Metrics::new();
+        // Without an election the only replica leads.
+        metrics.leader.set(1);
         Hub {
             snapshot: watch::Sender::new(None),
             closing: watch::Sender::new(false),
             report: Mutex::new(Report::default()),
             role: watch::Sender::new(Role::Leader),
             changes: watch::Sender::new(0),
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
         }
     }
 
@@ -417,6 +420,23 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_inner(listener, hub, tls, false, shutdown).await
+}
+
+/// The plain-HTTP admin listener: `/healthz`, `/readyz`, `/metrics` and `/status`, never
+/// `/v1/snapshot` (snapshots carry private keys and go only over `--listen`). Kubelet probes
+/// and Prometheus, which cannot present a client certificate, use this one.
+pub async fn serve_admin(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<Output = ()>) {
+    serve_inner(listener, hub, None, true, shutdown).await
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<TlsAcceptor>,
+    admin: bool,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -436,10 +456,10 @@ pub async fn serve(
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let Some(acceptor) = tls else {
-                        return serve_connection(stream, hub, remote, watcher).await;
+                        return serve_connection(stream, hub, remote, admin, watcher).await;
                     };
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, hub, remote, watcher).await,
+                        Ok(Ok(stream)) => serve_connection(stream, hub, remote, admin, watcher).await,
                         // Probes and port scans connect and close without a word.
                         Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
                             debug!(client.address = %remote, "connection closed before the TLS handshake")
@@ -463,13 +483,18 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<S>(stream: S, hub: Arc<Hub>, remote: SocketAddr, watcher: Watcher)
-where
+async fn serve_connection<S>(
+    stream: S,
+    hub: Arc<Hub>,
+    remote: SocketAddr,
+    admin: bool,
+    watcher: Watcher,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| {
         let hub = hub.clone();
-        async move { Ok::<_, Infallible>(handle(&hub, request, remote).await) }
+        async move { Ok::<_, Infallible>(handle(&hub, request, remote, admin).await) }
     });
     let connection =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -482,12 +507,13 @@ async fn handle(
     hub: &Hub,
     request: Request<Incoming>,
     remote: SocketAddr,
+    admin: bool,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     let known = matches!(
         path,
         "/v1/snapshot" | "/status" | "/healthz" | "/readyz" | "/metrics"
-    );
+    ) && !(admin && path == "/v1/snapshot");
     if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }

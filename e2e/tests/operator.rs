@@ -126,8 +126,10 @@ fn rejections_get_conditions_and_events_and_leave_the_rest_alone() {
     // A missing Service, a route conflicting with an older one, a bad stage variable.
     w.apply(&format!(
         "{}{}---\napiVersion: tollhouse.dev/v1alpha1\nkind: Stage\nmetadata: {{name: badvars}}\nspec: {{api: other, variables: {{'bad-name': x}}}}\n",
+        // Oldest wins; creation times have whole seconds, so a tie goes to the name that sorts
+        // first (as Gateway API does): this one both is newer and sorts after "good".
         route("missing", "/missing", "nowhere"),
-        route("clash", "/good", "web"),
+        route("the-newer-clash", "/good", "web"),
     ));
     let missing = w.wait_condition(
         "apiroute/missing",
@@ -136,12 +138,12 @@ fn rejections_get_conditions_and_events_and_leave_the_rest_alone() {
         "BackendNotFound",
     );
     assert!(missing["message"].as_str().unwrap().contains("nowhere"));
-    let clash = w.wait_condition("apiroute/clash", "Accepted", "False", "Conflict");
+    let clash = w.wait_condition("apiroute/the-newer-clash", "Accepted", "False", "Conflict");
     assert!(clash["message"].as_str().unwrap().contains("good"));
     w.wait_condition("stage/badvars", "Accepted", "False", "InvalidStageVariable");
     for (what, reason) in [
         ("missing", "BackendNotFound"),
-        ("clash", "Conflict"),
+        ("the-newer-clash", "Conflict"),
         ("badvars", "InvalidStageVariable"),
     ] {
         wait_for(
@@ -181,7 +183,27 @@ fn programmed_needs_a_dataplane_and_transition_times_hold_still() {
     let w = World::new("programmed");
     let logs = w.logs();
     let a = Backend::start("a", &logs);
-    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    let admin = free_port();
+    let c = KubeController::start(
+        w.kubeconfig,
+        &w.ns,
+        &logs,
+        &["--admin-listen".into(), format!("127.0.0.1:{admin}")],
+    );
+    // The plain admin listener has health and metrics but never hands out snapshots.
+    let admin_url = |path: &str| format!("http://127.0.0.1:{admin}{path}");
+    assert_eq!(
+        http().get(admin_url("/healthz")).send().unwrap().status(),
+        200
+    );
+    assert_eq!(
+        http()
+            .get(admin_url("/v1/snapshot"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
     w.apply(&format!(
         "{}---\n{}{}---\n{STAGE}",
         w.service("web"),
