@@ -21,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Body sent upstream: the client's body as is, or bounded when its length is not declared.
 pub type UpstreamBody = Either<Incoming, Limited<Incoming>>;
@@ -30,46 +30,93 @@ type Sender = http1::SendRequest<UpstreamBody>;
 
 /// Idle connections kept per upstream authority and worker.
 const MAX_IDLE_PER_AUTHORITY: usize = 256;
+/// An idle connection older than this is closed rather than reused: backends commonly close
+/// idle keep-alive connections after 60 s or more, and a Service's endpoints come and go.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+/// How often the whole pool is swept of expired connections and authorities no longer used.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-/// Idle HTTP/1.1 connections by authority.
-#[derive(Default)]
-struct Idle(Mutex<HashMap<Authority, Vec<Sender>>>);
+/// Idle HTTP/1.1 connections by authority, with the time each went idle.
+struct Idle(Mutex<IdleMap>);
+
+struct IdleMap {
+    by_authority: HashMap<Authority, Vec<(Sender, Instant)>>,
+    last_sweep: Instant,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle(Mutex::new(IdleMap {
+            by_authority: HashMap::new(),
+            last_sweep: Instant::now(),
+        }))
+    }
+}
 
 impl Idle {
     /// A connection ready for a new request. One still busy — its request body still
     /// uploading after an early response — stays in the pool for later instead of making this
-    /// request wait behind it.
+    /// request wait behind it. Closed and expired connections are dropped on the way.
     fn pop(&self, authority: &Authority) -> Option<Sender> {
+        self.pop_at(authority, Instant::now())
+    }
+
+    fn pop_at(&self, authority: &Authority, now: Instant) -> Option<Sender> {
         let mut map = self.0.lock().ok()?;
-        let list = map.get_mut(authority)?;
+        let list = map.by_authority.get_mut(authority)?;
         let mut i = list.len();
         while i > 0 {
             i -= 1;
-            let (closed, ready) = list
-                .get(i)
-                .map_or((true, false), |s| (s.is_closed(), s.is_ready()));
+            let (closed, ready) = list.get(i).map_or((true, false), |(s, since)| {
+                let expired = now.saturating_duration_since(*since) > IDLE_TIMEOUT;
+                (s.is_closed() || expired, s.is_ready())
+            });
             if closed {
                 list.swap_remove(i);
             } else if ready {
-                return Some(list.swap_remove(i));
+                return Some(list.swap_remove(i).0);
             }
         }
         None
     }
 
     fn push(&self, authority: Authority, sender: Sender) {
+        self.push_at(authority, sender, Instant::now())
+    }
+
+    fn push_at(&self, authority: Authority, sender: Sender, now: Instant) {
         if sender.is_closed() {
             return;
         }
         if let Ok(mut map) = self.0.lock() {
-            let list = map.entry(authority).or_default();
+            if now.saturating_duration_since(map.last_sweep) > SWEEP_EVERY {
+                map.last_sweep = now;
+                // Authorities no longer routed to (a Service endpoint that went away) are
+                // forgotten here, not kept until restart.
+                map.by_authority.retain(|_, list| {
+                    list.retain(|(s, since)| {
+                        !s.is_closed() && now.saturating_duration_since(*since) <= IDLE_TIMEOUT
+                    });
+                    !list.is_empty()
+                });
+            }
+            let list = map.by_authority.entry(authority).or_default();
             if list.len() >= MAX_IDLE_PER_AUTHORITY {
-                list.retain(|s| !s.is_closed());
+                list.retain(|(s, _)| !s.is_closed());
             }
             if list.len() < MAX_IDLE_PER_AUTHORITY {
-                list.push(sender);
+                list.push((sender, now));
             }
         }
+    }
+
+    /// Idle connections held, over all authorities (for tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0
+            .lock()
+            .map(|m| m.by_authority.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 }
 
@@ -346,6 +393,49 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
+
+    /// An open HTTP/1.1 connection to a listener that never answers.
+    async fn idle_sender() -> Sender {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        sender.ready().await.unwrap();
+        sender
+    }
+
+    /// Expired idle connections are not reused, and authorities nobody routes to any more
+    /// (an endpoint that went away) are swept out.
+    #[tokio::test]
+    async fn idle_connections_expire_and_dead_authorities_are_swept() {
+        let idle = Idle::default();
+        let a: Authority = "10.0.0.1:80".parse().unwrap();
+        let b: Authority = "10.0.0.2:80".parse().unwrap();
+        let now = Instant::now();
+        idle.push_at(a.clone(), idle_sender().await, now);
+        assert!(idle
+            .pop_at(&a, now + IDLE_TIMEOUT + Duration::from_secs(1))
+            .is_none());
+        assert_eq!(idle.len(), 0);
+        idle.push_at(a.clone(), idle_sender().await, now);
+        assert!(idle.pop_at(&a, now + Duration::from_secs(1)).is_some());
+        idle.push_at(a.clone(), idle_sender().await, now);
+        let later = now + IDLE_TIMEOUT + SWEEP_EVERY;
+        idle.push_at(b.clone(), idle_sender().await, later);
+        assert_eq!(
+            idle.len(),
+            1,
+            "a's expired connection swept when b's was pushed"
+        );
+        assert!(idle.pop_at(&b, later).is_some());
+    }
 
     /// An upstream that sends its head and part of its body, then stalls.
     async fn stalling_upstream() -> std::net::SocketAddr {
