@@ -104,14 +104,15 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => return,
         }
         tokio::time::sleep(DEBOUNCE).await;
+        // Mark everything seen, so `changed()` waits for the next change even on a standby.
+        let current = statuses.borrow_and_update().clone();
+        changes.borrow_and_update();
         if !*leader.borrow_and_update() {
             // Another replica writes meanwhile: forget what we think is on the server.
             written.clear();
             retry = false;
             continue;
         }
-        let current = statuses.borrow_and_update().clone();
-        changes.borrow_and_update();
         let view = hub.view();
         retry = !write_round(
             &client,
