@@ -32,6 +32,10 @@ const CONCURRENCY: usize = 16;
 const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Retry delay after a failed write.
 const RETRY: Duration = Duration::from_secs(1);
+/// After this replica starts leading, dataplanes get this long to (re)connect before a
+/// Programmed=True on the server is taken back: a restarted or new leader has seen no dataplane
+/// yet, and dataplanes retry at most every 5 s.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Settings of the status writer.
 #[derive(Clone, Debug)]
@@ -95,12 +99,16 @@ pub async fn run(
     let mut changes = hub.subscribe_changes();
     let mut written: HashMap<ObjectKey, Written> = HashMap::new();
     let mut retry = false;
+    let mut leading_since: Option<tokio::time::Instant> = None;
+    let mut grace_pending = false;
     loop {
+        let grace_end = leading_since.map_or_else(tokio::time::Instant::now, |t| t + GRACE);
         tokio::select! {
             r = statuses.changed() => if r.is_err() { return },
             r = changes.changed() => if r.is_err() { return },
             r = leader.changed() => if r.is_err() { return },
             () = tokio::time::sleep(RETRY), if retry => {}
+            () = tokio::time::sleep_until(grace_end), if grace_pending => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         tokio::time::sleep(DEBOUNCE).await;
@@ -111,8 +119,14 @@ pub async fn run(
             // Another replica writes meanwhile: forget what we think is on the server.
             written.clear();
             retry = false;
+            leading_since = None;
+            grace_pending = false;
             continue;
         }
+        let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
+        let grace = since.elapsed() < GRACE;
+        // One more round when the grace ends, to take back what no dataplane serves.
+        grace_pending = grace;
         let view = hub.view();
         retry = !write_round(
             &client,
@@ -122,6 +136,7 @@ pub async fn run(
             &config,
             &current,
             &view,
+            grace,
             &mut written,
         )
         .await;
@@ -138,6 +153,7 @@ async fn write_round(
     config: &StatusConfig,
     statuses: &BTreeMap<ObjectKey, Status>,
     view: &DataplaneView,
+    grace: bool,
     written: &mut HashMap<ObjectKey, Written>,
 ) -> bool {
     written.retain(|key, _| statuses.contains_key(key));
@@ -194,7 +210,7 @@ async fn write_round(
         } else {
             None
         };
-        let desired = desire(hub, key, status, view, stage_spec.as_ref(), config);
+        let mut desired = desire(hub, key, status, view, stage_spec.as_ref(), config);
         let base = match written.get(key) {
             Some(w) if w.uid == uid => Some(w.clone()),
             _ => on_server.map(|(desired, transitions)| Written {
@@ -203,6 +219,11 @@ async fn write_round(
                 transitions,
             }),
         };
+        if grace {
+            if let Some(b) = &base {
+                hold_while_dataplanes_reconnect(&b.desired, &mut desired);
+            }
+        }
         if base.as_ref().is_some_and(|b| b.desired == desired) {
             if let Some(b) = base {
                 written.insert(key.clone(), b);
@@ -421,6 +442,43 @@ fn desire(
         generation: status.observed_generation,
         conditions,
         stage,
+    }
+}
+
+/// During the grace after becoming leader, keeps what the server says about Programmed (and the
+/// Ready it implies, and a Stage's dataplane counts) when the only news is that no dataplane
+/// has reported yet.
+fn hold_while_dataplanes_reconnect(before: &Desired, desired: &mut Desired) {
+    if before.generation != desired.generation {
+        return;
+    }
+    let waiting = desired.conditions.iter().any(|c| {
+        c.kind == "Programmed"
+            && c.status == "False"
+            && matches!(c.reason.as_str(), "NoDataplanes" | "Pending")
+    });
+    let was_programmed = before
+        .conditions
+        .iter()
+        .any(|c| c.kind == "Programmed" && c.status == "True");
+    if waiting && was_programmed {
+        for kind in ["Programmed", "Ready"] {
+            let old = before.conditions.iter().find(|c| c.kind == kind);
+            let new = desired.conditions.iter_mut().find(|c| c.kind == kind);
+            if let (Some(old), Some(new)) = (old, new) {
+                // Ready only if nothing but Programmed was holding it back.
+                if kind == "Programmed" || matches!(new.reason.as_str(), "NoDataplanes" | "Pending")
+                {
+                    *new = old.clone();
+                }
+            }
+        }
+    }
+    if let (Some(old), Some(new)) = (&before.stage, &mut desired.stage) {
+        if new.connected < old.connected {
+            new.connected = old.connected;
+            new.serving = old.serving;
+        }
     }
 }
 
@@ -694,5 +752,40 @@ mod tests {
         // Waiting for dataplanes is no rejection.
         before.conditions = vec![cond("Ready", "False", "Pending", "w")];
         assert!(new_rejections(None, &before).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod grace_tests {
+    use super::*;
+
+    fn desired(generation: i64, programmed: (&str, &str), ready: (&str, &str)) -> Desired {
+        Desired {
+            generation,
+            conditions: vec![
+                cond("Accepted", "True", "Accepted", ""),
+                cond("Programmed", programmed.0, programmed.1, ""),
+                cond("Ready", ready.0, ready.1, ""),
+            ],
+            stage: None,
+        }
+    }
+
+    /// A restarted leader does not take Programmed back before dataplanes could reconnect, but
+    /// a new generation or a real rejection goes through at once.
+    #[test]
+    fn programmed_is_held_while_dataplanes_reconnect() {
+        let before = desired(1, ("True", "Programmed"), ("True", "Ready"));
+        let mut now = desired(1, ("False", "NoDataplanes"), ("False", "NoDataplanes"));
+        hold_while_dataplanes_reconnect(&before, &mut now);
+        assert_eq!(now, before);
+        let mut edited = desired(2, ("False", "NoDataplanes"), ("False", "NoDataplanes"));
+        let want = edited.clone();
+        hold_while_dataplanes_reconnect(&before, &mut edited);
+        assert_eq!(edited, want);
+        let mut rejected = desired(1, ("False", "Pending"), ("False", "NoReadyEndpoints"));
+        hold_while_dataplanes_reconnect(&before, &mut rejected);
+        assert_eq!(rejected.conditions[1].status, "True");
+        assert_eq!(rejected.conditions[2].reason, "NoReadyEndpoints");
     }
 }
