@@ -464,3 +464,128 @@ fn event_count(w: &World) -> usize {
     let events: Value = serde_json::from_str(&w.events()).unwrap();
     events["items"].as_array().map_or(0, Vec::len)
 }
+
+/// A TCP relay to the API server that can be cut and restored, to play a dead API server.
+struct Relay {
+    port: u16,
+    target: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(port: u16, target: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let relay = Relay {
+            port,
+            target,
+            stop: Default::default(),
+            conns: Default::default(),
+        };
+        let (stop, conns) = (relay.stop.clone(), relay.conns.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let mut list = conns.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    /// Closes the listener and every relayed connection.
+    fn cut(self) -> (u16, std::net::SocketAddr) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        (self.port, self.target)
+    }
+}
+
+/// The API server goes away: the dataplane keeps serving, the controller stays up and reports
+/// watch errors, and once the API server is back it catches up with what changed meanwhile.
+#[test]
+fn an_api_server_outage_loses_nothing() {
+    let w = World::new("outage");
+    let logs = w.logs();
+    let a = Backend::start("a", &logs);
+    let url: reqwest::Url = w.env.server_url().parse().unwrap();
+    let target: std::net::SocketAddr = format!(
+        "{}:{}",
+        url.host_str().unwrap(),
+        url.port_or_known_default().unwrap()
+    )
+    .parse()
+    .unwrap();
+    let relay = Relay::start(free_port(), target);
+    // The controller's kubeconfig, pointed at the relay (the serving certificate is for the IP,
+    // whatever the port).
+    let text = std::fs::read_to_string(w.kubeconfig).unwrap();
+    let relayed = text.replace(&format!(":{}", target.port()), &format!(":{}", relay.port));
+    assert_ne!(text, relayed, "kubeconfig names the API server port");
+    let kubeconfig = w.dir.path().join("kubeconfig-relayed");
+    std::fs::write(&kubeconfig, relayed).unwrap();
+
+    let c = KubeController::start(&kubeconfig, &w.ns, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    w.apply(&format!(
+        "{}---\n{}{}---\n{STAGE}",
+        w.service("web"),
+        w.slices("web", &[(a.port, true)]),
+        route("pets", "/pets", "web"),
+    ));
+    w.wait_programmed("apiroute/pets");
+
+    let (port, target) = relay.cut();
+    // Meanwhile the route changes; the controller cannot see it yet.
+    w.apply(&route("pets", "/pets-during-outage", "web"));
+    for _ in 0..20 {
+        assert_eq!(backend_of(&dp, "/prod/pets"), Ok("a".into()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        http().get(c.url("/healthz")).send().unwrap().status(),
+        200,
+        "the controller stays up"
+    );
+
+    let _relay = Relay::start(port, target);
+    wait_for(
+        "generation 2 observed after the outage",
+        Duration::from_secs(90),
+        || (w.get("apiroute/pets")["status"]["observedGeneration"] == 2).then_some(()),
+    );
+    w.wait_programmed("apiroute/pets");
+    assert_eq!(backend_of(&dp, "/prod/pets-during-outage"), Ok("a".into()));
+    let metrics = http()
+        .get(c.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !metrics.contains("tollhouse_controller_errors_total{kind=\"watch\"} 0"),
+        "watch errors were counted:\n{metrics}"
+    );
+}
