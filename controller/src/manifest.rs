@@ -51,7 +51,8 @@ impl Kind {
             || (self == Kind::EndpointSlice && api_version == "discovery.k8s.io/v1beta1")
     }
 
-    fn from_kind(kind: &str) -> Option<Kind> {
+    /// The kind named by a manifest's `kind`, when the controller reads it.
+    pub fn from_kind(kind: &str) -> Option<Kind> {
         match kind {
             "ApiRoute" => Some(Kind::ApiRoute),
             "EndpointSlice" => Some(Kind::EndpointSlice),

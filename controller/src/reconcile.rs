@@ -18,7 +18,7 @@ pub struct Reconciler {
     hub: Arc<Hub>,
     problems: BTreeSet<Problem>,
     ignored: BTreeSet<Problem>,
-    statuses: BTreeMap<ObjectKey, Status>,
+    statuses: Arc<BTreeMap<ObjectKey, Status>>,
 }
 
 impl Reconciler {
@@ -29,7 +29,7 @@ impl Reconciler {
             hub,
             problems: BTreeSet::new(),
             ignored: BTreeSet::new(),
-            statuses: BTreeMap::new(),
+            statuses: Arc::default(),
         }
     }
 
@@ -37,14 +37,17 @@ impl Reconciler {
     pub fn apply(&mut self, files: Vec<(String, FileRead)>) {
         self.index.update(files);
         let output = self.translate(&self.index.input());
-        self.finish(output);
+        self.finish(output, true);
     }
 
     /// Translates objects from another source (the Kubernetes API), publishes if the content
     /// changed, and returns the status of every Stage and ApiRoute.
-    pub fn apply_input(&mut self, input: &translate::Input) -> BTreeMap<ObjectKey, Status> {
+    /// The map is shared: it is the same `Arc` as long as no status changed.
+    pub fn apply_input(&mut self, input: &translate::Input) -> Arc<BTreeMap<ObjectKey, Status>> {
         let output = self.translate(input);
-        self.finish(output);
+        // Objects from the API server have no file, so an unchanged set of statuses means an
+        // unchanged report.
+        self.finish(output, false);
         self.statuses.clone()
     }
 
@@ -59,7 +62,7 @@ impl Reconciler {
         output
     }
 
-    fn finish(&mut self, output: translate::Output) {
+    fn finish(&mut self, output: translate::Output, files: bool) {
         let problems: BTreeSet<Problem> = self.index.problems().into_iter().collect();
         for p in problems.difference(&self.problems) {
             warn!(file = %p.file, line = p.line, column = p.column, message = %p.message, "manifest problem");
@@ -73,23 +76,28 @@ impl Reconciler {
         }
         self.log_status_changes(&output.statuses);
 
-        let objects = output
-            .statuses
-            .iter()
-            .map(|(key, status)| ObjectReport {
-                kind: key.kind.as_str(),
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                generation: status.observed_generation,
-                file: self.index.location(key).map(|(file, _)| file.to_string()),
-                conditions: status.conditions.clone(),
-            })
-            .collect();
-        self.hub
-            .set_report(problems.iter().cloned().collect(), objects);
+        let unchanged = *self.statuses == output.statuses && problems == self.problems;
+        if files || !unchanged {
+            let objects = output
+                .statuses
+                .iter()
+                .map(|(key, status)| ObjectReport {
+                    kind: key.kind.as_str(),
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    generation: status.observed_generation,
+                    file: self.index.location(key).map(|(file, _)| file.to_string()),
+                    conditions: status.conditions.clone(),
+                })
+                .collect();
+            self.hub
+                .set_report(problems.iter().cloned().collect(), objects);
+        }
         self.problems = problems;
         self.ignored = ignored;
-        self.statuses = output.statuses;
+        if !unchanged {
+            self.statuses = Arc::new(output.statuses);
+        }
 
         let stages = output.snapshot.stages.len();
         let routes = output.snapshot.route_count();

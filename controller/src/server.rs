@@ -83,8 +83,9 @@ const HISTORY: usize = 256;
 /// A dataplane that polled within this window counts as connected (a poll waits up to 30 s).
 pub const CONNECTED_WINDOW: Duration = Duration::from_secs(45);
 
-/// Identity of a Stage or ApiRoute in the publication record: kind, namespace, name.
-type SourceKey = (String, String, String);
+/// For every Stage and ApiRoute in the current snapshot: its generation there and the first
+/// snapshot version that carried that generation.
+pub type Generations = std::collections::HashMap<crate::manifest::ObjectKey, (i64, u64)>;
 
 #[derive(Debug, Default)]
 struct Report {
@@ -93,9 +94,8 @@ struct Report {
     dataplanes: BTreeMap<String, Dataplane>,
     /// `(hash, version)` of recent publications, oldest first.
     history: std::collections::VecDeque<(String, u64)>,
-    /// For every object in the current snapshot: its generation there and the first version
-    /// that carried that generation.
-    generations: std::collections::HashMap<SourceKey, (i64, u64)>,
+    /// See [`Generations`]; replaced whole on every publish.
+    generations: Arc<Generations>,
 }
 
 /// Whether this replica serves snapshots or sends dataplanes to the leader.
@@ -175,20 +175,18 @@ impl Hub {
         let version = previous.map_or(now_ms, |p| now_ms.max(p.version.saturating_add(1)));
         let stages = snapshot.stages.len();
         let routes = snapshot.route_count();
-        let mut present: std::collections::HashMap<SourceKey, i64> =
+        let mut present: std::collections::HashMap<crate::manifest::ObjectKey, i64> =
             std::collections::HashMap::with_capacity(routes + stages);
+        let mut note = |s: &tollhouse_snapshot::SourceRef| {
+            if let Some(kind) = crate::manifest::Kind::from_kind(&s.kind) {
+                let key = crate::manifest::ObjectKey::new(kind, &s.namespace, &s.name);
+                present.insert(key, s.generation);
+            }
+        };
         for stage in &snapshot.stages {
-            let s = &stage.source;
-            present.insert(
-                (s.kind.clone(), s.namespace.clone(), s.name.clone()),
-                s.generation,
-            );
+            note(&stage.source);
             for route in &stage.routes {
-                let r = &route.source;
-                present.insert(
-                    (r.kind.clone(), r.namespace.clone(), r.name.clone()),
-                    r.generation,
-                );
+                note(&route.source);
             }
         }
         let versioned = Versioned {
@@ -211,17 +209,19 @@ impl Hub {
                 report.history.pop_front();
             }
             report.history.push_back((published.hash.clone(), version));
-            let old = std::mem::take(&mut report.generations);
-            report.generations = present
-                .into_iter()
-                .map(|(key, generation)| {
-                    let first = match old.get(&key) {
-                        Some(&(g, first)) if g == generation => first,
-                        _ => version,
-                    };
-                    (key, (generation, first))
-                })
-                .collect();
+            let old = report.generations.clone();
+            report.generations = Arc::new(
+                present
+                    .into_iter()
+                    .map(|(key, generation)| {
+                        let first = match old.get(&key) {
+                            Some(&(g, first)) if g == generation => first,
+                            _ => version,
+                        };
+                        (key, (generation, first))
+                    })
+                    .collect(),
+            );
         }
         let m = &self.metrics;
         m.snapshot_bytes
@@ -249,19 +249,13 @@ impl Hub {
 
     /// The first snapshot version that carried this generation of the object, when the current
     /// snapshot carries it.
-    pub fn first_version(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        generation: i64,
-    ) -> Option<u64> {
-        let report = self.lock();
-        report
-            .generations
-            .get(&(kind.to_string(), namespace.to_string(), name.to_string()))
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, first)| *first)
+    pub fn first_version(&self, key: &crate::manifest::ObjectKey, generation: i64) -> Option<u64> {
+        first_version(&self.generations(), key, generation)
+    }
+
+    /// The publication record of the current snapshot (shared, not copied).
+    pub fn generations(&self) -> Arc<Generations> {
+        self.lock().generations.clone()
     }
 
     /// Forgets that a dataplane is connected (its poll's connection closed).
@@ -409,6 +403,18 @@ impl Hub {
             "objects": report.objects,
         })
     }
+}
+
+/// The first snapshot version that carried this generation of the object, in `generations`.
+pub fn first_version(
+    generations: &Generations,
+    key: &crate::manifest::ObjectKey,
+    generation: i64,
+) -> Option<u64> {
+    generations
+        .get(key)
+        .filter(|(g, _)| *g == generation)
+        .map(|(_, first)| *first)
 }
 
 /// Serves until `shutdown` completes, then drains in-flight requests for a few seconds. With
@@ -770,8 +776,9 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         hub.publish_at(stage(1), 100).unwrap();
         let h1 = hub.current().unwrap().hash.clone();
-        assert_eq!(hub.first_version("Stage", "ns", "prod", 1), Some(100));
-        assert_eq!(hub.first_version("Stage", "ns", "prod", 2), None);
+        let prod = crate::manifest::ObjectKey::new(crate::manifest::Kind::Stage, "ns", "prod");
+        assert_eq!(hub.first_version(&prod, 1), Some(100));
+        assert_eq!(hub.first_version(&prod, 2), None);
         // A dataplane that has applied nothing yet does not count.
         hub.saw("dp-new", None, None, true, addr);
         // One serving the current snapshot counts with that version, even if its own version
@@ -780,7 +787,7 @@ mod tests {
         assert_eq!(hub.view().connected, vec![Some(100)]);
 
         hub.publish_at(stage(2), 200).unwrap();
-        assert_eq!(hub.first_version("Stage", "ns", "prod", 2), Some(200));
+        assert_eq!(hub.first_version(&prod, 2), Some(200));
         assert_eq!(hub.view().current.map(|(v, _)| v), Some(200));
         // Still on the old snapshot: Programmed for generation 2 waits for it.
         assert_eq!(hub.view().connected, vec![Some(100)]);

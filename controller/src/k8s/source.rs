@@ -151,15 +151,25 @@ fn spawn<K>(
 {
     let hub = hub.clone();
     let trigger = trigger.clone();
+    // For Stages and ApiRoutes only a new generation changes what translate reads: our own
+    // status writes (and label or annotation edits) come back as events too, and must not
+    // cost a translate each. Other kinds have no generation worth trusting.
+    let by_generation = matches!(kind, "Stage" | "ApiRoute");
     tokio::spawn(async move {
         let stream = watcher(api, config)
             .default_backoff()
-            .modify(|o: &mut K| o.managed_fields_mut().clear())
-            .reflect(writer);
+            .modify(|o: &mut K| o.managed_fields_mut().clear());
         futures::pin_mut!(stream);
+        let mut writer = writer;
+        let mut seen: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => trigger.notify_one(),
+                Ok(event) => {
+                    writer.apply_watcher_event(&event);
+                    if relevant(&event, by_generation, &mut seen) {
+                        trigger.notify_one();
+                    }
+                }
                 Err(error) => {
                     hub.metrics.error("watch");
                     warn!(kind, %error, "watch failed; retrying with backoff");
@@ -167,6 +177,34 @@ fn spawn<K>(
             }
         }
     });
+}
+
+/// Whether a watch event can change translate's input. `seen` keeps the last generation of
+/// each object (by uid) when `by_generation`.
+fn relevant<K: KubeResource>(
+    event: &watcher::Event<K>,
+    by_generation: bool,
+    seen: &mut std::collections::HashMap<String, i64>,
+) -> bool {
+    let key = |o: &K| o.meta().uid.clone().unwrap_or_default();
+    match event {
+        watcher::Event::Apply(o) if by_generation => {
+            let generation = o.meta().generation.unwrap_or(0);
+            seen.insert(key(o), generation) != Some(generation)
+        }
+        watcher::Event::InitApply(o) => {
+            if by_generation {
+                seen.insert(key(o), o.meta().generation.unwrap_or(0));
+            }
+            false
+        }
+        watcher::Event::Delete(o) => {
+            seen.remove(&key(o));
+            true
+        }
+        watcher::Event::Init => false,
+        watcher::Event::Apply(_) | watcher::Event::InitDone => true,
+    }
 }
 
 /// Waits until every cache holds its first full list.
@@ -249,7 +287,12 @@ pub async fn run(
     loop {
         let input = input(&stores);
         let result = reconciler.apply_input(&input);
-        statuses.send_replace(Arc::new(result));
+        // The status writer wakes only when some status changed (the same map is the same Arc).
+        statuses.send_if_modified(|current| {
+            let changed = !Arc::ptr_eq(current, &result);
+            *current = result;
+            changed
+        });
         tokio::select! {
             () = trigger.notified() => {}
             _ = stop.wait_for(|s| *s) => return,

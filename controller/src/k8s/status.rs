@@ -10,14 +10,14 @@
 use super::source::{Statuses, Stores};
 use super::FIELD_MANAGER;
 use crate::manifest::{Kind, ObjectKey};
-use crate::server::{DataplaneView, Hub};
+use crate::server::{first_version, DataplaneView, Hub};
 use crate::translate::Status;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,6 +32,8 @@ const CONCURRENCY: usize = 16;
 const DEBOUNCE: Duration = Duration::from_millis(20);
 /// Retry delay after a failed write.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a round waits for dataplanes still applying the latest snapshot.
+const SETTLE: Duration = Duration::from_millis(250);
 /// After this replica starts leading, dataplanes get this long to (re)connect before a
 /// Programmed=True on the server is taken back: a restarted or new leader has seen no dataplane
 /// yet, and dataplanes retry at most every 5 s.
@@ -71,12 +73,58 @@ struct StageExtra {
     connected: u32,
 }
 
-/// What is known to be on the server: the desired status and each condition's transition time.
+/// What is known to be on the server: the desired status and each condition's transition time,
+/// and what it was computed from.
 #[derive(Clone, Debug)]
 struct Written {
     uid: String,
     desired: Desired,
     transitions: BTreeMap<String, String>,
+    inputs: Option<Inputs>,
+}
+
+/// What a status is computed from. A round compares these first: when they are unchanged the
+/// status is too, and nothing is built, cloned or compared further (most objects, most rounds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Inputs {
+    status: Status,
+    programmed: Programmed,
+    stage: Option<StageExtra>,
+    /// The status was held back during the grace after becoming leader: compute it again.
+    held: bool,
+}
+
+/// Where an object stands with the dataplanes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Programmed {
+    /// Not in the served snapshot.
+    NotInSnapshot,
+    /// In it, but no dataplane serves a snapshot of this controller.
+    NoDataplanes,
+    /// Some connected dataplane serves an older snapshot.
+    Pending,
+    /// Every connected dataplane serves this generation.
+    Done,
+}
+
+/// Whether some connected dataplane serves an older snapshot than the current one.
+fn behind(view: &DataplaneView) -> bool {
+    let Some((current, _)) = &view.current else {
+        return false;
+    };
+    view.connected
+        .iter()
+        .any(|d| d.is_some_and(|applied| applied < *current))
+}
+
+/// Where an object with this first version stands with the dataplanes of `view`.
+fn programmed_state(first: Option<u64>, view: &DataplaneView) -> Programmed {
+    match first {
+        None => Programmed::NotInSnapshot,
+        Some(_) if view.connected.is_empty() => Programmed::NoDataplanes,
+        Some(v) if view.connected.iter().all(|d| d.is_some_and(|a| a >= v)) => Programmed::Done,
+        Some(_) => Programmed::Pending,
+    }
 }
 
 /// Runs until `stop`; writes only while `leader` is true.
@@ -113,7 +161,7 @@ pub async fn run(
         }
         tokio::time::sleep(DEBOUNCE).await;
         // Mark everything seen, so `changed()` waits for the next change even on a standby.
-        let current = statuses.borrow_and_update().clone();
+        statuses.borrow_and_update();
         changes.borrow_and_update();
         if !*leader.borrow_and_update() {
             // Another replica writes meanwhile: forget what we think is on the server.
@@ -123,6 +171,17 @@ pub async fn run(
             grace_pending = false;
             continue;
         }
+        // Right after a publish the dataplanes are still fetching it: give them a moment, so
+        // a change goes to Programmed in one write instead of Pending first and True after.
+        let settle = tokio::time::Instant::now() + SETTLE;
+        while behind(&hub.view()) {
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return },
+                () = tokio::time::sleep_until(settle) => break,
+            }
+        }
+        changes.borrow_and_update();
+        let current = statuses.borrow_and_update().clone();
         let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
         let grace = since.elapsed() < GRACE;
         // One more round when the grace ends, to take back what no dataplane serves.
@@ -158,78 +217,95 @@ async fn write_round(
 ) -> bool {
     written.retain(|key, _| statuses.contains_key(key));
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let generations = hub.generations();
     let mut jobs = Vec::new();
     for (key, status) in statuses {
-        let (uid, reference, on_server) = match key.kind {
-            Kind::Stage => {
-                let Some(o) = stores
+        let (stage, route) = match key.kind {
+            Kind::Stage => (
+                stores
                     .stages
-                    .get(&ObjectRef::new(&key.name).within(&key.namespace))
-                else {
-                    continue;
-                };
-                let current = o.status.as_ref().map(|s| {
-                    (
-                        s.observed_generation,
-                        &s.conditions,
-                        Some(StageExtra {
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace)),
+                None,
+            ),
+            Kind::ApiRoute => (
+                None,
+                stores
+                    .routes
+                    .get(&ObjectRef::new(&key.name).within(&key.namespace)),
+            ),
+            _ => continue,
+        };
+        let uid = match (&stage, &route) {
+            (Some(s), _) => s.meta().uid.clone(),
+            (_, Some(r)) => r.meta().uid.clone(),
+            _ => None,
+        };
+        let Some(uid) = uid else { continue };
+        let first = first_version(&generations, key, status.observed_generation);
+        let programmed = programmed_state(first, view);
+        let extra = stage.as_ref().map(|s| stage_extra(&s.spec, view, config));
+        if let Some(w) = written.get(key) {
+            let unchanged = w.uid == uid
+                && w.inputs.as_ref().is_some_and(|i| {
+                    !i.held && i.programmed == programmed && i.stage == extra && i.status == *status
+                });
+            if unchanged {
+                continue;
+            }
+        }
+        let mut desired = desire(status, programmed, extra.clone());
+        let base = match written.get(key) {
+            Some(w) if w.uid == uid => Some(w.clone()),
+            _ => {
+                let on_server = match (&stage, &route) {
+                    (Some(o), _) => o.status.as_ref().map(|s| {
+                        let extra = StageExtra {
                             invoke_urls: s.invoke_urls.clone(),
                             snapshot_version: s.snapshot_version,
                             serving: s.serving_dataplanes.unwrap_or(0),
                             connected: s.connected_dataplanes.unwrap_or(0),
-                        }),
-                    )
-                });
-                (
-                    o.uid(),
-                    o.object_ref(&()),
-                    current.map(|(g, c, e)| from_server(g, c, e)),
-                )
-            }
-            Kind::ApiRoute => {
-                let Some(o) = stores
-                    .routes
-                    .get(&ObjectRef::new(&key.name).within(&key.namespace))
-                else {
-                    continue;
+                        };
+                        from_server(s.observed_generation, &s.conditions, Some(extra))
+                    }),
+                    (_, Some(o)) => o
+                        .status
+                        .as_ref()
+                        .map(|s| from_server(s.observed_generation, &s.conditions, None)),
+                    _ => None,
                 };
-                let current = o
-                    .status
-                    .as_ref()
-                    .map(|s| from_server(s.observed_generation, &s.conditions, None));
-                (o.uid(), o.object_ref(&()), current)
+                on_server.map(|(desired, transitions)| Written {
+                    uid: uid.clone(),
+                    desired,
+                    transitions,
+                    inputs: None,
+                })
             }
-            _ => continue,
         };
-        let Some(uid) = uid else { continue };
-        let stage_spec = if key.kind == Kind::Stage {
-            stores
-                .stages
-                .get(&ObjectRef::new(&key.name).within(&key.namespace))
-                .map(|s| s.spec.clone())
-        } else {
-            None
-        };
-        let mut desired = desire(hub, key, status, view, stage_spec.as_ref(), config);
-        let base = match written.get(key) {
-            Some(w) if w.uid == uid => Some(w.clone()),
-            _ => on_server.map(|(desired, transitions)| Written {
-                uid: uid.clone(),
-                desired,
-                transitions,
-            }),
-        };
+        let mut held = false;
         if grace {
             if let Some(b) = &base {
+                let before = desired.clone();
                 hold_while_dataplanes_reconnect(&b.desired, &mut desired);
+                held = desired != before;
             }
         }
-        if base.as_ref().is_some_and(|b| b.desired == desired) {
-            if let Some(b) = base {
-                written.insert(key.clone(), b);
-            }
+        let inputs = Inputs {
+            status: status.clone(),
+            programmed,
+            stage: extra,
+            held,
+        };
+        if let Some(b) = base.as_ref().filter(|b| b.desired == desired) {
+            let mut b = b.clone();
+            b.inputs = Some(inputs);
+            written.insert(key.clone(), b);
             continue;
         }
+        let reference = match (&stage, &route) {
+            (Some(o), _) => o.object_ref(&()),
+            (_, Some(o)) => o.object_ref(&()),
+            _ => continue,
+        };
         let mut transitions = BTreeMap::new();
         for c in &desired.conditions {
             let kept = base.as_ref().and_then(|b| {
@@ -249,6 +325,7 @@ async fn write_round(
                 uid,
                 desired,
                 transitions,
+                inputs: Some(inputs),
             },
             reference,
             events,
@@ -335,49 +412,30 @@ fn cond(kind: &str, status: &str, reason: &str, message: impl Into<String>) -> C
     }
 }
 
-/// Programmed, then Ready folded from translate's Ready and Programmed.
-fn desire(
-    hub: &Hub,
-    key: &ObjectKey,
-    status: &Status,
-    view: &DataplaneView,
-    stage: Option<&tollhouse_api::StageSpec>,
-    config: &StatusConfig,
-) -> Desired {
-    let first = hub.first_version(
-        key.kind.as_str(),
-        &key.namespace,
-        &key.name,
-        status.observed_generation,
-    );
+/// The conditions: translate's Accepted and ResolvedRefs, then Programmed, then Ready folded
+/// from translate's Ready and Programmed.
+fn desire(status: &Status, programmed: Programmed, stage: Option<StageExtra>) -> Desired {
     // Messages carry no counts or versions: they would rewrite every object on every publish.
-    let programmed = match first {
-        None => cond(
+    let programmed = match programmed {
+        Programmed::NotInSnapshot => cond(
             "Programmed",
             "False",
             "NotProgrammed",
             "the object is not part of the served snapshot; see Ready",
         ),
-        Some(_) if view.connected.is_empty() => cond(
+        Programmed::NoDataplanes => cond(
             "Programmed",
             "False",
             "NoDataplanes",
             "no dataplane is connected to the controller",
         ),
-        Some(v)
-            if view
-                .connected
-                .iter()
-                .all(|d| d.is_some_and(|applied| applied >= v)) =>
-        {
-            cond(
-                "Programmed",
-                "True",
-                "Programmed",
-                "every connected dataplane serves this generation",
-            )
-        }
-        Some(_) => cond(
+        Programmed::Done => cond(
+            "Programmed",
+            "True",
+            "Programmed",
+            "every connected dataplane serves this generation",
+        ),
+        Programmed::Pending => cond(
             "Programmed",
             "False",
             "Pending",
@@ -406,42 +464,48 @@ fn desire(
     };
     conditions.push(programmed);
     conditions.push(ready);
-    let stage = stage.map(|spec| {
-        let base = spec.base_path.as_deref().unwrap_or("/");
-        let base = if base.starts_with('/') {
-            base.to_string()
-        } else {
-            format!("/{base}")
-        };
-        let scheme = if spec.tls.is_some() { "https" } else { "http" };
-        let mut invoke_urls: Vec<String> = spec
-            .hostnames
-            .iter()
-            .map(|h| format!("{scheme}://{}{base}", h.to_ascii_lowercase()))
-            .collect();
-        if invoke_urls.is_empty() {
-            if let Some(url) = &config.public_url {
-                invoke_urls.push(format!("{}{base}", url.trim_end_matches('/')));
-            }
-        }
-        let current = view.current.as_ref().map(|(v, _)| *v);
-        StageExtra {
-            invoke_urls,
-            snapshot_version: current,
-            serving: u32::try_from(
-                view.connected
-                    .iter()
-                    .filter(|d| d.is_some() && **d == current)
-                    .count(),
-            )
-            .unwrap_or(u32::MAX),
-            connected: u32::try_from(view.connected.len()).unwrap_or(u32::MAX),
-        }
-    });
     Desired {
         generation: status.observed_generation,
         conditions,
         stage,
+    }
+}
+
+/// A Stage's invoke URLs and dataplane counts.
+fn stage_extra(
+    spec: &tollhouse_api::StageSpec,
+    view: &DataplaneView,
+    config: &StatusConfig,
+) -> StageExtra {
+    let base = spec.base_path.as_deref().unwrap_or("/");
+    let base = if base.starts_with('/') {
+        base.to_string()
+    } else {
+        format!("/{base}")
+    };
+    let scheme = if spec.tls.is_some() { "https" } else { "http" };
+    let mut invoke_urls: Vec<String> = spec
+        .hostnames
+        .iter()
+        .map(|h| format!("{scheme}://{}{base}", h.to_ascii_lowercase()))
+        .collect();
+    if invoke_urls.is_empty() {
+        if let Some(url) = &config.public_url {
+            invoke_urls.push(format!("{}{base}", url.trim_end_matches('/')));
+        }
+    }
+    let current = view.current.as_ref().map(|(v, _)| *v);
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    StageExtra {
+        invoke_urls,
+        snapshot_version: current,
+        serving: count(
+            view.connected
+                .iter()
+                .filter(|d| d.is_some() && **d == current)
+                .count(),
+        ),
+        connected: count(view.connected.len()),
     }
 }
 
@@ -647,22 +711,18 @@ mod tests {
         let hub = Hub::new();
         published(&hub);
         let key = ObjectKey::new(Kind::Stage, "ns", "prod");
+        let first = hub.first_version(&key, 3);
+        assert_eq!(first, Some(50));
         let spec: tollhouse_api::StageSpec =
             serde_json::from_value(json!({"api": "pets", "basePath": "/v1"})).unwrap();
-        let none = DataplaneView {
+        let view = |connected: Vec<Option<u64>>| DataplaneView {
             current: Some((50, "h".into())),
-            connected: vec![],
+            connected,
         };
-        let d = desire(
-            &hub,
-            &key,
-            &status(("True", "Ready")),
-            &none,
-            Some(&spec),
-            &config(),
-        );
+        let ready = status(("True", "Ready"));
+        let none = programmed_state(first, &view(vec![]));
         assert_eq!(
-            kinds(&d),
+            kinds(&desire(&ready, none, None)),
             vec![
                 ("Accepted", "True", "Accepted"),
                 ("ResolvedRefs", "True", "ResolvedRefs"),
@@ -670,31 +730,13 @@ mod tests {
                 ("Ready", "False", "NoDataplanes")
             ]
         );
-        let behind = DataplaneView {
-            current: Some((50, "h".into())),
-            connected: vec![Some(40), Some(50)],
-        };
-        let d = desire(
-            &hub,
-            &key,
-            &status(("True", "Ready")),
-            &behind,
-            Some(&spec),
-            &config(),
+        let behind = programmed_state(first, &view(vec![Some(40), Some(50)]));
+        assert_eq!(
+            kinds(&desire(&ready, behind, None))[2],
+            ("Programmed", "False", "Pending")
         );
-        assert_eq!(kinds(&d)[2], ("Programmed", "False", "Pending"));
-        let all = DataplaneView {
-            current: Some((50, "h".into())),
-            connected: vec![Some(50), Some(50)],
-        };
-        let d = desire(
-            &hub,
-            &key,
-            &status(("True", "Ready")),
-            &all,
-            Some(&spec),
-            &config(),
-        );
+        let all = view(vec![Some(50), Some(50)]);
+        let d = desire(&ready, programmed_state(first, &all), None);
         assert_eq!(
             kinds(&d)[2..],
             [
@@ -702,22 +744,16 @@ mod tests {
                 ("Ready", "True", "Ready")
             ]
         );
-        let stage = d.stage.unwrap();
+        let stage = stage_extra(&spec, &all, &config());
         assert_eq!(stage.invoke_urls, vec!["https://gw.example/v1".to_string()]);
         assert_eq!(
             (stage.snapshot_version, stage.serving, stage.connected),
             (Some(50), 2, 2)
         );
         // An object not in the snapshot is not programmed, whatever the dataplanes do.
-        let other = ObjectKey::new(Kind::ApiRoute, "ns", "gone");
-        let d = desire(
-            &hub,
-            &other,
-            &status(("False", "NotServed")),
-            &all,
-            None,
-            &config(),
-        );
+        let gone = ObjectKey::new(Kind::ApiRoute, "ns", "gone");
+        let state = programmed_state(hub.first_version(&gone, 3), &all);
+        let d = desire(&status(("False", "NotServed")), state, None);
         assert_eq!(
             kinds(&d)[2..],
             [
