@@ -57,9 +57,16 @@ pub struct Metrics {
     snapshot_version: Gauge,
     /// (stage, route) pairs of the snapshot being served, to forget removed routes' series.
     live: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    /// Handles already made, by stage then route: a new snapshot of 10,000 routes looks them up
+    /// by `&str` instead of building and hashing six label sets per route again.
+    handles: std::sync::Mutex<RouteHandles>,
 }
 
 /// Pre-made handles for one (stage, route) pair.
+/// Route metric handles by stage, then route.
+type RouteHandles =
+    std::collections::HashMap<String, std::collections::HashMap<String, RouteMetrics>>;
+
 #[derive(Clone)]
 pub struct RouteMetrics {
     by_class: [Counter; 5],
@@ -125,11 +132,28 @@ impl Metrics {
             applies,
             snapshot_version,
             live: Default::default(),
+            handles: Default::default(),
         }
     }
 
     /// Handles for a route (`route` empty for requests that matched no route).
     pub fn route(&self, stage: &str, route: &str) -> RouteMetrics {
+        if let Ok(handles) = self.handles.lock() {
+            if let Some(m) = handles.get(stage).and_then(|routes| routes.get(route)) {
+                return m.clone();
+            }
+        }
+        let made = self.make_route(stage, route);
+        if let Ok(mut handles) = self.handles.lock() {
+            handles
+                .entry(stage.to_string())
+                .or_default()
+                .insert(route.to_string(), made.clone());
+        }
+        made
+    }
+
+    fn make_route(&self, stage: &str, route: &str) -> RouteMetrics {
         let by_class = CLASSES.map(|class| {
             self.requests.get_or_create_owned(&RequestLabels {
                 stage: stage.to_string(),
@@ -150,7 +174,11 @@ impl Metrics {
         let Ok(mut live) = self.live.lock() else {
             return;
         };
+        let mut handles = self.handles.lock().ok();
         for (stage, route) in live.difference(&now_live) {
+            if let Some(routes) = handles.as_mut().and_then(|h| h.get_mut(stage)) {
+                routes.remove(route);
+            }
             for class in CLASSES {
                 self.requests.remove(&RequestLabels {
                     stage: stage.clone(),
@@ -162,6 +190,9 @@ impl Metrics {
                 stage: stage.clone(),
                 route: route.clone(),
             });
+        }
+        if let Some(h) = handles.as_mut() {
+            h.retain(|_, routes| !routes.is_empty());
         }
         *live = now_live;
     }

@@ -292,6 +292,8 @@ where
     let mut fallback = config.state_dir.as_deref().and_then(load_state);
     let mut known = String::new();
     let mut applied: Option<u64> = None;
+    // The version last written to the state directory (writes run on the blocking pool).
+    let saved = Arc::new(std::sync::Mutex::new(0u64));
     let mut backoff = Duration::from_millis(100);
     // Serves the state directory's snapshot when nothing is served yet and the controller
     // cannot give a usable one (unreachable, nothing published, or a snapshot we refused).
@@ -360,9 +362,21 @@ where
                     fallback = None;
                     applied = Some(v.version);
                     if let Some(dir) = &config.state_dir {
-                        if let Err(e) = save_state(dir, &raw) {
-                            tracing::warn!(dir = %dir.display(), error = %e, "could not save the snapshot to the state directory");
-                        }
+                        // Written (and fsynced) off the poll path, so the next poll reports the
+                        // applied version at once; the newest version always wins the file.
+                        let (dir, saved, version) = (dir.clone(), saved.clone(), v.version);
+                        tokio::task::spawn_blocking(move || {
+                            let Ok(mut last) = saved.lock() else { return };
+                            if *last >= version {
+                                return;
+                            }
+                            match save_state(&dir, &raw) {
+                                Ok(()) => *last = version,
+                                Err(e) => {
+                                    tracing::warn!(dir = %dir.display(), error = %e, "could not save the snapshot to the state directory")
+                                }
+                            }
+                        });
                     }
                 } else {
                     restore(
