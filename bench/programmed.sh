@@ -10,7 +10,9 @@
 # Builds the release binaries and the release test binary, then runs the ignored tests of
 # e2e/tests/operator_bench.rs one at a time against the private kube-apiserver 1.20 of the e2e
 # harness (e2e/kube/setup.sh installs it; see e2e/tests/harness/kube.rs). With `--release` the
-# harness starts the binaries of target/release. Prints one table at the end.
+# harness starts the binaries of target/release. Prints four markdown tables at the end, headed
+# by the commit checked out when the script started (+dirty when controller/, dataplane/,
+# snapshot/ or api/ differed from it).
 #
 # Knobs: BENCH_CHANGES (edits per size, default 50), BENCH_ENDPOINT_CHANGES (default 10),
 # BENCH_CREATORS (concurrent creates of the bulk, default 8), SKIP_BUILD=1 (use what is built),
