@@ -167,7 +167,7 @@ impl Hub {
         snapshot: Snapshot,
         now_ms: u64,
     ) -> Result<Option<u64>, serde_json::Error> {
-        let hash = snapshot.content_hash();
+        let (json, hash) = snapshot.encoded()?;
         let previous = self.snapshot.borrow().clone();
         if previous.as_ref().is_some_and(|p| p.hash == hash) {
             return Ok(None);
@@ -189,16 +189,11 @@ impl Hub {
                 note(&route.source);
             }
         }
-        let versioned = Versioned {
-            schema: tollhouse_snapshot::SCHEMA_VERSION,
-            version,
-            hash,
-            snapshot,
-        };
-        let body = Bytes::from(serde_json::to_vec(&versioned)?);
+        drop(snapshot);
+        let body = Bytes::from(Versioned::wire(version, &hash, &json));
         let published = Published {
             version,
-            hash: versioned.hash,
+            hash,
             stages,
             routes,
             body,
