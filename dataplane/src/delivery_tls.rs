@@ -1,14 +1,13 @@
 //! TLS for snapshot delivery, the dataplane's side: trust only the controller's CA, and present
 //! this dataplane's client certificate.
 //!
-//! Errors name the file and what was wrong with it, never its content: a key file must not end
-//! up in a log because it was passed to the wrong flag.
+//! Errors name the file and what was wrong with it, never its content (`tollhouse-pemfile`
+//! reads the files): a key file must not end up in a log because it was passed to the wrong flag.
 
-use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use tollhouse_pemfile::{certificates, private_key};
 
 /// The files that make up the dataplane's trust in the controller and its own identity.
 #[derive(Clone, Debug)]
@@ -22,22 +21,9 @@ pub struct ControllerTlsFiles {
 /// Why the controller TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryTlsError {
-    /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// File.
-        path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
-    },
-    /// The file is not PEM, or holds no item of the wanted kind.
-    #[error("{}: {what}", path.display())]
-    Pem {
-        /// File.
-        path: PathBuf,
-        /// What is wrong, without any of the file's content.
-        what: String,
-    },
+    /// A certificate or key file could not be read or parsed.
+    #[error(transparent)]
+    File(#[from] tollhouse_pemfile::PemFileError),
     /// The CA file holds a certificate rustls does not accept as a trust anchor.
     #[error("{}: not usable as a CA: {source}", path.display())]
     Ca {
@@ -89,56 +75,6 @@ pub fn client_config(files: &ControllerTlsFiles) -> Result<ClientConfig, Deliver
             })?,
     };
     Ok(config)
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, DeliveryTlsError> {
-    std::fs::read(path).map_err(|source| DeliveryTlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-/// Every `CERTIFICATE` block in the file, in order; at least one.
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, DeliveryTlsError> {
-    let bytes = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, &e))?;
-    if certs.is_empty() {
-        return Err(DeliveryTlsError::Pem {
-            path: path.to_path_buf(),
-            what: "no PEM CERTIFICATE block found".into(),
-        });
-    }
-    Ok(certs)
-}
-
-/// The first private key in the file.
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, DeliveryTlsError> {
-    let bytes = read(path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
-        pem::Error::NoItemsFound => DeliveryTlsError::Pem {
-            path: path.to_path_buf(),
-            what: "no PEM private key block found (PKCS#8, PKCS#1 or SEC1)".into(),
-        },
-        e => pem_error(path, &e),
-    })
-}
-
-/// Describes a PEM error without the parts of it that quote the file.
-fn pem_error(path: &Path, error: &pem::Error) -> DeliveryTlsError {
-    let what = match error {
-        pem::Error::MissingSectionEnd { .. } => "a PEM block has no END line",
-        pem::Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed",
-        pem::Error::Base64Decode(_) => "a PEM block is not valid base64",
-        pem::Error::NoItemsFound => "no usable PEM block found",
-        pem::Error::SectionTooLarge => "a PEM block is too large",
-        _ => "not a readable PEM file",
-    };
-    DeliveryTlsError::Pem {
-        path: path.to_path_buf(),
-        what: what.into(),
-    }
 }
 
 #[cfg(test)]
