@@ -3,12 +3,25 @@
 //!
 //! Errors name the file and what was wrong with it, never its content (`tollhouse-pemfile`
 //! reads the files): a key file must not end up in a log because it was passed to the wrong flag.
+//!
+//! The files are re-read every [`RELOAD_INTERVAL`] ([`Reloader`], `tollhouse-pemfile`'s): when
+//! their bytes change, a new config is built and swapped in, and each new connection takes the
+//! newest one; connections already open keep theirs. Files that do not build (half written, a
+//! certificate and key from different updates) keep the previous config, so a rotation never
+//! takes delivery down.
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use tollhouse_pemfile::reload::{self, Reloading};
 use tollhouse_pemfile::{certificates, private_key};
+
+pub use tollhouse_pemfile::reload::Reload;
+
+/// How often [`Reloader::watch`](reload::Reloader::watch) re-reads the files in production.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The files that make up the snapshot server's TLS identity and its client trust.
 #[derive(Clone, Debug)]
@@ -77,11 +90,40 @@ pub fn server_config(files: &DeliveryTlsFiles) -> Result<ServerConfig, DeliveryT
     Ok(config)
 }
 
-/// The acceptor the snapshot server wraps each connection with.
-pub fn acceptor(files: &DeliveryTlsFiles) -> Result<tokio_rustls::TlsAcceptor, DeliveryTlsError> {
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
-        files,
-    )?)))
+/// The snapshot server's TLS config, replaced in place when its files change.
+#[derive(Clone, Debug)]
+pub struct ReloadingServerConfig(Reloading<ServerConfig>);
+
+impl From<Reloading<ServerConfig>> for ReloadingServerConfig {
+    fn from(config: Reloading<ServerConfig>) -> ReloadingServerConfig {
+        ReloadingServerConfig(config)
+    }
+}
+
+impl ReloadingServerConfig {
+    /// The newest config.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.0.current()
+    }
+
+    /// An acceptor for one new connection, with the newest config.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.current())
+    }
+}
+
+/// Re-reads the delivery TLS files and swaps in a new config when their bytes change; its
+/// [`config`](reload::Reloader::config) is the server's, as a [`ReloadingServerConfig`].
+pub type Reloader = reload::Reloader<ServerConfig, DeliveryTlsError>;
+
+/// Reads the files and builds the first config. A problem here is a startup error.
+pub fn load(files: DeliveryTlsFiles) -> Result<Reloader, DeliveryTlsError> {
+    let paths = vec![
+        files.cert.clone(),
+        files.key.clone(),
+        files.client_ca.clone(),
+    ];
+    Reloader::load("delivery TLS", paths, move || server_config(&files))
 }
 
 fn client_ca_error(path: &Path, error: &dyn std::fmt::Display) -> DeliveryTlsError {
@@ -95,6 +137,7 @@ fn client_ca_error(path: &Path, error: &dyn std::fmt::Display) -> DeliveryTlsErr
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tollhouse_pemfile::testing::{handshake, Authority, Dir};
 
     struct Files {
         dir: PathBuf,
@@ -193,5 +236,48 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(error, DeliveryTlsError::Config { .. }), "{error}");
+    }
+
+    /// The server follows its files: a rotated leaf is served to the next connection, a
+    /// half-written key keeps the previous config, and after a new client CA, certificates from
+    /// the old one are refused and those from the new one accepted.
+    #[tokio::test]
+    async fn the_server_config_follows_its_files() {
+        let dir = Dir::new("controller-delivery-reload");
+        let (ca, next) = (Authority::new(), Authority::new());
+        let (a, b) = (ca.server(), ca.server());
+        let (old_client, new_client) = (
+            ca.client_config(&ca.client()),
+            ca.client_config(&next.client()),
+        );
+        dir.replace("ca.crt", &ca.pem());
+        dir.replace("tls.crt", &a.cert);
+        dir.replace("tls.key", &a.key);
+        let mut reloader = load(DeliveryTlsFiles {
+            cert: dir.path("tls.crt"),
+            key: dir.path("tls.key"),
+            client_ca: dir.path("ca.crt"),
+        })
+        .unwrap();
+        let server = ReloadingServerConfig::from(reloader.config());
+        let served =
+            |client: &Arc<rustls::ClientConfig>| handshake(client.clone(), server.current());
+        assert_eq!(served(&old_client).await.unwrap().server, a.der);
+        assert_eq!(reloader.check(), Reload::Unchanged);
+
+        dir.replace("tls.crt", &b.cert);
+        dir.replace("tls.key", &b.key[..b.key.len() / 2]);
+        assert_eq!(reloader.check(), Reload::Refused);
+        assert_eq!(served(&old_client).await.unwrap().server, a.der);
+        dir.replace("tls.key", &b.key);
+        assert_eq!(reloader.check(), Reload::Applied);
+        assert_eq!(served(&old_client).await.unwrap().server, b.der);
+
+        assert!(served(&new_client).await.is_err());
+        dir.replace("ca.crt", &next.pem());
+        assert_eq!(reloader.check(), Reload::Applied);
+        let refused = served(&old_client).await.unwrap_err();
+        assert!(refused.contains("server:"), "{refused}");
+        assert_eq!(served(&new_client).await.unwrap().server, b.der);
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tollhouse_controller::delivery_tls::{self, DeliveryTlsFiles};
+use tollhouse_controller::delivery_tls::{self, DeliveryTlsFiles, ReloadingServerConfig};
 use tollhouse_controller::reconcile::Reconciler;
 use tollhouse_controller::server::{self, Hub};
 use tollhouse_controller::source::directory;
@@ -113,13 +113,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = &cli.source.dir {
         directory::check(dir)?;
     }
-    let tls = match cli.delivery {
+    let reloader = match cli.delivery {
         Delivery {
             tls_cert: Some(cert),
             tls_key: Some(key),
             client_ca: Some(client_ca),
         } => Some(
-            delivery_tls::acceptor(&DeliveryTlsFiles {
+            delivery_tls::load(DeliveryTlsFiles {
                 cert,
                 key,
                 client_ca,
@@ -128,12 +128,28 @@ async fn main() -> anyhow::Result<()> {
         ),
         _ => None,
     };
+    let tls = reloader
+        .as_ref()
+        .map(|reloader| ReloadingServerConfig::from(reloader.config()));
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     info!(listen = %cli.listen, mtls = tls.is_some(), "snapshot server listening");
 
     let hub = Arc::new(Hub::new());
+    if let Some(reloader) = reloader {
+        // Kubelet and cert-manager replace the files in place: new connections pick them up.
+        let hub = hub.clone();
+        tokio::spawn(
+            reloader.watch(delivery_tls::RELOAD_INTERVAL, move |reload| match reload {
+                delivery_tls::Reload::Applied => {
+                    hub.metrics.tls_reloads.inc();
+                }
+                delivery_tls::Reload::Refused => hub.metrics.error("tls_reload"),
+                delivery_tls::Reload::Unchanged | delivery_tls::Reload::Changing => {}
+            }),
+        );
+    }
     let (stop, stopped) = watch::channel(false);
     let mut source = match (cli.source.dir, kube_client) {
         (Some(dir), _) => tokio::spawn(directory::run(

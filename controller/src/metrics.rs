@@ -36,12 +36,20 @@ pub struct Metrics {
     pub status_patches: Counter,
     /// 1 while this replica is the leader.
     pub leader: Gauge,
+    /// Delivery TLS files reloaded (new files in use); refusals count as `errors{kind="tls_reload"}`.
+    pub tls_reloads: Counter,
 }
 
 impl Metrics {
     /// The `kind` values of the error counter.
-    pub const ERROR_KINDS: [&'static str; 5] =
-        ["watch", "status_patch", "event", "lease", "publish"];
+    pub const ERROR_KINDS: [&'static str; 6] = [
+        "watch",
+        "status_patch",
+        "event",
+        "lease",
+        "publish",
+        "tls_reload",
+    ];
 
     /// Registers everything.
     pub fn new() -> Metrics {
@@ -95,6 +103,12 @@ impl Metrics {
             "Whether this replica is the leader (0 or 1)",
             leader.clone(),
         );
+        let tls_reloads = Counter::default();
+        registry.register(
+            "tls_reloads",
+            "Delivery TLS certificate files reloaded without a restart",
+            tls_reloads.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -106,6 +120,7 @@ impl Metrics {
             connected_dataplanes,
             status_patches,
             leader,
+            tls_reloads,
         }
     }
 

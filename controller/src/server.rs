@@ -4,6 +4,7 @@
 //! A publish serialises the snapshot once; every waiting dataplane gets the same bytes. The
 //! [`Hub`] is the meeting point: the source publishes into it, the server reads from it.
 
+use crate::delivery_tls::ReloadingServerConfig;
 use crate::manifest::Problem;
 use crate::translate::Condition;
 use bytes::Bytes;
@@ -22,7 +23,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tollhouse_snapshot::{Snapshot, Versioned};
 use tracing::{debug, info, warn};
 
@@ -414,11 +414,12 @@ pub fn first_version(
 
 /// Serves until `shutdown` completes, then drains in-flight requests for a few seconds. With
 /// `tls`, every connection must complete a TLS handshake (client certificate included, when the
-/// acceptor requires one) before a request is read.
+/// config requires one) before a request is read; each new connection takes `tls`'s newest
+/// config, so a reloaded certificate is used without a restart.
 pub async fn serve(
     listener: TcpListener,
     hub: Arc<Hub>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<ReloadingServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
     serve_inner(listener, hub, tls, false, shutdown).await
@@ -434,7 +435,7 @@ pub async fn serve_admin(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Fu
 async fn serve_inner(
     listener: TcpListener,
     hub: Arc<Hub>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<ReloadingServerConfig>,
     admin: bool,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -454,9 +455,9 @@ async fn serve_inner(
                 };
                 let hub = hub.clone();
                 let watcher = graceful.watcher();
-                let tls = tls.clone();
+                let acceptor = tls.as_ref().map(ReloadingServerConfig::acceptor);
                 tokio::spawn(async move {
-                    let Some(acceptor) = tls else {
+                    let Some(acceptor) = acceptor else {
                         return serve_connection(stream, hub, remote, admin, watcher).await;
                     };
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {

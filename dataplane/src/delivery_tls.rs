@@ -3,11 +3,21 @@
 //!
 //! Errors name the file and what was wrong with it, never its content (`tollhouse-pemfile`
 //! reads the files): a key file must not end up in a log because it was passed to the wrong flag.
+//!
+//! The files are re-read every [`RELOAD_INTERVAL`] ([`Reloader`], `tollhouse-pemfile`'s): when
+//! their bytes change, a new config is built and swapped in, and the poll's next connection
+//! uses it. Files that do not build (half written, a certificate and key from different
+//! updates) keep the previous config.
 
 use rustls::{ClientConfig, RootCertStore};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+use tollhouse_pemfile::reload;
 use tollhouse_pemfile::{certificates, private_key};
+
+/// How often [`Reloader::watch`](reload::Reloader::watch) re-reads the files in production.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The files that make up the dataplane's trust in the controller and its own identity.
 #[derive(Clone, Debug)]
@@ -77,10 +87,26 @@ pub fn client_config(files: &ControllerTlsFiles) -> Result<ClientConfig, Deliver
     Ok(config)
 }
 
+/// Re-reads the controller TLS files and swaps in a new config when their bytes change; the
+/// poll makes a new client when the [`current`](tollhouse_pemfile::reload::Reloading::current)
+/// config is a new one.
+pub type Reloader = reload::Reloader<ClientConfig, DeliveryTlsError>;
+
+/// Reads the files and builds the first config. A problem here is a startup error.
+pub fn load(files: ControllerTlsFiles) -> Result<Reloader, DeliveryTlsError> {
+    let paths = std::iter::once(&files.ca)
+        .chain(files.identity.iter().flat_map(|(cert, key)| [cert, key]))
+        .cloned()
+        .collect();
+    Reloader::load("controller TLS", paths, move || client_config(&files))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tollhouse_pemfile::reload::Reload;
+    use tollhouse_pemfile::testing::{handshake, Authority, Dir};
 
     /// Each error names the file at fault and quotes nothing from it.
     #[test]
@@ -139,5 +165,49 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The client follows its files: a rotated certificate is presented on the next
+    /// connection (from a new config, which is how the poll notices), broken files keep the
+    /// previous config until they are fixed, and a new CA file changes whom it trusts.
+    #[tokio::test]
+    async fn the_client_config_follows_its_files() {
+        let dir = Dir::new("dataplane-controller-reload");
+        let (ca, next) = (Authority::new(), Authority::new());
+        let controller = ca.server_config(&ca.server());
+        let (a, b) = (ca.client(), ca.client());
+        dir.replace("ca.crt", &ca.pem());
+        dir.replace("tls.crt", &a.cert);
+        dir.replace("tls.key", &a.key);
+        let mut reloader = load(ControllerTlsFiles {
+            ca: dir.path("ca.crt"),
+            identity: Some((dir.path("tls.crt"), dir.path("tls.key"))),
+        })
+        .unwrap();
+        let client = reloader.config();
+        let presented =
+            |server: &Arc<rustls::ServerConfig>| handshake(client.current(), server.clone());
+        assert_eq!(presented(&controller).await.unwrap().client, a.der);
+        assert_eq!(reloader.check(), Reload::Unchanged);
+
+        // The new certificate before its key.
+        let before = client.current();
+        dir.replace("tls.crt", &b.cert);
+        assert_eq!(reloader.check(), Reload::Refused);
+        assert!(Arc::ptr_eq(&before, &client.current()));
+        assert_eq!(presented(&controller).await.unwrap().client, a.der);
+        dir.replace("tls.key", &b.key);
+        assert_eq!(reloader.check(), Reload::Applied);
+        assert!(!Arc::ptr_eq(&before, &client.current()));
+        assert_eq!(presented(&controller).await.unwrap().client, b.der);
+
+        // The controller moves to a new CA: the old trust refuses it until the CA file follows.
+        let moved = ca.server_config(&next.server());
+        let refused = presented(&moved).await.unwrap_err();
+        assert!(refused.starts_with("client:"), "{refused}");
+        dir.replace("ca.crt", &next.pem());
+        assert_eq!(reloader.check(), Reload::Applied);
+        assert_eq!(presented(&moved).await.unwrap().client, b.der);
+        assert!(presented(&controller).await.is_err());
     }
 }

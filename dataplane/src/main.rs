@@ -151,7 +151,7 @@ fn controller_tls(args: &Args) -> anyhow::Result<Option<source::ControllerTls>> 
         }
         (Some("https"), Some(ca)) => {
             let identity = args.tls_cert.clone().zip(args.tls_key.clone());
-            let config = delivery_tls::client_config(&ControllerTlsFiles {
+            let files = delivery_tls::load(ControllerTlsFiles {
                 ca: ca.clone(),
                 identity,
             })
@@ -167,10 +167,7 @@ fn controller_tls(args: &Args) -> anyhow::Result<Option<source::ControllerTls>> 
                     )
                 }
             };
-            Ok(Some(source::ControllerTls {
-                config,
-                server_name,
-            }))
+            Ok(Some(source::ControllerTls { files, server_name }))
         }
         _ => anyhow::bail!(
             "--controller {} must start with http:// or https://",

@@ -8,11 +8,14 @@
 //! serves from it, so a controller outage never takes the API down.
 //!
 //! With an `https://` controller the poll speaks TLS, trusting only the configured CA and
-//! presenting this dataplane's client certificate ([`crate::delivery_tls`]). A controller
+//! presenting this dataplane's client certificate ([`crate::delivery_tls`]). Those files are
+//! re-read while it runs; after a change, the next poll goes through a new client (and so a
+//! new connection and handshake) built from the new files. A controller
 //! replica that is not the leader may answer `307` with the leader's URL: the dataplane polls
 //! there while it answers, and goes back to the configured URL when it does not.
 
 use crate::compile::CompiledSnapshot;
+use crate::delivery_tls::{self, Reloader};
 use crate::pipeline::Gateway;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -41,8 +44,8 @@ pub struct SourceConfig {
 
 /// How the poll speaks TLS to the controller.
 pub struct ControllerTls {
-    /// Roots (the controller's CA only) and the client certificate.
-    pub config: rustls::ClientConfig,
+    /// Roots (the controller's CA only) and the client certificate, re-read while polling.
+    pub files: Reloader,
     /// Name to verify in the controller's certificate; `None`: the host of the URL polled.
     pub server_name: Option<ServerName<'static>>,
 }
@@ -266,26 +269,52 @@ pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
     match config.tls.take() {
         None => {
             let client = Client::builder(TokioExecutor::new()).build(connector);
-            follow(client, gateway, config).await;
+            follow(move || client.clone(), gateway, config).await;
         }
         Some(tls) => {
             connector.enforce_http(false);
-            let builder = HttpsConnectorBuilder::new()
-                .with_tls_config(tls.config)
-                .https_only();
-            let builder = match tls.server_name {
-                Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name)),
-                None => builder,
+            let configs = tls.files.config();
+            // The client and the config it was built from; a reload makes a new client, whose
+            // pool (and so handshake) is fresh. The old client's connection is dropped with it,
+            // between two polls.
+            let mut built: Option<(Arc<rustls::ClientConfig>, Client<_, Empty<Bytes>>)> = None;
+            let clients = move || {
+                let current = configs.current();
+                if let Some((from, client)) = &built {
+                    if Arc::ptr_eq(from, &current) {
+                        return client.clone();
+                    }
+                    tracing::debug!("new connections to the controller use the reloaded TLS files");
+                }
+                let builder = HttpsConnectorBuilder::new()
+                    .with_tls_config(rustls::ClientConfig::clone(&current))
+                    .https_only();
+                let builder = match tls.server_name.clone() {
+                    Some(name) => {
+                        builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+                    }
+                    None => builder,
+                };
+                let client = Client::builder(TokioExecutor::new())
+                    .build(builder.enable_http1().wrap_connector(connector.clone()));
+                built = Some((current, client.clone()));
+                client
             };
-            let client = Client::builder(TokioExecutor::new())
-                .build(builder.enable_http1().wrap_connector(connector));
-            follow(client, gateway, config).await;
+            // Both run forever; the task is aborted at shutdown.
+            tokio::select! {
+                () = tls.files.watch(delivery_tls::RELOAD_INTERVAL, |_| {}) => {}
+                () = follow(clients, gateway, config) => {}
+            }
         }
     }
 }
 
-async fn follow<C>(client: Client<C, Empty<Bytes>>, gateway: Arc<Gateway>, config: SourceConfig)
-where
+/// Polls with the client `client()` gives for each poll.
+async fn follow<C>(
+    mut client: impl FnMut() -> Client<C, Empty<Bytes>>,
+    gateway: Arc<Gateway>,
+    config: SourceConfig,
+) where
     C: Connect + Clone + Send + Sync + 'static,
 {
     let mut target = Target::new(&config.controller);
@@ -330,7 +359,7 @@ where
         if let Some(v) = applied {
             url.push_str(&format!("&applied={v}"));
         }
-        let result = match poll(&client, &url, LONG_POLL_SECS).await {
+        let result = match poll(&client(), &url, LONG_POLL_SECS).await {
             Ok(Polled::Redirect(location)) => match target.redirect(&location) {
                 Ok(()) => {
                     tracing::info!(to = %target.endpoint(), "controller redirected the snapshot poll");

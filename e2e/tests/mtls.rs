@@ -1,7 +1,8 @@
 //! Snapshot delivery over mutual TLS, with the real controller and dataplane processes, real
 //! sockets and certificates made fresh for each test: only a dataplane holding a certificate
 //! from the controller's client CA gets a snapshot, only a controller with a certificate from
-//! the dataplane's CA is believed, and no private key ever reaches a log.
+//! the dataplane's CA is believed, no private key ever reaches a log, and certificate files
+//! replaced the way kubelet replaces a Secret's are used without a restart or an outage.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
@@ -9,9 +10,11 @@ mod harness;
 use harness::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tollhouse_e2e::certs::{self, Authority};
 
 /// Two unrelated CAs and what they issued, written to a scratch directory.
@@ -71,34 +74,7 @@ impl Pki {
 
     /// A client trusting the delivery CA only, presenting `identity` (certificate, key).
     fn client(&self, identity: Option<(&Path, &Path)>) -> reqwest::blocking::Client {
-        install_crypto();
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(&self.ca).unwrap() {
-            roots.add(ca.unwrap()).unwrap();
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-        let config = match identity {
-            None => builder.with_no_client_auth(),
-            Some((cert, key)) => builder
-                .with_client_auth_cert(
-                    CertificateDer::pem_file_iter(cert)
-                        .unwrap()
-                        .map(Result::unwrap)
-                        .collect(),
-                    PrivateKeyDer::from_pem_file(key).unwrap(),
-                )
-                .unwrap(),
-        };
-        reqwest::blocking::Client::builder()
-            .use_preconfigured_tls(config)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap()
+        tls_client(&self.ca, identity)
     }
 
     /// The controller's own client: a certificate from the delivery CA.
@@ -108,26 +84,67 @@ impl Pki {
 
     /// No private key, nor any line of one, in any process log of this test.
     fn assert_no_key_in_logs(&self, logs: &Path) {
-        let mut checked = 0;
-        for entry in std::fs::read_dir(logs).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "log") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for key in &self.keys {
-                for line in key.lines().filter(|l| !l.starts_with("-----")) {
-                    assert!(
-                        !text.contains(line),
-                        "{} contains private key material",
-                        path.display()
-                    );
-                }
-            }
-            checked += 1;
-        }
-        assert!(checked > 0, "no process log found in {}", logs.display());
+        assert_no_key_in_logs(logs, &self.keys);
     }
+}
+
+/// No line of any of `keys` in any process log in `logs`.
+fn assert_no_key_in_logs(logs: &Path, keys: &[String]) {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(logs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in keys {
+            for line in key.lines().filter(|l| !l.starts_with("-----")) {
+                assert!(
+                    !text.contains(line),
+                    "{} contains private key material",
+                    path.display()
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "no process log found in {}", logs.display());
+}
+
+/// A rustls client config trusting only the CA(s) in `ca`, presenting `identity`.
+fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
+    install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    }
+}
+
+/// An HTTP client trusting only the CA(s) in `ca`, presenting `identity` (certificate, key).
+fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(tls_config(ca, identity))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 fn path(p: &Path) -> String {
@@ -365,4 +382,367 @@ fn misplaced_keys_stop_the_process_without_showing_the_key() {
     assert!(plain.log_text().contains("need an https:// --controller"));
 
     pki.assert_no_key_in_logs(pki.dir.path());
+}
+
+/// A directory laid out the way kubelet mounts a Secret: each file is a symlink through
+/// `..data`, itself a symlink to a directory of this version's files. An update writes a new
+/// directory, swaps `..data` with one rename and removes the old one, so a reader sees all the
+/// old files or all the new ones, as the Helm chart's pods do.
+struct SecretDir {
+    path: PathBuf,
+    files: BTreeMap<String, String>,
+    version: u32,
+}
+
+impl SecretDir {
+    fn new(path: PathBuf, files: &[(&str, &str)]) -> SecretDir {
+        std::fs::create_dir_all(&path).unwrap();
+        let mut secret = SecretDir {
+            path,
+            files: BTreeMap::new(),
+            version: 0,
+        };
+        secret.update(files);
+        for name in secret.files.keys() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), secret.path.join(name)).unwrap();
+        }
+        secret
+    }
+
+    /// Replaces the files named (the others keep their content), all at once.
+    fn update(&mut self, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            self.files.insert(name.to_string(), text.to_string());
+        }
+        self.version += 1;
+        let version = format!("..v{}", self.version);
+        let dir = self.path.join(&version);
+        std::fs::create_dir(&dir).unwrap();
+        for (name, text) in &self.files {
+            certs::write(&dir, name, text).unwrap();
+        }
+        let tmp = self.path.join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &tmp).unwrap();
+        std::fs::rename(&tmp, self.path.join("..data")).unwrap();
+        if self.version > 1 {
+            std::fs::remove_dir_all(self.path.join(format!("..v{}", self.version - 1))).unwrap();
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+/// The leaf certificate the controller presents to a new connection (DER), from an in-process
+/// rustls handshake trusting `ca` and presenting `identity`.
+fn presented(port: u16, ca: &Path, identity: (&Path, &Path)) -> Result<Vec<u8>, String> {
+    let config = Arc::new(tls_config(ca, Some(identity)));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr(port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    tls.peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| leaf.to_vec())
+        .ok_or_else(|| "no peer certificate".to_string())
+}
+
+fn der(cert_pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+/// Writes (atomically) the one extra route, `/rotated-<n>`, to the controller's directory.
+fn extra_route(manifests: &Path, backend: u16, n: u32) {
+    let tmp = manifests.join(".extra.yaml.tmp");
+    std::fs::write(
+        &tmp,
+        format!(
+            "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: rotated\n  namespace: default\nspec:\n  api: petstore\n  path: \"/rotated-{n}\"\n  methods: [GET]\n  integration:\n    type: HTTP_PROXY\n    uri: \"http://127.0.0.1:{backend}/pets\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, manifests.join("extra.yaml")).unwrap();
+}
+
+/// The address the controller last saw the (only) dataplane poll from.
+fn dataplane_address(c: &Controller, client: &reqwest::blocking::Client) -> Option<String> {
+    let status: serde_json::Value = client.get(c.url("/status")).send().ok()?.json().ok()?;
+    status["dataplanes"][0]["address"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// (f) Certificates rotated under running processes, as kubelet does when the chart's Secrets
+/// change: the controller presents the new leaf, the dataplane presents its new one on its
+/// next connection and keeps receiving snapshots, and requests to the dataplane never fail.
+/// A new client CA on the controller then refuses certificates from the old one.
+#[test]
+fn rotated_certificates_are_used_without_a_restart_or_an_outage() {
+    let dir = TempDir::new("mtls-rotate");
+    let ca = Authority::new("delivery CA").unwrap();
+    let names = ["localhost", "127.0.0.1"];
+    let (server_1, server_2) = (ca.server(&names).unwrap(), ca.server(&names).unwrap());
+    let (client_1, client_2) = (
+        ca.client("dataplane-1").unwrap(),
+        ca.client("dataplane-1").unwrap(),
+    );
+    let next_ca = Authority::new("next delivery CA").unwrap();
+    let client_3 = next_ca.client("dataplane-1").unwrap();
+    let keys = vec![
+        ca.key_pem(),
+        next_ca.key_pem(),
+        server_1.key_pem.clone(),
+        server_2.key_pem.clone(),
+        client_1.key_pem.clone(),
+        client_2.key_pem.clone(),
+        client_3.key_pem.clone(),
+    ];
+    // Copies for the test's own clients, outside the directories that get rotated.
+    let w = |name: &str, text: &str| certs::write(dir.path(), name, text).unwrap();
+    let ca_file = w("ca.pem", &ca.cert_pem());
+    let client_1_files = (
+        w("client-1.pem", &client_1.cert_pem),
+        w("client-1.key", &client_1.key_pem),
+    );
+    let client_3_files = (
+        w("client-3.pem", &client_3.cert_pem),
+        w("client-3.key", &client_3.key_pem),
+    );
+    let as_client_1 = || (client_1_files.0.as_path(), client_1_files.1.as_path());
+    let as_client_3 = || (client_3_files.0.as_path(), client_3_files.1.as_path());
+
+    let mut controller_tls = SecretDir::new(
+        dir.path().join("controller-tls"),
+        &[
+            ("tls.crt", &server_1.cert_pem),
+            ("tls.key", &server_1.key_pem),
+            ("ca.crt", &ca.cert_pem()),
+        ],
+    );
+    let mut dataplane_tls = SecretDir::new(
+        dir.path().join("dataplane-tls"),
+        &[
+            ("tls.crt", &client_1.cert_pem),
+            ("tls.key", &client_1.key_pem),
+            ("ca.crt", &ca.cert_pem()),
+        ],
+    );
+    let backend = Backend::start("pets", dir.path());
+    let m = manifests(dir.path(), backend.port);
+    let c = Controller::start_with(
+        &m,
+        dir.path(),
+        free_port(),
+        &[
+            "--tls-cert".into(),
+            path(&controller_tls.file("tls.crt")),
+            "--tls-key".into(),
+            path(&controller_tls.file("tls.key")),
+            "--client-ca".into(),
+            path(&controller_tls.file("ca.crt")),
+        ],
+        Some(tls_client(&ca_file, Some(as_client_1()))),
+    );
+    let d = Dataplane::start_with(
+        &c.url(""),
+        &dir.path().join("state"),
+        dir.path(),
+        &[
+            "--controller-ca".into(),
+            path(&dataplane_tls.file("ca.crt")),
+            "--tls-cert".into(),
+            path(&dataplane_tls.file("tls.crt")),
+            "--tls-key".into(),
+            path(&dataplane_tls.file("tls.key")),
+            "--controller-server-name".into(),
+            "localhost".into(),
+        ],
+    );
+    d.wait_synced(&c);
+    assert_eq!(
+        presented(c.port, &ca_file, as_client_1()).unwrap(),
+        der(&server_1.cert_pem)
+    );
+
+    // Requests to the dataplane, all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = std::thread::spawn({
+        let (stop, url) = (stop.clone(), d.url("/pets"));
+        move || {
+            let client = http();
+            let (mut served, mut failed) = (0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(&url).send() {
+                    Ok(r) if r.status() == 200 => served += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (served, failed)
+        }
+    });
+    let serves = |n: u32| {
+        let (client, url) = (http(), d.url(&format!("/rotated-{n}")));
+        wait_for(
+            &format!("the dataplane to serve /rotated-{n}"),
+            Duration::from_secs(30),
+            || {
+                let r = client.get(&url).send().ok()?;
+                (r.status() == 200).then_some(())
+            },
+        );
+    };
+    // The dataplane's log line for its n-th reload.
+    let dataplane_reloads = |n: usize| {
+        wait_for(
+            &format!("reload {n} in the dataplane log"),
+            Duration::from_secs(30),
+            || (count(&d.proc.log_text(), "controller TLS files reloaded") >= n).then_some(()),
+        );
+    };
+    extra_route(&m, backend.port, 0);
+    serves(0);
+
+    // 1. New leaves from the same CA on both sides.
+    let status_1 = tls_client(&ca_file, Some(as_client_1()));
+    let before = dataplane_address(&c, &status_1).unwrap();
+    let swapped = Instant::now();
+    controller_tls.update(&[
+        ("tls.crt", &server_2.cert_pem),
+        ("tls.key", &server_2.key_pem),
+    ]);
+    dataplane_tls.update(&[
+        ("tls.crt", &client_2.cert_pem),
+        ("tls.key", &client_2.key_pem),
+    ]);
+    wait_for(
+        "the controller to present its new certificate",
+        Duration::from_secs(30),
+        || {
+            (presented(c.port, &ca_file, as_client_1()).ok()? == der(&server_2.cert_pem))
+                .then_some(())
+        },
+    );
+    let controller_took = swapped.elapsed();
+    dataplane_reloads(1);
+    let dataplane_took = swapped.elapsed();
+    // The poll that brings this snapshot may still use the old connection; the next one is a
+    // new connection, with the new client certificate, and brings the next snapshot.
+    extra_route(&m, backend.port, 1);
+    serves(1);
+    wait_for(
+        "the dataplane to poll over a new connection",
+        Duration::from_secs(30),
+        || (dataplane_address(&c, &status_1)? != before).then_some(()),
+    );
+    extra_route(&m, backend.port, 2);
+    serves(2);
+    let rotated_took = swapped.elapsed();
+
+    // 2. A new CA for client certificates: the controller trusts only it, the dataplane
+    // presents a leaf from it. Old-CA clients are refused from then on.
+    let status_3 = tls_client(&ca_file, Some(as_client_3()));
+    let before = dataplane_address(&c, &status_1).unwrap();
+    let swapped = Instant::now();
+    controller_tls.update(&[("ca.crt", &next_ca.cert_pem())]);
+    dataplane_tls.update(&[
+        ("tls.crt", &client_3.cert_pem),
+        ("tls.key", &client_3.key_pem),
+    ]);
+    wait_for(
+        "the controller to refuse a certificate from the old CA",
+        Duration::from_secs(30),
+        || {
+            tls_client(&ca_file, Some(as_client_1()))
+                .get(c.url("/healthz"))
+                .send()
+                .is_err()
+                .then_some(())
+        },
+    );
+    let ca_took = swapped.elapsed();
+    assert_eq!(
+        status_3.get(c.url("/healthz")).send().unwrap().status(),
+        200
+    );
+    dataplane_reloads(2);
+    extra_route(&m, backend.port, 3);
+    serves(3);
+    wait_for(
+        "the dataplane to poll over a new connection",
+        Duration::from_secs(30),
+        || (dataplane_address(&c, &status_3)? != before).then_some(()),
+    );
+    extra_route(&m, backend.port, 4);
+    serves(4);
+
+    stop.store(true, Ordering::Relaxed);
+    let (served, failed) = traffic.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "requests failed during the rotation: {failed:?}"
+    );
+    assert!(served > 100, "only {served} requests made");
+
+    // A dataplane still holding an old-CA certificate gets nothing.
+    let (old_cert, old_key) = as_client_1();
+    let stale = Dataplane::start_with(
+        &c.url(""),
+        &dir.path().join("stale-state"),
+        dir.path(),
+        &[
+            "--controller-ca".into(),
+            path(&ca_file),
+            "--tls-cert".into(),
+            path(old_cert),
+            "--tls-key".into(),
+            path(old_key),
+            "--controller-server-name".into(),
+            "localhost".into(),
+        ],
+    );
+    let log = wait_for(
+        "the old-CA dataplane to log a refused handshake",
+        Duration::from_secs(20),
+        || {
+            let log = stale.proc.log_text();
+            log.contains("controller TLS handshake failed")
+                .then_some(log)
+        },
+    );
+    assert_eq!(
+        http().get(stale.admin("/readyz")).send().unwrap().status(),
+        503,
+        "{log}"
+    );
+
+    let controller_log = c.proc.log_text();
+    assert_eq!(
+        count(&controller_log, "delivery TLS files reloaded"),
+        2,
+        "{controller_log}"
+    );
+    let metrics = status_3
+        .get(c.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("tollhouse_controller_tls_reloads_total 2"),
+        "{metrics}"
+    );
+    eprintln!(
+        "rotation: controller presented the new leaf after {controller_took:?}, the dataplane \
+         reloaded after {dataplane_took:?}, snapshots over the new connection after \
+         {rotated_took:?}; new client CA enforced after {ca_took:?}; {served} requests, none failed"
+    );
+    assert_no_key_in_logs(dir.path(), &keys);
 }

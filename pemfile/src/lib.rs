@@ -3,6 +3,13 @@
 //!
 //! Errors name the file and what was wrong with it, never its content: a key file must not end
 //! up in a log because it was passed to the wrong flag.
+//!
+//! [`reload`] re-reads the files while the process runs, so rotated certificates are used
+//! without a restart.
+
+pub mod reload;
+#[cfg(any(test, feature = "test-pki"))]
+pub mod testing;
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
