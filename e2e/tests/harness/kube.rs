@@ -122,6 +122,13 @@ impl KubeEnv {
         if user == "admin" {
             return admin.clone();
         }
+        self.kubeconfig_as(user)
+    }
+
+    /// A kubeconfig in which the admin impersonates `user` (`as:`), on a private server as on an
+    /// existing cluster: e.g. `system:serviceaccount:<ns>:<name>`, which the API server gives
+    /// that account's groups, as a pod running with it would have.
+    pub fn kubeconfig_as(&self, user: &str) -> PathBuf {
         let safe: String = user
             .chars()
             .map(|c| match c {
@@ -129,10 +136,13 @@ impl KubeEnv {
                 _ => format!("_{:x}", u32::from(c)),
             })
             .collect();
-        let path = self.dir.path().join(format!("kubeconfig-as-{safe}"));
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-impersonating-{safe}"));
         if !path.exists() {
             let out = self.run(
-                admin,
+                &self.kubeconfig_admin(),
                 &[
                     "config",
                     "view",
@@ -151,11 +161,40 @@ impl KubeEnv {
             let tmp = self
                 .dir
                 .path()
-                .join(format!(".kubeconfig-{safe}-{}", unique()));
+                .join(format!(".kubeconfig-impersonating-{safe}-{}", unique()));
             fs::write(&tmp, serde_yaml::to_string(&config).unwrap()).unwrap();
             fs::rename(&tmp, &path).unwrap();
         }
         path
+    }
+
+    /// Runs the real helm (from the same cache as kubectl) as admin; does not check the exit
+    /// status.
+    pub fn helm(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(tool("helm", self.existing.is_some()));
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig_admin())
+            .args(args)
+            .env_remove("KUBECONFIG")
+            // helm's caches and plugin dirs stay inside the scratch directory.
+            .env("HELM_CACHE_HOME", self.dir.path().join("helm-cache"))
+            .env("HELM_CONFIG_HOME", self.dir.path().join("helm-config"))
+            .env("HELM_DATA_HOME", self.dir.path().join("helm-data"));
+        let what = format!("helm {}", args.join(" "));
+        run_with_timeout(&what, cmd, None, KUBECTL_TIMEOUT)
+    }
+
+    /// Runs helm as admin and returns its stdout; panics with its output if it fails.
+    pub fn helm_ok(&self, args: &[&str]) -> String {
+        let out = self.helm(args);
+        assert!(
+            out.status.success(),
+            "helm {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs kubectl as admin (`--kubeconfig` [`Self::kubeconfig_admin`]); does not check the
@@ -469,7 +508,7 @@ impl Drop for KubeEnv {
 /// Finds a binary in `TOLLHOUSE_KUBE_BIN`, else in `$TOLLHOUSE_KUBE_CACHE/bin` or
 /// `~/.cache/tollhouse-kube/bin`, else (`from_path`, only for an existing cluster, where
 /// `setup.sh` installs nothing) on `PATH`. Panics with instructions if it is nowhere.
-fn tool(name: &str, from_path: bool) -> PathBuf {
+pub fn tool(name: &str, from_path: bool) -> PathBuf {
     let dir = match std::env::var_os("TOLLHOUSE_KUBE_BIN").filter(|v| !v.is_empty()) {
         Some(bin) => PathBuf::from(bin),
         None => match std::env::var_os("TOLLHOUSE_KUBE_CACHE").filter(|v| !v.is_empty()) {
@@ -636,7 +675,7 @@ fn wait_ready(procs: &mut [Watched], what: &str, mut ready: impl FnMut() -> Opti
 }
 
 /// Runs `cmd` with `stdin`, collecting its output; kills it and panics after `timeout`.
-fn run_with_timeout(
+pub fn run_with_timeout(
     what: &str,
     mut cmd: Command,
     stdin: Option<&str>,

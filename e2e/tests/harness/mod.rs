@@ -71,10 +71,21 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, args: &[String], log_dir: &Path) -> Proc {
+        Self::spawn_with_env(name, args, log_dir, &[])
+    }
+
+    /// [`Proc::spawn`] with extra environment variables (e.g. a pod's downward-API values).
+    pub fn spawn_with_env(
+        name: &str,
+        args: &[String],
+        log_dir: &Path,
+        vars: &[(&str, &str)],
+    ) -> Proc {
         let log = log_dir.join(format!("{name}-{}.log", fastnum()));
         let file = fs::File::create(&log).unwrap();
         let child = Command::new(bin(name))
             .args(args)
+            .envs(vars.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)

@@ -1,0 +1,1271 @@
+//! The Helm chart `charts/tollhouse`, driven by the real helm (e2e/kube/setup.sh installs it):
+//! `helm lint --strict`, golden renders of the `ci/*-values.yaml` files (`UPDATE_GOLDEN=1`
+//! rewrites them), the values schema and its generated reference, and an install into the real
+//! API server where the controller and a dataplane run from the installed Deployments' own
+//! arguments, as the chart's ServiceAccounts, with exactly the chart's RBAC and certificates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use base64::Engine;
+use harness::kube::{run_with_timeout, text, tool, KubeEnv};
+use harness::{free_port, http, wait_for, Proc, TempDir};
+use serde_json::Value;
+use serde_yaml::Value as Yaml;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/tollhouse");
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/chart");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+// ---------------------------------------------------------------------------------------------
+// helm without an API server
+
+/// Runs helm with its caches in a scratch directory; does not check the exit status.
+fn helm(args: &[&str]) -> Output {
+    let scratch = std::env::temp_dir().join(format!("tollhouse-e2e-helm-{}", std::process::id()));
+    let mut cmd = Command::new(tool("helm", true));
+    cmd.args(args)
+        .env("HELM_CACHE_HOME", scratch.join("cache"))
+        .env("HELM_CONFIG_HOME", scratch.join("config"))
+        .env("HELM_DATA_HOME", scratch.join("data"))
+        .env_remove("KUBECONFIG");
+    run_with_timeout(
+        &format!("helm {}", args.join(" ")),
+        cmd,
+        None,
+        Duration::from_secs(120),
+    )
+}
+
+fn helm_ok(args: &[&str]) -> String {
+    let out = helm(args);
+    assert!(
+        out.status.success(),
+        "helm {} failed:\n{}",
+        args.join(" "),
+        text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The CI values files: `(name, path)`, e.g. `("defaults", .../ci/defaults-values.yaml)`.
+fn values_files() -> Vec<(String, PathBuf)> {
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(Path::new(CHART).join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p
+                .file_name()?
+                .to_str()?
+                .strip_suffix("-values.yaml")?
+                .to_string();
+            Some((name, p))
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "ci/ holds too few values files: {files:?}"
+    );
+    files
+}
+
+/// `helm template` of the chart as release `tollhouse` in namespace `tollhouse`.
+fn render(values: &Path, extra: &[&str]) -> String {
+    let values = values.display().to_string();
+    let mut args = vec![
+        "template",
+        "tollhouse",
+        CHART,
+        "--namespace",
+        "tollhouse",
+        "-f",
+        &values,
+    ];
+    args.extend_from_slice(extra);
+    helm_ok(&args)
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .filter_map(|d| {
+            let v = Value::deserialize(d).unwrap();
+            (!v.is_null()).then_some(v)
+        })
+        .collect()
+}
+
+use serde::Deserialize;
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+/// What `helm install` prints after the install (NOTES.txt), for a values file.
+fn notes(values: &Path) -> String {
+    let values = values.display().to_string();
+    let out = helm_ok(&[
+        "install",
+        "tollhouse",
+        CHART,
+        "--namespace",
+        "tollhouse",
+        "--dry-run=client",
+        "-f",
+        &values,
+    ]);
+    out.split_once("\nNOTES:\n")
+        .map(|(_, notes)| notes.to_string())
+        .unwrap_or_else(|| panic!("no NOTES in:\n{out}"))
+}
+
+/// One line that says what a base64 PEM value of a Secret is, instead of the random bytes:
+/// certificates by subject, issuer, names and validity; keys only by their type.
+fn describe_pem(b64: &str) -> String {
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .expect("Secret data is base64");
+    let pem = String::from_utf8(pem).expect("PEM text");
+    let label = pem
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("-----BEGIN "))
+        .and_then(|l| l.strip_suffix("-----"))
+        .expect("a PEM block");
+    if label != "CERTIFICATE" {
+        return format!("<{label}: not shown>");
+    }
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+    let cert = block.parse_x509().unwrap();
+    let cn = |name: &x509_parser::x509::X509Name| {
+        name.iter_common_name()
+            .filter_map(|c| c.as_str().ok())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut dns: Vec<String> = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = name {
+                dns.push((*d).to_string());
+            }
+        }
+    }
+    let validity = cert.validity();
+    let days = (validity.not_after.timestamp() - validity.not_before.timestamp()) / 86_400;
+    format!(
+        "<certificate CN={} issuer={} ca={} dns=[{}] days={days}>",
+        cn(cert.subject()),
+        cn(cert.issuer()),
+        cert.is_ca(),
+        dns.join(" ")
+    )
+}
+
+/// The render with every generated certificate and key replaced by its description.
+fn normalise(rendered: &str) -> String {
+    let mut out = String::with_capacity(rendered.len());
+    let mut secret = false;
+    for line in rendered.lines() {
+        if line == "---" {
+            secret = false;
+        } else if line == "kind: Secret" {
+            secret = true;
+        }
+        let data = ["  tls.crt: ", "  tls.key: ", "  ca.crt: "]
+            .iter()
+            .find(|p| line.starts_with(**p));
+        match data {
+            Some(prefix) if secret => {
+                out.push_str(prefix);
+                out.push_str(&describe_pem(&line[prefix.len()..]));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn helm_lint_strict_passes_for_every_values_file() {
+    helm_ok(&["lint", "--strict", CHART]);
+    for (name, path) in values_files() {
+        let out = helm(&["lint", "--strict", CHART, "-f", &path.display().to_string()]);
+        assert!(out.status.success(), "lint with {name}:\n{}", text(&out));
+    }
+}
+
+/// Golden renders; each `ci/*-values.yaml` begins with a comment saying what it proves.
+#[test]
+fn renders_match_the_goldens() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut stale = Vec::new();
+    for (name, path) in values_files() {
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            first.starts_with("# Proves: "),
+            "{} must begin with `# Proves: ` and what it proves",
+            path.display()
+        );
+        let notes = notes(&path);
+        for (golden, got) in [
+            (format!("{name}.yaml"), normalise(&render(&path, &[]))),
+            (format!("{name}.notes.txt"), notes),
+        ] {
+            let golden = Path::new(GOLDEN).join(golden);
+            if update {
+                std::fs::create_dir_all(GOLDEN).unwrap();
+                std::fs::write(&golden, &got).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&golden).unwrap_or_default();
+            if got != want {
+                stale.push(format!(
+                    "{name}: {} differs from the render (first difference at line {})",
+                    golden.display(),
+                    got.lines()
+                        .zip(want.lines())
+                        .position(|(a, b)| a != b)
+                        .map_or(got.lines().count().min(want.lines().count()), |i| i)
+                        + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{}\nrun `UPDATE_GOLDEN=1 cargo test -p tollhouse-e2e --test chart renders_match` and review the diff",
+        stale.join("\n")
+    );
+}
+
+/// Leaf paths of a values tree: scalars, lists, empty maps, and maps the schema leaves open
+/// (security contexts), in file order.
+fn leaves(prefix: &str, value: &Yaml, schema: &Value, out: &mut Vec<(String, Yaml)>) {
+    match value {
+        Yaml::Mapping(map) if !map.is_empty() && schema["properties"].is_object() => {
+            for (k, v) in map {
+                let k = k.as_str().unwrap();
+                let path = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&path, v, &schema["properties"][k], out);
+            }
+        }
+        _ => out.push((prefix.to_string(), value.clone())),
+    }
+}
+
+/// Every value of values.yaml, as `(dotted path, default)`.
+fn all_values() -> Vec<(String, Yaml)> {
+    let mut all = Vec::new();
+    leaves("", &default_values(), &schema(), &mut all);
+    all
+}
+
+fn lookup<'a>(value: &'a Yaml, path: &str) -> Option<&'a Yaml> {
+    path.split('.').try_fold(value, |v, k| v.get(k))
+}
+
+fn default_values() -> Yaml {
+    serde_yaml::from_str(&std::fs::read_to_string(Path::new(CHART).join("values.yaml")).unwrap())
+        .unwrap()
+}
+
+/// Every value the chart exposes is set to something other than its default by at least one
+/// golden values file, so each golden shows what the value does.
+#[test]
+fn every_value_is_exercised_by_a_golden() {
+    let all = all_values();
+    let files: Vec<(String, Yaml)> = values_files()
+        .into_iter()
+        .map(|(n, p)| {
+            (
+                n,
+                serde_yaml::from_str(&std::fs::read_to_string(p).unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let uncovered: Vec<&str> = all
+        .iter()
+        .filter(|(path, default)| {
+            !files
+                .iter()
+                .any(|(_, v)| lookup(v, path).is_some_and(|set| set != default))
+        })
+        .map(|(path, _)| path.as_str())
+        .collect();
+    println!(
+        "{} values, {} exercised by a golden",
+        all.len(),
+        all.len() - uncovered.len()
+    );
+    assert!(
+        uncovered.is_empty(),
+        "values no golden sets to a non-default value: {uncovered:?}"
+    );
+}
+
+fn schema() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(Path::new(CHART).join("values.schema.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+fn schema_at<'a>(schema: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(schema, |s, k| s.get("properties")?.get(k))
+}
+
+/// The values reference in docs/helm-values.md, generated from values.yaml (keys, order,
+/// defaults) and values.schema.json (types, allowed values, descriptions).
+fn values_reference() -> String {
+    let schema = schema();
+    let all = all_values();
+    let mut out = String::from(
+        "# Chart values\n\n\
+         Generated from `charts/tollhouse/values.schema.json` and `values.yaml` by the chart \
+         tests (`UPDATE_GOLDEN=1 cargo test -p tollhouse-e2e --test chart`); do not edit.\n\
+         Helm checks every value against the schema: unknown keys, wrong types and values \
+         outside the allowed ones are refused before anything is applied.\n\n\
+         | Key | Type | Default | Description |\n|---|---|---|---|\n",
+    );
+    for (path, default) in all {
+        let node = schema_at(&schema, &path).unwrap_or_else(|| panic!("{path} not in the schema"));
+        let ty = match (&node["type"], &node["anyOf"]) {
+            (Value::String(t), _) => t.clone(),
+            (Value::Array(ts), _) => ts
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" or "),
+            (_, Value::Array(any)) => any
+                .iter()
+                .filter_map(|a| a["type"].as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            _ => "any".into(),
+        };
+        let mut description = node["description"].as_str().unwrap_or("").to_string();
+        if let Some(allowed) = node["enum"].as_array() {
+            let allowed: Vec<String> = allowed.iter().map(|v| format!("`{v}`")).collect();
+            description.push_str(&format!(" One of {}.", allowed.join(", ")));
+        }
+        let default = serde_json::to_string(&serde_json::to_value(&default).unwrap()).unwrap();
+        out.push_str(&format!(
+            "| `{path}` | {ty} | `{}` | {} |\n",
+            default.replace('|', "\\|"),
+            description.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+/// Every value has a schema entry with a description, the schema has nothing values.yaml
+/// lacks, and docs/helm-values.md is the current reference.
+#[test]
+fn the_schema_describes_every_value_and_the_reference_is_current() {
+    let schema = schema();
+    let all = all_values();
+    for (path, _) in &all {
+        let node = schema_at(&schema, path).unwrap_or_else(|| panic!("{path} not in the schema"));
+        assert!(
+            node["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{path} has no description in the schema"
+        );
+    }
+    // The other way round: a schema property values.yaml does not have is a typo or a leftover.
+    fn walk(prefix: &str, node: &Value, values: &Yaml, missing: &mut Vec<String>) {
+        let Some(props) = node["properties"].as_object() else {
+            return;
+        };
+        for (k, child) in props {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match values.get(k.as_str()) {
+                Some(v) => walk(&path, child, v, missing),
+                // `global` is Helm's; issuerRef's fields and further resource quantities are
+                // only set by users.
+                None if path == "global"
+                    || path.starts_with("tls.certManager.issuerRef.")
+                    || path.contains(".resources.") => {}
+                None => missing.push(path),
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    walk("", &schema, &default_values(), &mut missing);
+    assert!(
+        missing.is_empty(),
+        "in the schema but not values.yaml: {missing:?}"
+    );
+
+    let doc = Path::new(ROOT).join("docs/helm-values.md");
+    let want = values_reference();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&doc, &want).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&doc).unwrap_or_default(),
+        want,
+        "docs/helm-values.md is stale: UPDATE_GOLDEN=1 cargo test -p tollhouse-e2e --test chart"
+    );
+}
+
+/// Bad values are refused before anything is rendered, with a message naming the value.
+#[test]
+fn bad_values_are_refused_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["controller.replicas=0"],
+            "at '/controller/replicas': minimum: got 0, want 1",
+        ),
+        (
+            &["dataplane.service.public.type=Loadbalancer"],
+            "at '/dataplane/service/public/type': value must be one of 'LoadBalancer', 'NodePort', 'ClusterIP'",
+        ),
+        (
+            &["dataplane.replica=3"],
+            "at '/dataplane': additional properties 'replica' not allowed",
+        ),
+        (
+            &["tls.mode=vault"],
+            "at '/tls/mode': value must be one of 'generate', 'certManager', 'existingSecret'",
+        ),
+        (
+            &["tls.certManager.duration=90days"],
+            "at '/tls/certManager/duration'",
+        ),
+        (
+            &["dataplane.pdb.maxUnavailable=most"],
+            "at '/dataplane/pdb/maxUnavailable'",
+        ),
+        (
+            &["tls.mode=existingSecret", "tls.existingSecret.controller=mine"],
+            "tls.mode=existingSecret needs both tls.existingSecret.controller and tls.existingSecret.dataplane",
+        ),
+        (
+            &[
+                "dataplane.autoscaling.enabled=true",
+                "dataplane.autoscaling.minReplicas=5",
+                "dataplane.autoscaling.maxReplicas=2",
+            ],
+            "dataplane.autoscaling.minReplicas (5) is above dataplane.autoscaling.maxReplicas (2)",
+        ),
+        (
+            &[
+                "dataplane.service.public.enabled=false",
+                "dataplane.service.internal.enabled=false",
+            ],
+            "nothing could reach the dataplanes",
+        ),
+        (
+            &["controller.publicUrl=api.example.com"],
+            "controller.publicUrl \"api.example.com\" must start with http:// or https://",
+        ),
+    ];
+    for (sets, message) in cases {
+        let mut args = vec!["template", "t", CHART];
+        for s in *sets {
+            args.extend(["--set", s]);
+        }
+        let out = helm(&args);
+        assert!(!out.status.success(), "{sets:?} was accepted");
+        let said = text(&out);
+        assert!(
+            said.contains(message),
+            "{sets:?}: expected {message:?} in:\n{said}"
+        );
+    }
+}
+
+/// Helm never upgrades a chart's crds/: they must be exactly the generated ones, small enough
+/// for client-side apply's last-applied annotation (256 KiB).
+#[test]
+fn the_chart_crds_are_the_generated_crds() {
+    let generated = Path::new(ROOT).join("crds");
+    let mut names: Vec<String> = std::fs::read_dir(&generated)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut in_chart: Vec<String> = std::fs::read_dir(Path::new(CHART).join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    in_chart.sort();
+    assert_eq!(names, in_chart, "charts/tollhouse/crds holds other files");
+    for name in names {
+        let a = std::fs::read(generated.join(&name)).unwrap();
+        let b = std::fs::read(Path::new(CHART).join("crds").join(&name)).unwrap();
+        assert!(
+            a == b,
+            "charts/tollhouse/crds/{name} differs from crds/{name}: cp crds/*.yaml charts/tollhouse/crds/"
+        );
+    }
+}
+
+/// The chart's controller rules are deploy/controller-rbac.yaml's, which the operator tests run
+/// with.
+#[test]
+fn the_chart_rbac_is_the_operator_tests_rbac() {
+    let docs = documents(&render(
+        &Path::new(CHART).join("ci/defaults-values.yaml"),
+        &[],
+    ));
+    let chart = &find(&docs, "ClusterRole", "tollhouse-controller-tollhouse")["rules"];
+    let manifest = documents(
+        &std::fs::read_to_string(Path::new(ROOT).join("deploy/controller-rbac.yaml")).unwrap(),
+    );
+    let deploy = &find(&manifest, "ClusterRole", "tollhouse-controller")["rules"];
+    assert_eq!(chart, deploy);
+    let lease = &find(&docs, "Role", "tollhouse-controller-leader-election")["rules"];
+    let deploy_lease = &find(&manifest, "Role", "tollhouse-controller-leader-election")["rules"];
+    assert_eq!(lease, deploy_lease);
+}
+
+/// Every pod the chart runs: non-root, read-only root filesystem, no capabilities, no privilege
+/// escalation, seccomp RuntimeDefault, resource requests, probes; the dataplane without a
+/// service account token.
+#[test]
+fn pods_are_hardened() {
+    for (name, path) in values_files() {
+        let docs = documents(&render(&path, &[]));
+        let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
+        assert_eq!(deployments.len(), 2, "{name}");
+        for d in deployments {
+            let what = format!("{name}: {}", d["metadata"]["name"]);
+            let pod = &d["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                "{what}"
+            );
+            assert_ne!(pod["securityContext"]["runAsUser"], 0, "{what}");
+            for c in pod["containers"].as_array().unwrap() {
+                let sc = &c["securityContext"];
+                assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+                assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+                assert_eq!(
+                    sc["capabilities"]["drop"],
+                    serde_json::json!(["ALL"]),
+                    "{what}"
+                );
+                assert!(sc["capabilities"]["add"].is_null(), "{what}");
+                assert!(c["resources"]["requests"]["cpu"].is_string(), "{what}");
+                assert!(c["resources"]["requests"]["memory"].is_string(), "{what}");
+                assert!(c["resources"]["limits"]["memory"].is_string(), "{what}");
+                for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                    assert_eq!(c[probe]["httpGet"]["port"], "admin", "{what} {probe}");
+                }
+            }
+            if d["metadata"]["labels"]["app.kubernetes.io/component"] == "dataplane" {
+                assert_eq!(pod["automountServiceAccountToken"], false, "{what}");
+            }
+        }
+        let dataplane_sa = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == "ServiceAccount"
+                    && d["metadata"]["labels"]["app.kubernetes.io/component"] == "dataplane"
+            })
+            .unwrap();
+        assert_eq!(
+            dataplane_sa["automountServiceAccountToken"], false,
+            "{name}"
+        );
+        // Nothing binds a role to the dataplane's account.
+        for d in &docs {
+            if d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding" {
+                assert_ne!(
+                    d["subjects"][0]["name"], dataplane_sa["metadata"]["name"],
+                    "{name}: {} binds the dataplane",
+                    d["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+/// With the default generate mode, both leaves chain to the CA in their Secrets, the
+/// controller's certificate names the Service the dataplanes dial, and validity follows the
+/// values (a golden masks the bytes, so this checks them).
+#[test]
+fn generated_certificates_chain_to_the_ca_and_follow_the_validity_values() {
+    let path = Path::new(CHART).join("ci/generate-values.yaml");
+    let docs = documents(&render(&path, &[]));
+    let data = |name: &str, key: &str| {
+        let b64 = find(&docs, "Secret", name)["data"][key].as_str().unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    let ca = data("tollhouse-ca", "tls.crt");
+    for secret in ["tollhouse-controller-tls", "tollhouse-dataplane-tls"] {
+        assert_eq!(data(secret, "ca.crt"), ca, "{secret} trusts another CA");
+        let (_, leaf) = x509_parser::pem::parse_x509_pem(&data(secret, "tls.crt")).unwrap();
+        let leaf = leaf.parse_x509().unwrap();
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(&ca).unwrap();
+        let ca_cert = ca_pem.parse_x509().unwrap();
+        leaf.verify_signature(Some(ca_cert.public_key()))
+            .unwrap_or_else(|e| panic!("{secret} is not signed by the CA: {e}"));
+        let v = leaf.validity();
+        assert_eq!(
+            (v.not_after.timestamp() - v.not_before.timestamp()) / 86_400,
+            30
+        );
+        let v = ca_cert.validity();
+        assert_eq!(
+            (v.not_after.timestamp() - v.not_before.timestamp()) / 86_400,
+            730
+        );
+    }
+    let described = describe_pem(
+        find(&docs, "Secret", "tollhouse-controller-tls")["data"]["tls.crt"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(
+        described.contains("tollhouse-controller.tollhouse.svc "),
+        "{described}"
+    );
+    let dataplane = find(&docs, "Deployment", "tollhouse-dataplane");
+    let args = dataplane["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--controller-server-name=tollhouse-controller.tollhouse.svc"),
+        "{args}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// helm install into the real API server
+
+/// The files of a Secret laid out as kubelet mounts them: `tls.crt -> ..data/tls.crt`,
+/// `..data -> ..<version>`, and an update swaps `..data` in one rename.
+struct MountedSecret {
+    dir: PathBuf,
+    version: AtomicU64,
+}
+
+impl MountedSecret {
+    fn new(dir: PathBuf) -> MountedSecret {
+        std::fs::create_dir_all(&dir).unwrap();
+        MountedSecret {
+            dir,
+            version: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes the Secret's data as a new version and switches to it atomically.
+    fn project(&self, env: &KubeEnv, ns: &str, secret: &str) -> Value {
+        let object: Value = serde_json::from_str(
+            &env.kubectl_ok(&["get", "secret", secret, "-n", ns, "-o", "json"]),
+        )
+        .unwrap();
+        let n = self.version.fetch_add(1, Ordering::Relaxed);
+        let version = self.dir.join(format!("..v{n}"));
+        std::fs::create_dir_all(&version).unwrap();
+        for (key, b64) in object["data"].as_object().unwrap() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_str().unwrap())
+                .unwrap();
+            std::fs::write(version.join(key), bytes).unwrap();
+            let link = self.dir.join(key);
+            if !link.exists() {
+                std::os::unix::fs::symlink(format!("..data/{key}"), &link).unwrap();
+            }
+        }
+        let tmp = self.dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("..v{n}"), &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+        object["data"].clone()
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The container of an installed Deployment: its args and the env values it sets literally.
+fn container(env: &KubeEnv, ns: &str, deployment: &str) -> Value {
+    let d: Value = serde_json::from_str(&env.kubectl_ok(&[
+        "get",
+        "deployment",
+        deployment,
+        "-n",
+        ns,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    d["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+fn args_of(container: &Value) -> Vec<String> {
+    container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Rewrites a container's arguments for a process on this machine: the mount path becomes the
+/// projected Secret, `0.0.0.0:<port>` a loopback port, `$(VAR)` the pod's value, and the
+/// in-cluster API (`--kubernetes`) the given kubeconfig. Everything else is kept as rendered.
+fn localise(
+    args: &[String],
+    tls: &Path,
+    ports: &[(u16, u16)],
+    vars: &[(&str, &str)],
+    replace: &[(&str, Vec<String>)],
+) -> Vec<String> {
+    args.iter()
+        .flat_map(|a| {
+            let mut a = a.replace("/etc/tollhouse/tls", &tls.display().to_string());
+            for (from, to) in ports {
+                a = a.replace(&format!("0.0.0.0:{from}"), &format!("127.0.0.1:{to}"));
+                a = a.replace(&format!("$(POD_IP):{from}"), &format!("$(POD_IP):{to}"));
+            }
+            for (var, value) in vars {
+                a = a.replace(&format!("$({var})"), value);
+            }
+            for (flag, with) in replace {
+                if a == *flag || a.starts_with(&format!("{flag}=")) {
+                    return with.clone();
+                }
+            }
+            vec![a]
+        })
+        .collect()
+}
+
+/// The certificate the controller presents on a fresh connection, as DER.
+fn presented_certificate(
+    port: u16,
+    ca: &Path,
+    server_name: &str,
+    cert: &Path,
+    key: &Path,
+) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    harness::install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+        .unwrap();
+    let name = ServerName::try_from(server_name.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn pem_der(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path)
+        .unwrap()
+        .to_vec()
+}
+
+/// `kubectl auth can-i` as `user`: true for yes.
+fn can_i(env: &KubeEnv, user: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
+    let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    let sub = format!("--subresource={sub}");
+    let mut args = vec!["auth", "can-i", verb, resource, "--as", user];
+    if sub != "--subresource=" {
+        args.push(&sub);
+    }
+    match ns {
+        Some(ns) => args.extend(["-n", ns]),
+        None => args.push("--all-namespaces"),
+    }
+    let out = env.kubectl(&args);
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
+}
+
+/// What is left in `ns` of every listable kind, as `kind/name`.
+fn everything_in(env: &KubeEnv, ns: &str) -> BTreeSet<String> {
+    let kinds = env.kubectl_ok(&[
+        "api-resources",
+        "--verbs=list",
+        "--namespaced",
+        "-o",
+        "name",
+    ]);
+    let kinds: Vec<&str> = kinds
+        .lines()
+        // Events come and go on their own; the chart creates none.
+        .filter(|k| !k.is_empty() && !k.starts_with("events"))
+        .collect();
+    env.kubectl_ok(&[
+        "get",
+        &kinds.join(","),
+        "-n",
+        ns,
+        "-o",
+        "name",
+        "--ignore-not-found",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// `helm install` into the real API server with the defaults; every object accepted. Then the
+/// installed controller Deployment's own arguments run here, as the chart's controller
+/// ServiceAccount (impersonated) and with the chart's certificates; the dataplane's likewise.
+/// A Stage and a route become Programmed and are served, which takes exactly the chart's RBAC
+/// (watch, status, events, the Lease). The dataplane's account may read nothing. `helm
+/// upgrade` with other values reshapes the release and renews the leaf certificates under the
+/// running processes without a failed request; `helm uninstall` leaves only the CRDs.
+#[test]
+fn install_run_as_the_chart_accounts_upgrade_and_uninstall() {
+    let env = KubeEnv::shared();
+    let ns = env.fresh_namespace("chart");
+    let apps = env.fresh_namespace("chart-apps");
+    let release = "gw";
+    let logs = TempDir::new("chart");
+
+    // --- install: every object accepted --------------------------------------------------
+    let out = env.helm_ok(&["install", release, CHART, "-n", &ns]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    assert!(out.contains("Your invoke URL"), "NOTES.txt missing:\n{out}");
+    let manifest = env.helm_ok(&["get", "manifest", release, "-n", &ns]);
+    let objects = documents(&manifest);
+    assert!(objects.len() >= 15, "{} objects", objects.len());
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap();
+        let name = o["metadata"]["name"].as_str().unwrap();
+        let mut args = vec!["get", kind, name, "-o", "name"];
+        if let Some(n) = o["metadata"]["namespace"].as_str() {
+            args.extend(["-n", n]);
+        }
+        env.kubectl_ok(&args);
+    }
+    env.kubectl_ok(&[
+        "get",
+        "crd",
+        "stages.tollhouse.dev",
+        "apiroutes.tollhouse.dev",
+    ]);
+    // The 1.20 test server has neither policy/v1 nor autoscaling/v2: the chart picked by
+    // capabilities.
+    let pdb_api = find(&objects, "PodDisruptionBudget", "gw-tollhouse-dataplane")["apiVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server_minor: u32 = {
+        let v: Value = serde_json::from_str(&env.kubectl_ok(&["version", "-o", "json"])).unwrap();
+        v["serverVersion"]["minor"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('+')
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        pdb_api,
+        if server_minor >= 21 {
+            "policy/v1"
+        } else {
+            "policy/v1beta1"
+        }
+    );
+
+    // --- the dataplane's account reads nothing ------------------------------------------
+    let dp_user = format!("system:serviceaccount:{ns}:gw-tollhouse-dataplane");
+    let ctl_user = format!("system:serviceaccount:{ns}:gw-tollhouse-controller");
+    for (verb, resource) in [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("list", "services"),
+        ("list", "endpointslices.discovery.k8s.io"),
+        ("list", "stages.tollhouse.dev"),
+        ("list", "apiroutes.tollhouse.dev"),
+        ("get", "leases.coordination.k8s.io"),
+        ("list", "pods"),
+        ("list", "configmaps"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        for scope in [Some(ns.as_str()), Some(apps.as_str()), None] {
+            assert!(
+                !can_i(env, &dp_user, verb, resource, scope),
+                "the dataplane may {verb} {resource} in {scope:?}"
+            );
+        }
+    }
+    let listed = env.kubectl_ok(&["auth", "can-i", "--list", "--as", &dp_user, "-n", &ns]);
+    for line in listed.lines().skip(1) {
+        let resource = line.split_whitespace().next().unwrap_or("");
+        assert!(
+            resource.starts_with("selfsubject")
+                || resource.starts_with('/')
+                || line.starts_with(' ')
+                || resource.is_empty()
+                || line.trim_start().starts_with('['),
+            "the dataplane's account may do more than ask what it may do: {line}"
+        );
+    }
+    // The controller: exactly its rules, nothing more.
+    for (verb, resource, scope, allowed) in [
+        ("watch", "stages.tollhouse.dev", None, true),
+        ("patch", "apiroutes.tollhouse.dev/status", None, true),
+        ("update", "stages.tollhouse.dev", None, false),
+        ("delete", "apiroutes.tollhouse.dev", None, false),
+        ("create", "secrets", Some(apps.as_str()), false),
+        ("list", "configmaps", None, false),
+        (
+            "update",
+            "leases.coordination.k8s.io",
+            Some(ns.as_str()),
+            true,
+        ),
+        (
+            "update",
+            "leases.coordination.k8s.io",
+            Some(apps.as_str()),
+            false,
+        ),
+        ("create", "events.events.k8s.io", Some(apps.as_str()), true),
+        ("create", "pods", Some(ns.as_str()), false),
+    ] {
+        assert_eq!(
+            can_i(env, &ctl_user, verb, resource, scope),
+            allowed,
+            "controller {verb} {resource} in {scope:?}"
+        );
+    }
+
+    // --- run the installed containers here, as the chart's accounts -----------------------
+    let controller_tls = MountedSecret::new(logs.path().join("controller-tls"));
+    let dataplane_tls = MountedSecret::new(logs.path().join("dataplane-tls"));
+    let ca_before =
+        controller_tls.project(env, &ns, "gw-tollhouse-controller-tls")["ca.crt"].clone();
+    let dp_before =
+        dataplane_tls.project(env, &ns, "gw-tollhouse-dataplane-tls")["tls.crt"].clone();
+    let (delivery, admin) = (free_port(), free_port());
+    let kubeconfig = env.kubeconfig_as(&ctl_user);
+    let c = container(env, &ns, "gw-tollhouse-controller");
+    let mut controller_args = localise(
+        &args_of(&c),
+        controller_tls.path(),
+        &[(8443, delivery), (9090, admin)],
+        &[("POD_IP", "127.0.0.1")],
+        &[(
+            "--kubernetes",
+            vec!["--kubeconfig".into(), kubeconfig.display().to_string()],
+        )],
+    );
+    // Only this test's namespace; the rendered flags are all kept.
+    controller_args.extend(["--watch-namespace".into(), apps.clone()]);
+    assert!(controller_args.contains(&"--leader-election".to_string()));
+    let controller = Proc::spawn_with_env(
+        "tollhouse-controller",
+        &controller_args,
+        logs.path(),
+        &[
+            ("POD_NAME", "gw-tollhouse-controller-0"),
+            ("POD_NAMESPACE", &ns),
+        ],
+    );
+    let client = http();
+    wait_for(
+        "the controller's admin listener",
+        Duration::from_secs(30),
+        || {
+            client
+                .get(format!("http://127.0.0.1:{admin}/readyz"))
+                .send()
+                .ok()
+                .filter(|r| r.status() == 200)
+        },
+    );
+    // It leads through the chart's Lease, which the chart created empty.
+    wait_for(
+        "the chart's Lease to name a holder",
+        Duration::from_secs(30),
+        || {
+            let lease: Value = serde_json::from_str(&env.kubectl_ok(&[
+                "get",
+                "lease",
+                "gw-tollhouse-controller",
+                "-n",
+                &ns,
+                "-o",
+                "json",
+            ]))
+            .unwrap();
+            (lease["spec"]["holderIdentity"] == "gw-tollhouse-controller-0").then_some(())
+        },
+    );
+
+    let (http_port, https_port, dp_admin) = (free_port(), free_port(), free_port());
+    let state = TempDir::new("chart-state");
+    let d = container(env, &ns, "gw-tollhouse-dataplane");
+    let dataplane_args = localise(
+        &args_of(&d),
+        dataplane_tls.path(),
+        &[(8080, http_port), (8443, https_port), (9901, dp_admin)],
+        &[("POD_NAME", "gw-tollhouse-dataplane-0")],
+        &[
+            (
+                "--controller",
+                vec![format!("--controller=https://127.0.0.1:{delivery}")],
+            ),
+            (
+                "--state-dir",
+                vec![format!("--state-dir={}", state.path().display())],
+            ),
+        ],
+    );
+    let rendered = args_of(&d).join(" ");
+    assert!(
+        rendered.contains(&format!(
+            "--controller-server-name=gw-tollhouse-controller.{ns}.svc"
+        )),
+        "{rendered}"
+    );
+    let _dataplane = Proc::spawn("tollhouse-dataplane", &dataplane_args, logs.path());
+
+    let route = |body: &str| {
+        format!(
+            r#"apiVersion: tollhouse.dev/v1alpha1
+kind: Stage
+metadata: {{name: hello, namespace: {apps}}}
+spec: {{api: hello, basePath: /hello}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: hello, namespace: {apps}}}
+spec:
+  api: hello
+  path: /greeting
+  methods: [GET]
+  integration: {{type: MOCK, mock: {{statusCode: 200, body: '{body}'}}}}
+"#
+        )
+    };
+    env.apply_yaml(&route(r#"{"hello":"world"}"#));
+    let waited = env.kubectl(&[
+        "wait",
+        "--for=condition=Programmed",
+        "stage/hello",
+        "apiroute/hello",
+        "-n",
+        &apps,
+        "--timeout=60s",
+    ]);
+    assert!(
+        waited.status.success(),
+        "not Programmed:\n{}\ncontroller:\n{}",
+        text(&waited),
+        controller.log_text()
+    );
+    let url = format!("http://127.0.0.1:{http_port}/hello/greeting");
+    let get = |client: &reqwest::blocking::Client| {
+        client
+            .get(&url)
+            .send()
+            .ok()
+            .filter(|r| r.status() == 200)
+            .and_then(|r| r.text().ok())
+    };
+    assert_eq!(get(&client).as_deref(), Some(r#"{"hello":"world"}"#));
+    let warnings = controller.log_text();
+    assert!(
+        !warnings.contains("Forbidden") && !warnings.contains(" 403"),
+        "the controller was refused something:\n{warnings}"
+    );
+    let served_before = pem_der(&controller_tls.path().join("tls.crt"));
+    assert_eq!(
+        presented_certificate(
+            delivery,
+            &dataplane_tls.path().join("ca.crt"),
+            &format!("gw-tollhouse-controller.{ns}.svc"),
+            &dataplane_tls.path().join("tls.crt"),
+            &dataplane_tls.path().join("tls.key"),
+        ),
+        served_before
+    );
+
+    // --- upgrade with other values, under traffic ---------------------------------------
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let requests = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, failures, requests, url) = (
+            stop.clone(),
+            failures.clone(),
+            requests.clone(),
+            url.clone(),
+        );
+        std::thread::spawn(move || {
+            let client = http();
+            while !stop.load(Ordering::Relaxed) {
+                let ok = client.get(&url).send().is_ok_and(|r| r.status() == 200);
+                requests.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    env.helm_ok(&[
+        "upgrade",
+        release,
+        CHART,
+        "-n",
+        &ns,
+        "--set",
+        "controller.replicas=1",
+        "--set",
+        "dataplane.service.internal.enabled=false",
+        "--set",
+        "dataplane.pdb.enabled=false",
+        "--set",
+        "dataplane.autoscaling.enabled=true",
+        "--set",
+        "dataplane.service.public.type=ClusterIP",
+    ]);
+    let after = everything_in(env, &ns);
+    assert!(
+        !after.contains("service/gw-tollhouse-dataplane-internal"),
+        "{after:?}"
+    );
+    assert!(
+        !after.iter().any(|o| o.starts_with("poddisruptionbudget")),
+        "{after:?}"
+    );
+    assert!(
+        after.contains("horizontalpodautoscaler.autoscaling/gw-tollhouse-dataplane"),
+        "{after:?}"
+    );
+    let svc = env.kubectl_ok(&[
+        "get",
+        "service",
+        "gw-tollhouse-dataplane",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.type}",
+    ]);
+    assert_eq!(svc, "ClusterIP");
+    let replicas = env.kubectl_ok(&[
+        "get",
+        "deployment",
+        "gw-tollhouse-controller",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "1");
+    // New leaf certificates from the same CA, projected under the running processes as
+    // kubelet would.
+    let ca_after =
+        controller_tls.project(env, &ns, "gw-tollhouse-controller-tls")["ca.crt"].clone();
+    let dp_after = dataplane_tls.project(env, &ns, "gw-tollhouse-dataplane-tls")["tls.crt"].clone();
+    assert_eq!(ca_before, ca_after, "the upgrade replaced the CA");
+    assert_ne!(
+        dp_before, dp_after,
+        "the upgrade kept the dataplane's certificate"
+    );
+    let served_after = pem_der(&controller_tls.path().join("tls.crt"));
+    assert_ne!(
+        served_before, served_after,
+        "the upgrade kept the controller's certificate"
+    );
+    wait_for(
+        "the controller to present its renewed certificate",
+        Duration::from_secs(40),
+        || {
+            (presented_certificate(
+                delivery,
+                &dataplane_tls.path().join("ca.crt"),
+                &format!("gw-tollhouse-controller.{ns}.svc"),
+                &dataplane_tls.path().join("tls.crt"),
+                &dataplane_tls.path().join("tls.key"),
+            ) == served_after)
+                .then_some(())
+        },
+    );
+    // Delivery still works after the renewal: a change reaches the dataplane.
+    env.apply_yaml(&route(r#"{"hello":"again"}"#));
+    wait_for(
+        "the edited route to be served",
+        Duration::from_secs(30),
+        || (get(&client).as_deref() == Some(r#"{"hello":"again"}"#)).then_some(()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let (failed, total) = (
+        failures.load(Ordering::Relaxed),
+        requests.load(Ordering::Relaxed),
+    );
+    println!("during the upgrade: {total} requests, {failed} failed");
+    assert!(total > 50, "too few requests to tell: {total}");
+    assert_eq!(
+        failed, 0,
+        "requests failed while the certificates were renewed"
+    );
+
+    // --- uninstall: nothing but the CRDs is left ----------------------------------------
+    drop(controller);
+    env.helm_ok(&["uninstall", release, "-n", &ns, "--wait"]);
+    let left = everything_in(env, &ns);
+    let ignorable = |o: &String| {
+        // Made by Kubernetes' own controllers for every namespace, when they run.
+        o == "serviceaccount/default"
+            || o.starts_with("secret/default-token-")
+            || o == "configmap/kube-root-ca.crt"
+    };
+    let left: Vec<&String> = left.iter().filter(|o| !ignorable(o)).collect();
+    assert!(left.is_empty(), "helm uninstall left {left:?}");
+    let cluster = env.kubectl_ok(&[
+        "get",
+        "clusterroles,clusterrolebindings",
+        "-l",
+        &format!("app.kubernetes.io/instance={release}"),
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !cluster.contains(&format!("gw-tollhouse-controller-{ns}")),
+        "left cluster-wide: {cluster}"
+    );
+    env.kubectl_ok(&[
+        "get",
+        "crd",
+        "stages.tollhouse.dev",
+        "apiroutes.tollhouse.dev",
+    ]);
+}
