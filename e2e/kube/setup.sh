@@ -40,6 +40,10 @@ apt_install() {
   fi
 }
 
+# --- lua5.1 ---------------------------------------------------------------
+# The Argo CD health check tests (e2e/tests/argocd_health.rs) run deploy/argocd/health.lua with it.
+apt_install lua5.1
+
 # --- etcd -----------------------------------------------------------------
 apt_install etcd-server unzip
 if [[ ! -x "$BIN/etcd" ]]; then ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$BIN/etcd"; fi
