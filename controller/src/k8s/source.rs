@@ -112,8 +112,14 @@ pub async fn start(
     );
     let w = Writer::new(slices_resource.clone());
     let slices = w.as_reader();
+    // In the watched namespace only, like the other kinds: with `--watch-namespace` the
+    // controller may hold nothing but a Role there.
+    let slices_api = match namespace {
+        Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &slices_resource),
+        None => Api::<DynamicObject>::all_with(client.clone(), &slices_resource),
+    };
     spawn(
-        Api::<DynamicObject>::all_with(client.clone(), &slices_resource),
+        slices_api,
         watcher::Config::default().labels(convert::SERVICE_NAME_LABEL),
         w,
         &hub,
