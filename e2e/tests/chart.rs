@@ -839,6 +839,182 @@ fn everything_in(env: &KubeEnv, ns: &str) -> BTreeSet<String> {
     .collect()
 }
 
+/// The installed controller and dataplane Deployments, run here from their own arguments as
+/// the chart's ServiceAccounts, with the chart's certificates projected as kubelet would.
+struct Release {
+    controller: Proc,
+    _dataplane: Proc,
+    controller_tls: MountedSecret,
+    dataplane_tls: MountedSecret,
+    /// The controller's snapshot port (`delivery`, 8443 in the pod).
+    delivery: u16,
+    /// The dataplane's plain HTTP port (`http`, 8080 in the pod).
+    http_port: u16,
+    projected_ca: Value,
+    projected_dataplane_cert: Value,
+    _state: TempDir,
+}
+
+impl Release {
+    /// Starts both; `watch` narrows the controller to one namespace when the chart watches
+    /// all of them (the shared test server holds other tests' objects).
+    fn run(env: &KubeEnv, ns: &str, release: &str, logs: &Path, watch: Option<&str>) -> Release {
+        let prefix = format!("{release}-tollhouse");
+        let controller_tls = MountedSecret::new(logs.join("controller-tls"));
+        let dataplane_tls = MountedSecret::new(logs.join("dataplane-tls"));
+        let projected_ca =
+            controller_tls.project(env, ns, &format!("{prefix}-controller-tls"))["ca.crt"].clone();
+        let projected_dataplane_cert =
+            dataplane_tls.project(env, ns, &format!("{prefix}-dataplane-tls"))["tls.crt"].clone();
+        let (delivery, admin) = (free_port(), free_port());
+        let user = format!("system:serviceaccount:{ns}:{prefix}-controller");
+        let kubeconfig = env.kubeconfig_as(&user);
+        let c = container(env, ns, &format!("{prefix}-controller"));
+        let mut controller_args = localise(
+            &args_of(&c),
+            controller_tls.path(),
+            &[(8443, delivery), (9090, admin)],
+            &[("POD_IP", "127.0.0.1")],
+            &[(
+                "--kubernetes",
+                vec!["--kubeconfig".into(), kubeconfig.display().to_string()],
+            )],
+        );
+        if let Some(watch) = watch {
+            controller_args.extend(["--watch-namespace".into(), watch.to_string()]);
+        }
+        assert!(controller_args.contains(&"--leader-election".to_string()));
+        let pod = format!("{prefix}-controller-0");
+        let controller = Proc::spawn_with_env(
+            "tollhouse-controller",
+            &controller_args,
+            logs,
+            &[("POD_NAME", pod.as_str()), ("POD_NAMESPACE", ns)],
+        );
+        let client = http();
+        wait_for(
+            "the controller's admin listener",
+            Duration::from_secs(30),
+            || {
+                client
+                    .get(format!("http://127.0.0.1:{admin}/readyz"))
+                    .send()
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            },
+        );
+        // It leads through the chart's Lease, which the chart created empty.
+        wait_for(
+            "the chart's Lease to name a holder",
+            Duration::from_secs(30),
+            || {
+                let lease: Value = serde_json::from_str(&env.kubectl_ok(&[
+                    "get",
+                    "lease",
+                    &format!("{prefix}-controller"),
+                    "-n",
+                    ns,
+                    "-o",
+                    "json",
+                ]))
+                .unwrap();
+                (lease["spec"]["holderIdentity"] == pod.as_str()).then_some(())
+            },
+        );
+
+        let (http_port, https_port, dp_admin) = (free_port(), free_port(), free_port());
+        let state = TempDir::new("chart-state");
+        let d = container(env, ns, &format!("{prefix}-dataplane"));
+        let rendered = args_of(&d).join(" ");
+        assert!(
+            rendered.contains(&format!(
+                "--controller-server-name={prefix}-controller.{ns}.svc"
+            )),
+            "{rendered}"
+        );
+        let dataplane_args = localise(
+            &args_of(&d),
+            dataplane_tls.path(),
+            &[(8080, http_port), (8443, https_port), (9901, dp_admin)],
+            &[("POD_NAME", &format!("{prefix}-dataplane-0"))],
+            &[
+                (
+                    "--controller",
+                    vec![format!("--controller=https://127.0.0.1:{delivery}")],
+                ),
+                (
+                    "--state-dir",
+                    vec![format!("--state-dir={}", state.path().display())],
+                ),
+            ],
+        );
+        let dataplane = Proc::spawn("tollhouse-dataplane", &dataplane_args, logs);
+        Release {
+            controller,
+            _dataplane: dataplane,
+            controller_tls,
+            dataplane_tls,
+            delivery,
+            http_port,
+            projected_ca,
+            projected_dataplane_cert,
+            _state: state,
+        }
+    }
+
+    /// `kubectl wait` for the hello Stage and route to be Programmed in `apps`.
+    fn wait_programmed(&self, env: &KubeEnv, apps: &str) {
+        let waited = env.kubectl(&[
+            "wait",
+            "--for=condition=Programmed",
+            "stage/hello",
+            "apiroute/hello",
+            "-n",
+            apps,
+            "--timeout=60s",
+        ]);
+        assert!(
+            waited.status.success(),
+            "not Programmed:\n{}\ncontroller:\n{}",
+            text(&waited),
+            self.controller.log_text()
+        );
+    }
+
+    /// GET the hello route: the body of a 200, or `None`.
+    fn hello(&self, client: &reqwest::blocking::Client) -> Option<String> {
+        client
+            .get(format!(
+                "http://127.0.0.1:{}/hello/greeting",
+                self.http_port
+            ))
+            .send()
+            .ok()
+            .filter(|r| r.status() == 200)
+            .and_then(|r| r.text().ok())
+    }
+}
+
+/// A Stage `hello` and a MOCK route answering `body` at /hello/greeting, in `ns`.
+fn hello(ns: &str, body: &str) -> String {
+    format!(
+        r#"apiVersion: tollhouse.dev/v1alpha1
+kind: Stage
+metadata: {{name: hello, namespace: {ns}}}
+spec: {{api: hello, basePath: /hello}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: hello, namespace: {ns}}}
+spec:
+  api: hello
+  path: /greeting
+  methods: [GET]
+  integration: {{type: MOCK, mock: {{statusCode: 200, body: '{body}'}}}}
+"#
+    )
+}
+
 /// `helm install` into the real API server with the defaults; every object accepted. Then the
 /// installed controller Deployment's own arguments run here, as the chart's controller
 /// ServiceAccount (impersonated) and with the chart's certificates; the dataplane's likewise.
@@ -965,130 +1141,17 @@ fn install_run_as_the_chart_accounts_upgrade_and_uninstall() {
     }
 
     // --- run the installed containers here, as the chart's accounts -----------------------
-    let controller_tls = MountedSecret::new(logs.path().join("controller-tls"));
-    let dataplane_tls = MountedSecret::new(logs.path().join("dataplane-tls"));
-    let ca_before =
-        controller_tls.project(env, &ns, "gw-tollhouse-controller-tls")["ca.crt"].clone();
-    let dp_before =
-        dataplane_tls.project(env, &ns, "gw-tollhouse-dataplane-tls")["tls.crt"].clone();
-    let (delivery, admin) = (free_port(), free_port());
-    let kubeconfig = env.kubeconfig_as(&ctl_user);
-    let c = container(env, &ns, "gw-tollhouse-controller");
-    let mut controller_args = localise(
-        &args_of(&c),
-        controller_tls.path(),
-        &[(8443, delivery), (9090, admin)],
-        &[("POD_IP", "127.0.0.1")],
-        &[(
-            "--kubernetes",
-            vec!["--kubeconfig".into(), kubeconfig.display().to_string()],
-        )],
-    );
-    // Only this test's namespace; the rendered flags are all kept.
-    controller_args.extend(["--watch-namespace".into(), apps.clone()]);
-    assert!(controller_args.contains(&"--leader-election".to_string()));
-    let controller = Proc::spawn_with_env(
-        "tollhouse-controller",
-        &controller_args,
-        logs.path(),
-        &[
-            ("POD_NAME", "gw-tollhouse-controller-0"),
-            ("POD_NAMESPACE", &ns),
-        ],
-    );
+    let run = Release::run(env, &ns, release, logs.path(), Some(&apps));
+    let (controller_tls, dataplane_tls, delivery) =
+        (&run.controller_tls, &run.dataplane_tls, run.delivery);
+    let ca_before = run.projected_ca.clone();
+    let dp_before = run.projected_dataplane_cert.clone();
+    let controller = &run.controller;
     let client = http();
-    wait_for(
-        "the controller's admin listener",
-        Duration::from_secs(30),
-        || {
-            client
-                .get(format!("http://127.0.0.1:{admin}/readyz"))
-                .send()
-                .ok()
-                .filter(|r| r.status() == 200)
-        },
-    );
-    // It leads through the chart's Lease, which the chart created empty.
-    wait_for(
-        "the chart's Lease to name a holder",
-        Duration::from_secs(30),
-        || {
-            let lease: Value = serde_json::from_str(&env.kubectl_ok(&[
-                "get",
-                "lease",
-                "gw-tollhouse-controller",
-                "-n",
-                &ns,
-                "-o",
-                "json",
-            ]))
-            .unwrap();
-            (lease["spec"]["holderIdentity"] == "gw-tollhouse-controller-0").then_some(())
-        },
-    );
-
-    let (http_port, https_port, dp_admin) = (free_port(), free_port(), free_port());
-    let state = TempDir::new("chart-state");
-    let d = container(env, &ns, "gw-tollhouse-dataplane");
-    let dataplane_args = localise(
-        &args_of(&d),
-        dataplane_tls.path(),
-        &[(8080, http_port), (8443, https_port), (9901, dp_admin)],
-        &[("POD_NAME", "gw-tollhouse-dataplane-0")],
-        &[
-            (
-                "--controller",
-                vec![format!("--controller=https://127.0.0.1:{delivery}")],
-            ),
-            (
-                "--state-dir",
-                vec![format!("--state-dir={}", state.path().display())],
-            ),
-        ],
-    );
-    let rendered = args_of(&d).join(" ");
-    assert!(
-        rendered.contains(&format!(
-            "--controller-server-name=gw-tollhouse-controller.{ns}.svc"
-        )),
-        "{rendered}"
-    );
-    let _dataplane = Proc::spawn("tollhouse-dataplane", &dataplane_args, logs.path());
-
-    let route = |body: &str| {
-        format!(
-            r#"apiVersion: tollhouse.dev/v1alpha1
-kind: Stage
-metadata: {{name: hello, namespace: {apps}}}
-spec: {{api: hello, basePath: /hello}}
----
-apiVersion: tollhouse.dev/v1alpha1
-kind: ApiRoute
-metadata: {{name: hello, namespace: {apps}}}
-spec:
-  api: hello
-  path: /greeting
-  methods: [GET]
-  integration: {{type: MOCK, mock: {{statusCode: 200, body: '{body}'}}}}
-"#
-        )
-    };
-    env.apply_yaml(&route(r#"{"hello":"world"}"#));
-    let waited = env.kubectl(&[
-        "wait",
-        "--for=condition=Programmed",
-        "stage/hello",
-        "apiroute/hello",
-        "-n",
-        &apps,
-        "--timeout=60s",
-    ]);
-    assert!(
-        waited.status.success(),
-        "not Programmed:\n{}\ncontroller:\n{}",
-        text(&waited),
-        controller.log_text()
-    );
+    env.apply_yaml(&hello(&apps, r#"{"hello":"world"}"#));
+    run.wait_programmed(env, &apps);
+    let http_port = run.http_port;
+    let route = |body: &str| hello(&apps, body);
     let url = format!("http://127.0.0.1:{http_port}/hello/greeting");
     let get = |client: &reqwest::blocking::Client| {
         client
@@ -1239,7 +1302,7 @@ spec:
     );
 
     // --- uninstall: nothing but the CRDs is left ----------------------------------------
-    drop(controller);
+    drop(run);
     env.helm_ok(&["uninstall", release, "-n", &ns, "--wait"]);
     let left = everything_in(env, &ns);
     let ignorable = |o: &String| {
@@ -1268,4 +1331,73 @@ spec:
         "stages.tollhouse.dev",
         "apiroutes.tollhouse.dev",
     ]);
+}
+
+/// A gateway for one namespace, reachable only inside the cluster
+/// (`ci/private-only-values.yaml`, watching that namespace): the controller's rules are a Role
+/// there, nothing cluster-wide is rendered, and that is all it needs to program and serve a
+/// route.
+#[test]
+fn a_private_release_for_one_namespace_needs_no_cluster_role() {
+    let env = KubeEnv::shared();
+    let ns = env.fresh_namespace("chart-private");
+    let apps = env.fresh_namespace("chart-private-apps");
+    let logs = TempDir::new("chart-private");
+    let values = Path::new(CHART)
+        .join("ci/private-only-values.yaml")
+        .display()
+        .to_string();
+    let watch = format!("controller.watchNamespace={apps}");
+    let out = env.helm_ok(&[
+        "install", "edge", CHART, "-n", &ns, "-f", &values, "--set", &watch,
+    ]);
+    assert!(
+        out.contains("(there is no public Service)"),
+        "NOTES should say so:\n{out}"
+    );
+    let objects = documents(&env.helm_ok(&["get", "manifest", "edge", "-n", &ns]));
+    let cluster_wide: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "ClusterRoleBinding")
+        .collect();
+    assert!(cluster_wide.is_empty(), "{cluster_wide:?}");
+    assert_eq!(
+        find(&objects, "Role", "edge-tollhouse-controller")["metadata"]["namespace"],
+        apps.as_str()
+    );
+    let services: Vec<&str> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Service")
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "edge-tollhouse-controller",
+            "edge-tollhouse-dataplane-internal",
+            "edge-tollhouse-dataplane-admin"
+        ]
+    );
+    let user = format!("system:serviceaccount:{ns}:edge-tollhouse-controller");
+    assert!(can_i(
+        env,
+        &user,
+        "watch",
+        "stages.tollhouse.dev",
+        Some(&apps)
+    ));
+    assert!(!can_i(env, &user, "watch", "stages.tollhouse.dev", None));
+    assert!(!can_i(env, &user, "list", "secrets", Some(&ns)));
+
+    let run = Release::run(env, &ns, "edge", logs.path(), None);
+    env.apply_yaml(&hello(&apps, r#"{"private":true}"#));
+    run.wait_programmed(env, &apps);
+    assert_eq!(run.hello(&http()).as_deref(), Some(r#"{"private":true}"#));
+    let log = run.controller.log_text();
+    assert!(
+        !log.contains("Forbidden") && !log.contains(" 403"),
+        "the controller was refused something:\n{log}"
+    );
+    drop(run);
+    env.helm_ok(&["uninstall", "edge", "-n", &ns, "--wait"]);
 }
