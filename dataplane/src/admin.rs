@@ -32,6 +32,11 @@ pub fn respond<B>(gateway: &Gateway, req: &Request<B>) -> Response<Full<Bytes>> 
     let snap = gateway.snapshot.load();
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" if gateway.draining.load(std::sync::atomic::Ordering::Relaxed) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining: shutting down\n",
+        ),
         "/readyz" => match snap.as_ref() {
             Some(_) => text(StatusCode::OK, "text/plain", "ready\n"),
             None => text(

@@ -65,6 +65,11 @@ struct Args {
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Seconds to keep serving after SIGTERM, with `/readyz` answering 503, before the
+    /// listeners close: load balancers and kube-proxy take a moment to stop sending to a pod
+    /// that is going away. A second signal ends the wait.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    drain_delay: u64,
 }
 
 /// Where one worker listens; the first worker resolves port 0 for the others.
@@ -268,7 +273,7 @@ async fn run_control(
     });
     tracing::info!(listen = %addrs.http, listen_tls = ?addrs.tls, admin = %args.admin, workers, controller = %args.controller, controller.tls = args.controller_ca.is_some(), dataplane.id = %id, "dataplane started");
     let subscription = tokio::spawn(source::run(
-        gateway,
+        gateway.clone(),
         source::SourceConfig {
             controller: args.controller,
             id,
@@ -277,6 +282,19 @@ async fn run_control(
         },
     ));
     shutdown_signal().await;
+    if args.drain_delay > 0 {
+        gateway
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            drain_delay_secs = args.drain_delay,
+            "shutting down: /readyz answers 503, still serving until the drain delay ends"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(args.drain_delay)) => {}
+            () = shutdown_signal() => {}
+        }
+    }
     tracing::info!("shutting down: draining connections");
     subscription.abort();
     let _ = stop_tx.send(true);

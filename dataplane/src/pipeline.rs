@@ -53,6 +53,9 @@ pub struct Gateway {
     pub snapshot: ArcSwapOption<CompiledSnapshot>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Set on SIGTERM: `/readyz` answers 503 so load balancers stop sending, while requests
+    /// are still served until `--drain-delay` has passed.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// One worker thread's view: the shared gateway plus its own upstream connection pools, so
@@ -165,6 +168,7 @@ impl Gateway {
     /// A gateway with no snapshot yet.
     pub fn new(metrics: Metrics) -> Self {
         Gateway {
+            draining: std::sync::atomic::AtomicBool::new(false),
             snapshot: ArcSwapOption::empty(),
             metrics,
         }

@@ -726,3 +726,67 @@ fn sigterm_drains_requests_in_flight() {
     assert_eq!(in_flight.join().unwrap(), (200, Value::from("/delay/1500")));
     assert!(s.dataplane.proc.log_text().contains("draining"));
 }
+
+/// With `--drain-delay`, SIGTERM first turns `/readyz` to 503 (load balancers take the pod out)
+/// while requests are still served, and only then do the listeners close.
+#[test]
+fn sigterm_with_a_drain_delay_keeps_serving_while_readyz_says_503() {
+    let mut s = Stack::start(
+        "drain-delay",
+        &[(
+            "api.yaml",
+            docs(&[
+                stage("prod", ""),
+                route("hi", "/hi", "[GET]", &mock(200, "hi")),
+            ]),
+        )],
+    );
+    // A dataplane of its own with the delay, next to the stack's.
+    let state = s.dir.path().join("state-drain");
+    let mut d = Dataplane::start_with(
+        &s.controller.url(""),
+        &state,
+        s.dir.path(),
+        &["--drain-delay".into(), "3".into()],
+    );
+    d.wait_synced(&s.controller);
+    let c = http();
+    assert_eq!(c.get(d.admin("/readyz")).send().unwrap().status(), 200);
+    let pid = d.proc.pid().unwrap().to_string();
+    let signalled = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("/readyz to answer 503", Duration::from_secs(2), || {
+        let r = c.get(d.admin("/readyz")).send().ok()?;
+        (r.status() == 503).then(|| r.text().unwrap())
+    });
+    // Still serving, on new connections too, until the delay is over.
+    let mut served = 0;
+    while signalled.elapsed() < Duration::from_millis(2_500) {
+        // A client per request: a new connection each time.
+        let r = http().get(d.url("/hi")).send().unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "refused {:?} after SIGTERM",
+            signalled.elapsed()
+        );
+        served += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(served >= 10, "{served}");
+    assert!(
+        d.proc.wait_exit(Duration::from_secs(10)).is_some(),
+        "the dataplane did not exit after the drain delay"
+    );
+    let took = signalled.elapsed();
+    assert!(took >= Duration::from_secs(3), "exited after {took:?}");
+    assert!(d
+        .proc
+        .log_text()
+        .contains("still serving until the drain delay ends"));
+    s.dataplane.proc.terminate(Duration::from_secs(10));
+}
