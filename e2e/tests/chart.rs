@@ -475,6 +475,10 @@ fn bad_values_are_refused_with_a_clear_message() {
             "nothing could reach the dataplanes",
         ),
         (
+            &["dataplane.drainDelaySeconds=30"],
+            "dataplane.drainDelaySeconds (30) must be below dataplane.terminationGracePeriodSeconds (30)",
+        ),
+        (
             &["controller.publicUrl=api.example.com"],
             "controller.publicUrl \"api.example.com\" must start with http:// or https://",
         ),

@@ -97,6 +97,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (not .Values.dataplane.service.public.enabled) (not .Values.dataplane.service.internal.enabled) }}
 {{- fail "dataplane.service.public.enabled and dataplane.service.internal.enabled are both false: nothing could reach the dataplanes" }}
 {{- end }}
+{{- if ge (int .Values.dataplane.drainDelaySeconds) (int .Values.dataplane.terminationGracePeriodSeconds) }}
+{{- fail (printf "dataplane.drainDelaySeconds (%d) must be below dataplane.terminationGracePeriodSeconds (%d), or Kubernetes kills dataplanes before they drain" (int .Values.dataplane.drainDelaySeconds) (int .Values.dataplane.terminationGracePeriodSeconds)) }}
+{{- end }}
 {{- if and .Values.controller.publicUrl (not (regexMatch "^https?://[^/]+" .Values.controller.publicUrl)) }}
 {{- fail (printf "controller.publicUrl %q must start with http:// or https:// and a host" .Values.controller.publicUrl) }}
 {{- end }}
