@@ -96,7 +96,7 @@ struct KubeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -112,6 +112,10 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(dir) = &cli.source.dir {
         directory::check(dir)?;
+    }
+    if let Some(raw) = cli.kube.advertise_url.take() {
+        let url = tollhouse_controller::k8s::leader::advertise_url(&raw);
+        cli.kube.advertise_url = Some(url.map_err(anyhow::Error::msg)?);
     }
     let reloader = match cli.delivery {
         Delivery {

@@ -234,3 +234,59 @@ async fn release(api: &Api<Lease>, config: &LeaseConfig) {
         Err(error) => warn!(lease = %config.name, %error, "could not release the lease"),
     }
 }
+
+/// Checks `--advertise-url` and puts brackets around a bare IPv6 address, so that
+/// `https://$(POD_IP):8443` (what a pod spec can express) also works in IPv6 clusters, where
+/// it expands to `https://fd00::5:8443`. Anything else that is not an absolute `http(s)` URL
+/// is refused, naming the flag: dataplanes would otherwise be redirected nowhere.
+pub fn advertise_url(raw: &str) -> Result<String, String> {
+    let refuse = || format!("--advertise-url {raw:?} is not an absolute http:// or https:// URL");
+    let (scheme, rest) = raw.split_once("://").ok_or_else(refuse)?;
+    if scheme != "http" && scheme != "https" {
+        return Err(refuse());
+    }
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let authority = match authority.rsplit_once(':') {
+        Some((host, port))
+            if host.parse::<std::net::Ipv6Addr>().is_ok() && port.parse::<u16>().is_ok() =>
+        {
+            format!("[{host}]:{port}")
+        }
+        _ if authority.parse::<std::net::Ipv6Addr>().is_ok() => format!("[{authority}]"),
+        _ => authority.to_string(),
+    };
+    let url = format!("{scheme}://{authority}{path}");
+    match url.parse::<http::Uri>() {
+        Ok(uri) if uri.host().is_some_and(|h| !h.is_empty()) => Ok(url),
+        _ => Err(refuse()),
+    }
+}
+
+#[cfg(test)]
+mod advertise_tests {
+    use super::advertise_url;
+
+    #[test]
+    fn bare_ipv6_pod_addresses_get_brackets_and_bad_urls_are_refused() {
+        let ok = [
+            ("https://10.0.0.5:8443", "https://10.0.0.5:8443"),
+            ("https://fd00::5:8443", "https://[fd00::5]:8443"),
+            ("https://[fd00::5]:8443", "https://[fd00::5]:8443"),
+            ("http://2001:db8::1", "http://[2001:db8::1]"),
+            ("https://ctl.ns.svc:8443/", "https://ctl.ns.svc:8443/"),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(advertise_url(raw).as_deref(), Ok(want), "{raw}");
+        }
+        for raw in [
+            "10.0.0.5:8443",
+            "ftp://x",
+            "https://",
+            "https:///x",
+            "$(POD_IP)",
+        ] {
+            let error = advertise_url(raw).unwrap_err();
+            assert!(error.contains("--advertise-url"), "{raw}: {error}");
+        }
+    }
+}
