@@ -1405,3 +1405,90 @@ fn a_private_release_for_one_namespace_needs_no_cluster_role() {
     drop(run);
     env.helm_ok(&["uninstall", "edge", "-n", &ns, "--wait"]);
 }
+
+/// Stand-ins for the CRDs of cert-manager and the Prometheus Operator (same group, version,
+/// kind and scope, any content), so the API server can take the chart's Certificates, Issuers
+/// and ServiceMonitors. Their real schemas are not checked here.
+const STAND_IN_CRDS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: certificates.cert-manager.io}
+spec:
+  group: cert-manager.io
+  names: {kind: Certificate, plural: certificates, singular: certificate}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: issuers.cert-manager.io}
+spec:
+  group: cert-manager.io
+  names: {kind: Issuer, plural: issuers, singular: issuer}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+
+/// Every golden values file installs into the real API server (each object accepted, in the
+/// API versions the server offers) and uninstalls without a trace.
+#[test]
+fn every_golden_values_file_installs_and_uninstalls() {
+    let env = KubeEnv::shared();
+    env.apply_yaml(STAND_IN_CRDS);
+    env.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/certificates.cert-manager.io",
+        "crd/issuers.cert-manager.io",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "--timeout=60s",
+    ]);
+    for (name, path) in values_files() {
+        let ns = env.fresh_namespace(&format!("chart-{name}"));
+        let values = path.display().to_string();
+        // A watched namespace must exist for the Role the chart puts there.
+        let parsed: Yaml = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if let Some(watch) = lookup(&parsed, "controller.watchNamespace").and_then(Yaml::as_str) {
+            env.apply_yaml(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {watch}\n  labels:\n    tollhouse.dev/e2e: \"true\"\n"
+            ));
+        }
+        let out = env.helm(&["install", "tollhouse", CHART, "-n", &ns, "-f", &values]);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        let objects = documents(&env.helm_ok(&["get", "manifest", "tollhouse", "-n", &ns]));
+        for o in &objects {
+            let kind = o["kind"].as_str().unwrap();
+            let object = o["metadata"]["name"].as_str().unwrap();
+            let mut args = vec!["get", kind, object, "-o", "name"];
+            if let Some(n) = o["metadata"]["namespace"].as_str() {
+                args.extend(["-n", n]);
+            }
+            env.kubectl_ok(&args);
+        }
+        println!("{name}: {} objects accepted", objects.len());
+        env.helm_ok(&["uninstall", "tollhouse", "-n", &ns, "--wait"]);
+        let left = everything_in(env, &ns);
+        assert!(left.is_empty(), "{name}: helm uninstall left {left:?}");
+    }
+}
