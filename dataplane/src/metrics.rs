@@ -54,6 +54,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     errors: Family<ErrorLabels, Counter>,
     applies: Family<ResultLabels, Counter>,
+    tls_reloads: Family<ResultLabels, Counter>,
     snapshot_version: Gauge,
     /// (stage, route) pairs of the snapshot being served, to forget removed routes' series.
     live: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
@@ -98,6 +99,7 @@ impl Metrics {
         let latency = HistogramFamily::new_with_constructor(latency_histogram);
         let errors = Family::<ErrorLabels, Counter>::default();
         let applies = Family::<ResultLabels, Counter>::default();
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
         let snapshot_version = Gauge::default();
         registry.register(
             "requests",
@@ -120,6 +122,11 @@ impl Metrics {
             applies.clone(),
         );
         registry.register(
+            "controller_tls_reloads",
+            "Changed controller TLS files (--controller-ca, --tls-cert, --tls-key), by result",
+            tls_reloads.clone(),
+        );
+        registry.register(
             "snapshot_version",
             "Version of the snapshot being served",
             snapshot_version.clone(),
@@ -130,6 +137,7 @@ impl Metrics {
             latency,
             errors,
             applies,
+            tls_reloads,
             snapshot_version,
             live: Default::default(),
             handles: Default::default(),
@@ -217,6 +225,15 @@ impl Metrics {
             self.snapshot_version
                 .set(i64::try_from(v).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Counts changed controller TLS files: `applied`, or `refused` (the old ones stay).
+    pub fn tls_reload(&self, result: &'static str) {
+        self.tls_reloads
+            .get_or_create(&ResultLabels {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Prometheus text exposition.

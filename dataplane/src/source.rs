@@ -300,9 +300,15 @@ pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
                 built = Some((current, client.clone()));
                 client
             };
+            let metrics = gateway.clone();
+            let counted = move |reload| match reload {
+                tollhouse_pemfile::reload::Reload::Applied => metrics.metrics.tls_reload("applied"),
+                tollhouse_pemfile::reload::Reload::Refused => metrics.metrics.tls_reload("refused"),
+                _ => {}
+            };
             // Both run forever; the task is aborted at shutdown.
             tokio::select! {
-                () = tls.files.watch(delivery_tls::RELOAD_INTERVAL, |_| {}) => {}
+                () = tls.files.watch(delivery_tls::RELOAD_INTERVAL, counted) => {}
                 () = follow(clients, gateway, config) => {}
             }
         }

@@ -739,6 +739,16 @@ fn rotated_certificates_are_used_without_a_restart_or_an_outage() {
         metrics.contains("tollhouse_controller_tls_reloads_total 2"),
         "{metrics}"
     );
+    let dataplane_metrics = http()
+        .get(d.admin("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        dataplane_metrics.contains("tollhouse_controller_tls_reloads_total{result=\"applied\"} 2"),
+        "{dataplane_metrics}"
+    );
     eprintln!(
         "rotation: controller presented the new leaf after {controller_took:?}, the dataplane \
          reloaded after {dataplane_took:?}, snapshots over the new connection after \
