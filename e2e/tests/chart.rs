@@ -1041,15 +1041,7 @@ fn install_run_as_the_chart_accounts_upgrade_and_uninstall() {
     let manifest = env.helm_ok(&["get", "manifest", release, "-n", &ns]);
     let objects = documents(&manifest);
     assert!(objects.len() >= 15, "{} objects", objects.len());
-    for o in &objects {
-        let kind = o["kind"].as_str().unwrap();
-        let name = o["metadata"]["name"].as_str().unwrap();
-        let mut args = vec!["get", kind, name, "-o", "name"];
-        if let Some(n) = o["metadata"]["namespace"].as_str() {
-            args.extend(["-n", n]);
-        }
-        env.kubectl_ok(&args);
-    }
+    assert_all_exist(env, &objects);
     env.kubectl_ok(&[
         "get",
         "crd",
@@ -1406,56 +1398,54 @@ fn a_private_release_for_one_namespace_needs_no_cluster_role() {
     env.helm_ok(&["uninstall", "edge", "-n", &ns, "--wait"]);
 }
 
-/// Stand-ins for the CRDs of cert-manager and the Prometheus Operator (same group, version,
-/// kind and scope, any content), so the API server can take the chart's Certificates, Issuers
-/// and ServiceMonitors. Their real schemas are not checked here.
-const STAND_IN_CRDS: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
+/// A stand-in for another project's CRD (cert-manager's, the Prometheus Operator's): the same
+/// group, version, kind and scope, any content, so the API server takes the chart's objects of
+/// that kind. Their real schemas are not checked here.
+fn stand_in_crd(group: &str, kind: &str) -> String {
+    let plural = format!("{}s", kind.to_ascii_lowercase());
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: certificates.cert-manager.io}
+metadata: {{name: {plural}.{group}}}
 spec:
-  group: cert-manager.io
-  names: {kind: Certificate, plural: certificates, singular: certificate}
+  group: {group}
+  names: {{kind: {kind}, plural: {plural}, singular: {singular}}}
   scope: Namespaced
   versions:
     - name: v1
       served: true
       storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: issuers.cert-manager.io}
-spec:
-  group: cert-manager.io
-  names: {kind: Issuer, plural: issuers, singular: issuer}
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: servicemonitors.monitoring.coreos.com}
-spec:
-  group: monitoring.coreos.com
-  names: {kind: ServiceMonitor, plural: servicemonitors, singular: servicemonitor}
-  scope: Namespaced
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-"#;
+      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+",
+        singular = kind.to_ascii_lowercase()
+    )
+}
+
+/// Panics unless every object of a release's manifest exists on the server.
+fn assert_all_exist(env: &KubeEnv, objects: &[Value]) {
+    for o in objects {
+        let kind = o["kind"].as_str().unwrap();
+        let name = o["metadata"]["name"].as_str().unwrap();
+        let mut args = vec!["get", kind, name, "-o", "name"];
+        if let Some(n) = o["metadata"]["namespace"].as_str() {
+            args.extend(["-n", n]);
+        }
+        env.kubectl_ok(&args);
+    }
+}
 
 /// Every golden values file installs into the real API server (each object accepted, in the
 /// API versions the server offers) and uninstalls without a trace.
 #[test]
 fn every_golden_values_file_installs_and_uninstalls() {
     let env = KubeEnv::shared();
-    env.apply_yaml(STAND_IN_CRDS);
+    for (group, kind) in [
+        ("cert-manager.io", "Certificate"),
+        ("cert-manager.io", "Issuer"),
+        ("monitoring.coreos.com", "ServiceMonitor"),
+    ] {
+        env.apply_yaml(&stand_in_crd(group, kind));
+    }
     env.kubectl_ok(&[
         "wait",
         "--for=condition=Established",
@@ -1477,15 +1467,7 @@ fn every_golden_values_file_installs_and_uninstalls() {
         let out = env.helm(&["install", "tollhouse", CHART, "-n", &ns, "-f", &values]);
         assert!(out.status.success(), "{name}: {}", text(&out));
         let objects = documents(&env.helm_ok(&["get", "manifest", "tollhouse", "-n", &ns]));
-        for o in &objects {
-            let kind = o["kind"].as_str().unwrap();
-            let object = o["metadata"]["name"].as_str().unwrap();
-            let mut args = vec!["get", kind, object, "-o", "name"];
-            if let Some(n) = o["metadata"]["namespace"].as_str() {
-                args.extend(["-n", n]);
-            }
-            env.kubectl_ok(&args);
-        }
+        assert_all_exist(env, &objects);
         println!("{name}: {} objects accepted", objects.len());
         env.helm_ok(&["uninstall", "tollhouse", "-n", &ns, "--wait"]);
         let left = everything_in(env, &ns);
