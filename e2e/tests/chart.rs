@@ -8,13 +8,14 @@
 mod harness;
 
 use base64::Engine;
-use harness::kube::{run_with_timeout, text, tool, KubeEnv};
+use harness::kube::{text, KubeEnv};
+use harness::tls::{der, presented, SecretDir};
 use harness::{free_port, http, wait_for, Proc, TempDir};
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,21 +27,11 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 // ---------------------------------------------------------------------------------------------
 // helm without an API server
 
-/// Runs helm with its caches in a scratch directory; does not check the exit status.
+/// Runs helm, without a cluster, with its caches in a scratch directory; does not check the
+/// exit status.
 fn helm(args: &[&str]) -> Output {
     let scratch = std::env::temp_dir().join(format!("tollhouse-e2e-helm-{}", std::process::id()));
-    let mut cmd = Command::new(tool("helm", true));
-    cmd.args(args)
-        .env("HELM_CACHE_HOME", scratch.join("cache"))
-        .env("HELM_CONFIG_HOME", scratch.join("config"))
-        .env("HELM_DATA_HOME", scratch.join("data"))
-        .env_remove("KUBECONFIG");
-    run_with_timeout(
-        &format!("helm {}", args.join(" ")),
-        cmd,
-        None,
-        Duration::from_secs(120),
-    )
+    harness::kube::helm(&scratch, None, true, args)
 }
 
 fn helm_ok(args: &[&str]) -> String {
@@ -659,51 +650,31 @@ fn generated_certificates_chain_to_the_ca_and_follow_the_validity_values() {
 // ---------------------------------------------------------------------------------------------
 // helm install into the real API server
 
-/// The files of a Secret laid out as kubelet mounts them: `tls.crt -> ..data/tls.crt`,
-/// `..data -> ..<version>`, and an update swaps `..data` in one rename.
-struct MountedSecret {
-    dir: PathBuf,
-    version: AtomicU64,
-}
-
-impl MountedSecret {
-    fn new(dir: PathBuf) -> MountedSecret {
-        std::fs::create_dir_all(&dir).unwrap();
-        MountedSecret {
-            dir,
-            version: AtomicU64::new(0),
-        }
-    }
-
-    /// Writes the Secret's data as a new version and switches to it atomically.
-    fn project(&self, env: &KubeEnv, ns: &str, secret: &str) -> Value {
-        let object: Value = serde_json::from_str(
-            &env.kubectl_ok(&["get", "secret", secret, "-n", ns, "-o", "json"]),
-        )
-        .unwrap();
-        let n = self.version.fetch_add(1, Ordering::Relaxed);
-        let version = self.dir.join(format!("..v{n}"));
-        std::fs::create_dir_all(&version).unwrap();
-        for (key, b64) in object["data"].as_object().unwrap() {
+/// A Secret's data, decoded: what kubelet writes into the files of a Secret volume.
+fn secret_files(env: &KubeEnv, ns: &str, secret: &str) -> Vec<(String, String)> {
+    let object: Value =
+        serde_json::from_str(&env.kubectl_ok(&["get", "secret", secret, "-n", ns, "-o", "json"]))
+            .unwrap();
+    object["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(key, b64)| {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_str().unwrap())
                 .unwrap();
-            std::fs::write(version.join(key), bytes).unwrap();
-            let link = self.dir.join(key);
-            if !link.exists() {
-                std::os::unix::fs::symlink(format!("..data/{key}"), &link).unwrap();
-            }
-        }
-        let tmp = self.dir.join("..data_tmp");
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(format!("..v{n}"), &tmp).unwrap();
-        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
-        object["data"].clone()
-    }
+            (key.clone(), String::from_utf8(bytes).unwrap())
+        })
+        .collect()
+}
 
-    fn path(&self) -> &Path {
-        &self.dir
-    }
+/// The value of `key` among a Secret's files.
+fn file_of<'a>(files: &'a [(String, String)], key: &str) -> &'a str {
+    files
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in the Secret"))
 }
 
 /// The container of an installed Deployment: its args and the env values it sets literally.
@@ -760,45 +731,6 @@ fn localise(
         .collect()
 }
 
-/// The certificate the controller presents on a fresh connection, as DER.
-fn presented_certificate(
-    port: u16,
-    ca: &Path,
-    server_name: &str,
-    cert: &Path,
-    key: &Path,
-) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    harness::install_crypto();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
-        .unwrap();
-    let name = ServerName::try_from(server_name.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).unwrap();
-    }
-    conn.peer_certificates().unwrap()[0].to_vec()
-}
-
-fn pem_der(path: &Path) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::from_pem_file(path)
-        .unwrap()
-        .to_vec()
-}
-
 /// `kubectl auth can-i` as `user`: true for yes.
 fn can_i(env: &KubeEnv, user: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
     let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
@@ -848,14 +780,17 @@ fn everything_in(env: &KubeEnv, ns: &str) -> BTreeSet<String> {
 struct Release {
     controller: Proc,
     _dataplane: Proc,
-    controller_tls: MountedSecret,
-    dataplane_tls: MountedSecret,
+    controller_tls: SecretDir,
+    dataplane_tls: SecretDir,
     /// The controller's snapshot port (`delivery`, 8443 in the pod).
     delivery: u16,
+    /// The name the dataplane verifies in the controller's certificate.
+    server_name: String,
     /// The dataplane's plain HTTP port (`http`, 8080 in the pod).
     http_port: u16,
-    projected_ca: Value,
-    projected_dataplane_cert: Value,
+    /// `ca.crt` and the dataplane's `tls.crt` as first projected.
+    projected_ca: String,
+    projected_dataplane_cert: String,
     _state: TempDir,
 }
 
@@ -864,19 +799,19 @@ impl Release {
     /// all of them (the shared test server holds other tests' objects).
     fn run(env: &KubeEnv, ns: &str, release: &str, logs: &Path, watch: Option<&str>) -> Release {
         let prefix = format!("{release}-tollhouse");
-        let controller_tls = MountedSecret::new(logs.join("controller-tls"));
-        let dataplane_tls = MountedSecret::new(logs.join("dataplane-tls"));
-        let projected_ca =
-            controller_tls.project(env, ns, &format!("{prefix}-controller-tls"))["ca.crt"].clone();
-        let projected_dataplane_cert =
-            dataplane_tls.project(env, ns, &format!("{prefix}-dataplane-tls"))["tls.crt"].clone();
+        let controller_files = secret_files(env, ns, &format!("{prefix}-controller-tls"));
+        let dataplane_files = secret_files(env, ns, &format!("{prefix}-dataplane-tls"));
+        let projected_ca = file_of(&controller_files, "ca.crt").to_string();
+        let projected_dataplane_cert = file_of(&dataplane_files, "tls.crt").to_string();
+        let controller_tls = SecretDir::new(logs.join("controller-tls"), &controller_files);
+        let dataplane_tls = SecretDir::new(logs.join("dataplane-tls"), &dataplane_files);
         let (delivery, admin) = (free_port(), free_port());
         let user = format!("system:serviceaccount:{ns}:{prefix}-controller");
         let kubeconfig = env.kubeconfig_as(&user);
         let c = container(env, ns, &format!("{prefix}-controller"));
         let mut controller_args = localise(
             &args_of(&c),
-            controller_tls.path(),
+            controller_tls.dir(),
             &[(8443, delivery), (9090, admin)],
             &[("POD_IP", "127.0.0.1")],
             &[(
@@ -938,7 +873,7 @@ impl Release {
         );
         let dataplane_args = localise(
             &args_of(&d),
-            dataplane_tls.path(),
+            dataplane_tls.dir(),
             &[(8080, http_port), (8443, https_port), (9901, dp_admin)],
             &[("POD_NAME", &format!("{prefix}-dataplane-0"))],
             &[
@@ -959,11 +894,30 @@ impl Release {
             controller_tls,
             dataplane_tls,
             delivery,
+            server_name: format!("{prefix}-controller.{ns}.svc"),
             http_port,
             projected_ca,
             projected_dataplane_cert,
             _state: state,
         }
+    }
+
+    /// The controller's certificate as projected now (DER).
+    fn controller_certificate(&self) -> Vec<u8> {
+        der(&std::fs::read_to_string(self.controller_tls.file("tls.crt")).unwrap())
+    }
+
+    /// The certificate the controller presents to a new connection from the dataplane's
+    /// identity, verified for the in-cluster name the dataplane uses (DER).
+    fn presented(&self) -> Vec<u8> {
+        let d = &self.dataplane_tls;
+        presented(
+            self.delivery,
+            &d.file("ca.crt"),
+            (&d.file("tls.crt"), &d.file("tls.key")),
+            &self.server_name,
+        )
+        .unwrap()
     }
 
     /// `kubectl wait` for the hello Stage and route to be Programmed in `apps`.
@@ -1137,12 +1091,9 @@ fn install_run_as_the_chart_accounts_upgrade_and_uninstall() {
     }
 
     // --- run the installed containers here, as the chart's accounts -----------------------
-    let run = Release::run(env, &ns, release, logs.path(), Some(&apps));
-    let (controller_tls, dataplane_tls, delivery) =
-        (&run.controller_tls, &run.dataplane_tls, run.delivery);
+    let mut run = Release::run(env, &ns, release, logs.path(), Some(&apps));
     let ca_before = run.projected_ca.clone();
     let dp_before = run.projected_dataplane_cert.clone();
-    let controller = &run.controller;
     let client = http();
     env.apply_yaml(&hello(&apps, r#"{"hello":"world"}"#));
     run.wait_programmed(env, &apps);
@@ -1158,22 +1109,13 @@ fn install_run_as_the_chart_accounts_upgrade_and_uninstall() {
             .and_then(|r| r.text().ok())
     };
     assert_eq!(get(&client).as_deref(), Some(r#"{"hello":"world"}"#));
-    let warnings = controller.log_text();
+    let warnings = run.controller.log_text();
     assert!(
         !warnings.contains("Forbidden") && !warnings.contains(" 403"),
         "the controller was refused something:\n{warnings}"
     );
-    let served_before = pem_der(&controller_tls.path().join("tls.crt"));
-    assert_eq!(
-        presented_certificate(
-            delivery,
-            &dataplane_tls.path().join("ca.crt"),
-            &format!("gw-tollhouse-controller.{ns}.svc"),
-            &dataplane_tls.path().join("tls.crt"),
-            &dataplane_tls.path().join("tls.key"),
-        ),
-        served_before
-    );
+    let served_before = run.controller_certificate();
+    assert_eq!(run.presented(), served_before);
 
     // --- upgrade with other values, under traffic ---------------------------------------
     let stop = Arc::new(AtomicBool::new(false));
@@ -1250,15 +1192,20 @@ fn install_run_as_the_chart_accounts_upgrade_and_uninstall() {
     assert_eq!(replicas, "1");
     // New leaf certificates from the same CA, projected under the running processes as
     // kubelet would.
-    let ca_after =
-        controller_tls.project(env, &ns, "gw-tollhouse-controller-tls")["ca.crt"].clone();
-    let dp_after = dataplane_tls.project(env, &ns, "gw-tollhouse-dataplane-tls")["tls.crt"].clone();
+    let controller_files = secret_files(env, &ns, "gw-tollhouse-controller-tls");
+    let dataplane_files = secret_files(env, &ns, "gw-tollhouse-dataplane-tls");
+    run.controller_tls.update(&controller_files);
+    run.dataplane_tls.update(&dataplane_files);
+    let (ca_after, dp_after) = (
+        file_of(&controller_files, "ca.crt"),
+        file_of(&dataplane_files, "tls.crt"),
+    );
     assert_eq!(ca_before, ca_after, "the upgrade replaced the CA");
     assert_ne!(
         dp_before, dp_after,
         "the upgrade kept the dataplane's certificate"
     );
-    let served_after = pem_der(&controller_tls.path().join("tls.crt"));
+    let served_after = run.controller_certificate();
     assert_ne!(
         served_before, served_after,
         "the upgrade kept the controller's certificate"
@@ -1266,16 +1213,7 @@ fn install_run_as_the_chart_accounts_upgrade_and_uninstall() {
     wait_for(
         "the controller to present its renewed certificate",
         Duration::from_secs(40),
-        || {
-            (presented_certificate(
-                delivery,
-                &dataplane_tls.path().join("ca.crt"),
-                &format!("gw-tollhouse-controller.{ns}.svc"),
-                &dataplane_tls.path().join("tls.crt"),
-                &dataplane_tls.path().join("tls.key"),
-            ) == served_after)
-                .then_some(())
-        },
+        || (run.presented() == served_after).then_some(()),
     );
     // Delivery still works after the renewal: a change reaches the dataplane.
     env.apply_yaml(&route(r#"{"hello":"again"}"#));

@@ -7,10 +7,8 @@
 
 mod harness;
 
+use harness::tls::{der, presented, tls_client, SecretDir};
 use harness::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,42 +107,6 @@ fn assert_no_key_in_logs(logs: &Path, keys: &[String]) {
         checked += 1;
     }
     assert!(checked > 0, "no process log found in {}", logs.display());
-}
-
-/// A rustls client config trusting only the CA(s) in `ca`, presenting `identity`.
-fn tls_config(ca: &Path, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
-    install_crypto();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(ca.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    match identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(cert)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_file(key).unwrap(),
-            )
-            .unwrap(),
-    }
-}
-
-/// An HTTP client trusting only the CA(s) in `ca`, presenting `identity` (certificate, key).
-fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(tls_config(ca, identity))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 fn path(p: &Path) -> String {
@@ -384,79 +346,6 @@ fn misplaced_keys_stop_the_process_without_showing_the_key() {
     pki.assert_no_key_in_logs(pki.dir.path());
 }
 
-/// A directory laid out the way kubelet mounts a Secret: each file is a symlink through
-/// `..data`, itself a symlink to a directory of this version's files. An update writes a new
-/// directory, swaps `..data` with one rename and removes the old one, so a reader sees all the
-/// old files or all the new ones, as the Helm chart's pods do.
-struct SecretDir {
-    path: PathBuf,
-    files: BTreeMap<String, String>,
-    version: u32,
-}
-
-impl SecretDir {
-    fn new(path: PathBuf, files: &[(&str, &str)]) -> SecretDir {
-        std::fs::create_dir_all(&path).unwrap();
-        let mut secret = SecretDir {
-            path,
-            files: BTreeMap::new(),
-            version: 0,
-        };
-        secret.update(files);
-        for name in secret.files.keys() {
-            std::os::unix::fs::symlink(format!("..data/{name}"), secret.path.join(name)).unwrap();
-        }
-        secret
-    }
-
-    /// Replaces the files named (the others keep their content), all at once.
-    fn update(&mut self, files: &[(&str, &str)]) {
-        for (name, text) in files {
-            self.files.insert(name.to_string(), text.to_string());
-        }
-        self.version += 1;
-        let version = format!("..v{}", self.version);
-        let dir = self.path.join(&version);
-        std::fs::create_dir(&dir).unwrap();
-        for (name, text) in &self.files {
-            certs::write(&dir, name, text).unwrap();
-        }
-        let tmp = self.path.join("..data_tmp");
-        std::os::unix::fs::symlink(&version, &tmp).unwrap();
-        std::fs::rename(&tmp, self.path.join("..data")).unwrap();
-        if self.version > 1 {
-            std::fs::remove_dir_all(self.path.join(format!("..v{}", self.version - 1))).unwrap();
-        }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-}
-
-/// The leaf certificate the controller presents to a new connection (DER), from an in-process
-/// rustls handshake trusting `ca` and presenting `identity`.
-fn presented(port: u16, ca: &Path, identity: (&Path, &Path)) -> Result<Vec<u8>, String> {
-    let config = Arc::new(tls_config(ca, Some(identity)));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = rustls::ClientConnection::new(config, name).unwrap();
-    let mut tcp = std::net::TcpStream::connect(addr(port)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    while tls.is_handshaking() {
-        tls.complete_io(&mut tcp).map_err(|e| e.to_string())?;
-    }
-    tls.peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|leaf| leaf.to_vec())
-        .ok_or_else(|| "no peer certificate".to_string())
-}
-
-fn der(cert_pem: &str) -> Vec<u8> {
-    CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .unwrap()
-        .to_vec()
-}
-
 /// Writes (atomically) the one extra route, `/rotated-<n>`, to the controller's directory.
 fn extra_route(manifests: &Path, backend: u16, n: u32) {
     let tmp = manifests.join(".extra.yaml.tmp");
@@ -566,7 +455,7 @@ fn rotated_certificates_are_used_without_a_restart_or_an_outage() {
     );
     d.wait_synced(&c);
     assert_eq!(
-        presented(c.port, &ca_file, as_client_1()).unwrap(),
+        presented(c.port, &ca_file, as_client_1(), "localhost").unwrap(),
         der(&server_1.cert_pem)
     );
 
@@ -626,8 +515,9 @@ fn rotated_certificates_are_used_without_a_restart_or_an_outage() {
         "the controller to present its new certificate",
         Duration::from_secs(30),
         || {
-            (presented(c.port, &ca_file, as_client_1()).ok()? == der(&server_2.cert_pem))
-                .then_some(())
+            (presented(c.port, &ca_file, as_client_1(), "localhost").ok()?
+                == der(&server_2.cert_pem))
+            .then_some(())
         },
     );
     let controller_took = swapped.elapsed();

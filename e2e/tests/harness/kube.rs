@@ -171,17 +171,12 @@ impl KubeEnv {
     /// Runs the real helm (from the same cache as kubectl) as admin; does not check the exit
     /// status.
     pub fn helm(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(tool("helm", self.existing.is_some()));
-        cmd.arg("--kubeconfig")
-            .arg(self.kubeconfig_admin())
-            .args(args)
-            .env_remove("KUBECONFIG")
-            // helm's caches and plugin dirs stay inside the scratch directory.
-            .env("HELM_CACHE_HOME", self.dir.path().join("helm-cache"))
-            .env("HELM_CONFIG_HOME", self.dir.path().join("helm-config"))
-            .env("HELM_DATA_HOME", self.dir.path().join("helm-data"));
-        let what = format!("helm {}", args.join(" "));
-        run_with_timeout(&what, cmd, None, KUBECTL_TIMEOUT)
+        helm(
+            self.dir.path(),
+            Some(&self.kubeconfig_admin()),
+            self.existing.is_some(),
+            args,
+        )
     }
 
     /// Runs helm as admin and returns its stdout; panics with its output if it fails.
@@ -508,7 +503,7 @@ impl Drop for KubeEnv {
 /// Finds a binary in `TOLLHOUSE_KUBE_BIN`, else in `$TOLLHOUSE_KUBE_CACHE/bin` or
 /// `~/.cache/tollhouse-kube/bin`, else (`from_path`, only for an existing cluster, where
 /// `setup.sh` installs nothing) on `PATH`. Panics with instructions if it is nowhere.
-pub fn tool(name: &str, from_path: bool) -> PathBuf {
+fn tool(name: &str, from_path: bool) -> PathBuf {
     let dir = match std::env::var_os("TOLLHOUSE_KUBE_BIN").filter(|v| !v.is_empty()) {
         Some(bin) => PathBuf::from(bin),
         None => match std::env::var_os("TOLLHOUSE_KUBE_CACHE").filter(|v| !v.is_empty()) {
@@ -674,8 +669,25 @@ fn wait_ready(procs: &mut [Watched], what: &str, mut ready: impl FnMut() -> Opti
     }
 }
 
+/// Runs the real helm ([`tool`]; `from_path` as there) with its caches, config and plugins
+/// under `scratch`, never the user's, against `kubeconfig` when given (else no cluster at
+/// all); does not check the exit status.
+pub fn helm(scratch: &Path, kubeconfig: Option<&Path>, from_path: bool, args: &[&str]) -> Output {
+    let mut cmd = Command::new(tool("helm", from_path));
+    if let Some(kubeconfig) = kubeconfig {
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+    }
+    cmd.args(args)
+        .env_remove("KUBECONFIG")
+        .env("HELM_CACHE_HOME", scratch.join("helm-cache"))
+        .env("HELM_CONFIG_HOME", scratch.join("helm-config"))
+        .env("HELM_DATA_HOME", scratch.join("helm-data"));
+    let what = format!("helm {}", args.join(" "));
+    run_with_timeout(&what, cmd, None, KUBECTL_TIMEOUT)
+}
+
 /// Runs `cmd` with `stdin`, collecting its output; kills it and panics after `timeout`.
-pub fn run_with_timeout(
+fn run_with_timeout(
     what: &str,
     mut cmd: Command,
     stdin: Option<&str>,

@@ -3,6 +3,7 @@
 
 pub mod kube;
 pub mod operator;
+pub mod tls;
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
