@@ -136,11 +136,10 @@ fn client_ca_error(path: &Path, error: &dyn std::fmt::Display) -> DeliveryTlsErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use tollhouse_pemfile::testing::{handshake, Authority, Dir};
 
     struct Files {
-        dir: PathBuf,
+        dir: Dir,
         ca: PathBuf,
         cert: PathBuf,
         key: PathBuf,
@@ -148,37 +147,21 @@ mod tests {
         key_pem: String,
     }
 
-    impl Drop for Files {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
+    /// A CA, a server leaf and the key of another leaf, written to a scratch directory.
     fn files(tag: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!(
-            "tollhouse-delivery-tls-{tag}-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
-        let write = |name: &str, text: &str| {
-            let path = dir.join(name);
-            std::fs::write(&path, text).unwrap();
-            path
-        };
+        let dir = Dir::new(&format!("delivery-tls-{tag}"));
+        let ca = Authority::new();
+        let (leaf, other) = (ca.server(), ca.server());
+        dir.replace("ca.pem", &ca.pem());
+        dir.replace("server.pem", &leaf.cert);
+        dir.replace("server.key", &leaf.key);
+        dir.replace("other.key", &other.key);
         Files {
-            ca: write("ca.pem", &ca.pem()),
-            cert: write("server.pem", &cert.pem()),
-            key: write("server.key", &key.serialize_pem()),
-            other_key: write("other.key", &KeyPair::generate().unwrap().serialize_pem()),
-            key_pem: key.serialize_pem(),
+            ca: dir.path("ca.pem"),
+            cert: dir.path("server.pem"),
+            key: dir.path("server.key"),
+            other_key: dir.path("other.key"),
+            key_pem: leaf.key,
             dir,
         }
     }
@@ -206,9 +189,9 @@ mod tests {
             (f.cert.clone(), f.key.clone(), f.key.clone(), &f.key),
             (
                 f.cert.clone(),
-                f.dir.join("missing.key"),
+                f.dir.path("missing.key"),
                 f.ca.clone(),
-                &f.dir,
+                &f.dir.path("missing.key"),
             ),
         ];
         for (cert, key, client_ca, culprit) in cases {

@@ -104,29 +104,20 @@ pub fn load(files: ControllerTlsFiles) -> Result<Reloader, DeliveryTlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     use tollhouse_pemfile::reload::Reload;
     use tollhouse_pemfile::testing::{handshake, Authority, Dir};
 
     /// Each error names the file at fault and quotes nothing from it.
     #[test]
     fn errors_name_the_file_and_never_show_the_key() {
-        let dir =
-            std::env::temp_dir().join(format!("tollhouse-dp-delivery-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["dataplane".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
+        let dir = Dir::new("dp-delivery-tls");
+        let ca = Authority::new();
+        let leaf = ca.client();
+        dir.replace("ca.pem", &ca.pem());
+        dir.replace("dp.pem", &leaf.cert);
+        dir.replace("dp.key", &leaf.key);
         let (ca_file, cert_file, key_file) =
-            (dir.join("ca.pem"), dir.join("dp.pem"), dir.join("dp.key"));
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+            (dir.path("ca.pem"), dir.path("dp.pem"), dir.path("dp.key"));
 
         let good = ControllerTlsFiles {
             ca: ca_file.clone(),
@@ -149,7 +140,7 @@ mod tests {
                 Some((cert_file.clone(), cert_file.clone())),
                 &cert_file,
             ),
-            (dir.join("missing.pem"), None, &dir),
+            (dir.path("missing.pem"), None, &dir.path("missing.pem")),
         ];
         for (ca, identity, culprit) in cases {
             let error = client_config(&ControllerTlsFiles { ca, identity })
@@ -160,11 +151,10 @@ mod tests {
                 "{error} should name {}",
                 culprit.display()
             );
-            for line in key.serialize_pem().lines() {
+            for line in leaf.key.lines() {
                 assert!(!error.contains(line), "{error} shows key material");
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The client follows its files: a rotated certificate is presented on the next
