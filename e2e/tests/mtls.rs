@@ -109,6 +109,28 @@ fn assert_no_key_in_logs(logs: &Path, keys: &[String]) {
     assert!(checked > 0, "no process log found in {}", logs.display());
 }
 
+/// The dataplane's delivery TLS flags: trust `ca`, present `cert` and `key`, and verify the
+/// controller's certificate for `server_name` instead of the URL's host.
+fn dataplane_tls_args(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    server_name: Option<&str>,
+) -> Vec<String> {
+    let mut args = vec![
+        "--controller-ca".into(),
+        path(ca),
+        "--tls-cert".into(),
+        path(cert),
+        "--tls-key".into(),
+        path(key),
+    ];
+    if let Some(name) = server_name {
+        args.extend(["--controller-server-name".into(), name.into()]);
+    }
+    args
+}
+
 fn path(p: &Path) -> String {
     p.display().to_string()
 }
@@ -152,16 +174,12 @@ fn a_dataplane_with_a_certificate_from_the_client_ca_is_served() {
         &c.url(""),
         &pki.dir.path().join("state"),
         pki.dir.path(),
-        &[
-            "--controller-ca".into(),
-            path(&pki.ca),
-            "--tls-cert".into(),
-            path(&pki.client_cert),
-            "--tls-key".into(),
-            path(&pki.client_key),
-            "--controller-server-name".into(),
-            "localhost".into(),
-        ],
+        &dataplane_tls_args(
+            &pki.ca,
+            &pki.client_cert,
+            &pki.client_key,
+            Some("localhost"),
+        ),
     );
     assert!(c.url("").starts_with("https://127.0.0.1:"));
     d.wait_synced(&c);
@@ -246,14 +264,7 @@ fn a_dataplane_that_does_not_trust_the_controller_serves_nothing() {
         &c.url(""),
         &pki.dir.path().join("state"),
         pki.dir.path(),
-        &[
-            "--controller-ca".into(),
-            path(&pki.other_ca),
-            "--tls-cert".into(),
-            path(&pki.client_cert),
-            "--tls-key".into(),
-            path(&pki.client_key),
-        ],
+        &dataplane_tls_args(&pki.other_ca, &pki.client_cert, &pki.client_key, None),
     );
     let client = http();
     // Two failures: the first, and a retry after the backoff.
@@ -442,16 +453,12 @@ fn rotated_certificates_are_used_without_a_restart_or_an_outage() {
         &c.url(""),
         &dir.path().join("state"),
         dir.path(),
-        &[
-            "--controller-ca".into(),
-            path(&dataplane_tls.file("ca.crt")),
-            "--tls-cert".into(),
-            path(&dataplane_tls.file("tls.crt")),
-            "--tls-key".into(),
-            path(&dataplane_tls.file("tls.key")),
-            "--controller-server-name".into(),
-            "localhost".into(),
-        ],
+        &dataplane_tls_args(
+            &dataplane_tls.file("ca.crt"),
+            &dataplane_tls.file("tls.crt"),
+            &dataplane_tls.file("tls.key"),
+            Some("localhost"),
+        ),
     );
     d.wait_synced(&c);
     assert_eq!(
@@ -587,16 +594,7 @@ fn rotated_certificates_are_used_without_a_restart_or_an_outage() {
         &c.url(""),
         &dir.path().join("stale-state"),
         dir.path(),
-        &[
-            "--controller-ca".into(),
-            path(&ca_file),
-            "--tls-cert".into(),
-            path(old_cert),
-            "--tls-key".into(),
-            path(old_key),
-            "--controller-server-name".into(),
-            "localhost".into(),
-        ],
+        &dataplane_tls_args(&ca_file, old_cert, old_key, Some("localhost")),
     );
     let log = wait_for(
         "the old-CA dataplane to log a refused handshake",
