@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Tollhouse proxy benchmark: tollhouse-dataplane vs nginx vs the backend alone.
+# Tollhouse proxy benchmark: tollhouse-dataplane vs nginx vs the backend alone, and optionally
+# vs an older build of tollhouse, with and without access logging.
 #
 #   bench/run.sh                              # defaults: ROUNDS=3 DURATION=10 CONNS=32
 #   ROUNDS=5 DURATION=15 CONNS=64 bench/run.sh
+#   BASELINE=016d1e3 ROUNDS=5 bench/run.sh    # also measure the build at 016d1e3
 #
 # Cases, all measured with the same wrk settings in one run:
-#   direct         wrk -> tollhouse-echo /fast
-#   nginx          wrk -> nginx (1 worker, keepalive upstream) -> tollhouse-echo /fast
-#   tollhouse-10   wrk -> tollhouse-dataplane (10 routes)       -> tollhouse-echo /fast
-#   tollhouse-10k  wrk -> tollhouse-dataplane (10,000 routes)   -> tollhouse-echo /fast
+#   direct            wrk -> tollhouse-echo /fast
+#   nginx             wrk -> nginx (1 worker, keepalive upstream) -> tollhouse-echo /fast
+#   tollhouse-10      wrk -> tollhouse-dataplane (10 routes)       -> tollhouse-echo /fast
+#   tollhouse-10k     wrk -> tollhouse-dataplane (10,000 routes)   -> tollhouse-echo /fast
+#   baseline-10       as tollhouse-10, but controller and dataplane built from $BASELINE
+#                     (only when BASELINE is set)
+#   tollhouse-10-log  as tollhouse-10, but the Stage has an accessLog (AWS's JSON example
+#                     format) and the dataplane runs with --access-log FILE (LOG_CASE=1)
 #
 # Proxies and backend are pinned to CPU 0, wrk to CPU 1. Rounds are interleaved (each round runs
 # every case once, in an order rotated from round to round) so that drift on a shared machine
@@ -17,7 +23,26 @@
 # requests wrk completed. The table shows per-case medians.
 #
 # Other knobs: WARMUP (seconds per target, default 2), SKIP_BUILD=1 (use the binaries already in
-# target/release), RESULTS=FILE (also write the raw per-run rows there, tab-separated).
+# target/release, and the baseline's if they were built from the same revision), RESULTS=FILE
+# (also write the raw per-run rows there, tab-separated).
+#
+# BASELINE=REV (any git revision): check REV out into the worktree target/bench-baseline/src
+# (`git worktree add --detach`; reused, and moved to REV if needed, on later runs) and build its
+# release binaries with CARGO_TARGET_DIR=target/bench-baseline/target, so the main target/ is
+# never touched. baseline-10 gets the same manifests as tollhouse-10, which use only long-standing
+# fields, and the same dataplane flags, so REV must accept those. Ratio rows
+# "tollhouse-10 / baseline-10" are added.
+#
+# LOG_CASE=1 (default; 0 leaves it out): the tollhouse-10-log case, with the access log written
+# to the run's temporary directory (about 250 bytes a request: 100-200 MB with the defaults). The
+# dataplane must have --access-log and the controller must know the Stage's accessLog field; the
+# script stops with an error before measuring if either is missing. After the run it checks that
+# the log has about as many lines as requests were sent to that case, and adds the ratio row
+# "tollhouse-10-log / tollhouse-10".
+#
+# BUILD_ONLY=1: build (the main tree unless SKIP_BUILD=1, and the baseline when BASELINE is set),
+# then exit without measuring; e.g. `SKIP_BUILD=1 BUILD_ONLY=1 BASELINE=REV nice -n 19
+# bench/run.sh` prepares the baseline ahead of time.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -25,12 +50,24 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 WARMUP=${WARMUP:-2}
 SKIP_BUILD=${SKIP_BUILD:-0}
+BUILD_ONLY=${BUILD_ONLY:-0}
+BASELINE=${BASELINE:-}
+LOG_CASE=${LOG_CASE:-1}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 BIN=$TARGET_DIR/release
+# The baseline lives under target/ (ignored by git, and out of the way of the main build).
+BASE_ROOT=$REPO/target/bench-baseline
+BASE_SRC=$BASE_ROOT/src
+BASE_TARGET=$BASE_ROOT/target
+BASE_BIN=$BASE_TARGET/release
+BINS=(tollhouse-echo tollhouse-controller tollhouse-dataplane)
+# AWS's JSON example for an access-log format (API Gateway developer guide, "access logging").
+# shellcheck disable=SC2016 # the $context variables are for the dataplane, not for bash
+ACCESS_LOG_FORMAT='{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","requestTime":"$context.requestTime","httpMethod":"$context.httpMethod","routeKey":"$context.routeKey","status":"$context.status","protocol":"$context.protocol","responseLength":"$context.responseLength"}'
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -38,6 +75,97 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS DURATION CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
+for v in BUILD_ONLY LOG_CASE; do
+    [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1 (got '${!v}')"
+done
+
+# ---------------------------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------------------------
+if [[ $SKIP_BUILD != 1 ]]; then
+    log "building release binaries (cargo build --release --bins)"
+    (cd "$REPO" && cargo build --release --bins)
+fi
+if [[ $SKIP_BUILD != 1 || $BUILD_ONLY != 1 ]]; then
+    for b in "${BINS[@]}"; do
+        [[ -x $BIN/$b ]] || die "$BIN/$b missing (build failed?)"
+    done
+fi
+
+# baseline_worktree: $BASE_SRC is a worktree of this repository with $BASE_REV checked out.
+baseline_worktree() {
+    mkdir -p "$BASE_ROOT"
+    # A worktree whose directory was deleted (cargo clean) is still registered until pruned.
+    git -C "$REPO" worktree prune
+    if [[ ! -e $BASE_SRC ]]; then
+        log "adding worktree $BASE_SRC at ${BASE_REV:0:12}"
+        git -C "$REPO" worktree add --quiet --detach "$BASE_SRC" "$BASE_REV"
+        return
+    fi
+    # Inside target/ a plain directory would resolve to the main repository, so compare the
+    # top level as well as the shared git directory.
+    local top common want_common
+    top=$(git -C "$BASE_SRC" rev-parse --show-toplevel 2>/dev/null || true)
+    common=$(git -C "$BASE_SRC" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+    want_common=$(git -C "$REPO" rev-parse --path-format=absolute --git-common-dir)
+    [[ $top == "$(cd "$BASE_SRC" && pwd -P)" && $common == "$want_common" ]] \
+        || die "$BASE_SRC exists but is not a worktree of $REPO; remove it and run again"
+    local dirty
+    dirty=$(git -C "$BASE_SRC" status --porcelain --untracked-files=no)
+    [[ -z $dirty ]] || die "baseline worktree $BASE_SRC has local changes, so it would not build \
+$BASELINE as committed: $(tr '\n' ' ' <<<"$dirty")(it is only for bench/run.sh: \
+git worktree remove --force $BASE_SRC)"
+    local head
+    head=$(git -C "$BASE_SRC" rev-parse HEAD)
+    if [[ $head == "$BASE_REV" ]]; then
+        log "reusing worktree $BASE_SRC at ${BASE_REV:0:12}"
+    else
+        log "moving worktree $BASE_SRC from ${head:0:12} to ${BASE_REV:0:12}"
+        git -C "$BASE_SRC" checkout --quiet --detach "$BASE_REV"
+    fi
+}
+
+# The baseline's binaries are reused only if they were built from the same revision: a stamp
+# written after a successful build records which.
+baseline_built() {
+    local b
+    for b in "${BINS[@]}"; do [[ -x $BASE_BIN/$b ]] || return 1; done
+    [[ $(cat "$BASE_ROOT/built-rev" 2>/dev/null || true) == "$BASE_REV" ]]
+}
+
+if [[ -n $BASELINE ]]; then
+    BASE_REV=$(git -C "$REPO" rev-parse --verify --quiet "$BASELINE^{commit}") \
+        || die "BASELINE=$BASELINE is not a commit in $REPO"
+    BASE_DESC=$(git -C "$REPO" log -1 --format='%h %s' "$BASE_REV")
+    if [[ $SKIP_BUILD == 1 ]] && baseline_built; then
+        log "baseline: using the binaries in $BASE_BIN, built from ${BASE_REV:0:12} (SKIP_BUILD=1)"
+    else
+        baseline_worktree
+        log "building baseline ${BASE_REV:0:12} (cargo build --release --bins, CARGO_TARGET_DIR=$BASE_TARGET)"
+        rm -f "$BASE_ROOT/built-rev"
+        (cd "$BASE_SRC" && CARGO_TARGET_DIR=$BASE_TARGET cargo build --release --bins) \
+            || die "baseline build of $BASELINE (${BASE_REV:0:12}) failed"
+        echo "$BASE_REV" >"$BASE_ROOT/built-rev"
+    fi
+    for b in "${BINS[@]}"; do
+        [[ -x $BASE_BIN/$b ]] || die "$BASE_BIN/$b missing (baseline build failed?)"
+    done
+fi
+
+if [[ $BUILD_ONLY == 1 ]]; then
+    [[ $SKIP_BUILD == 1 ]] || log "built $BIN/{$(IFS=,; echo "${BINS[*]}")}"
+    [[ -z $BASELINE ]] || log "baseline ready: $BASE_BIN/{$(IFS=,; echo "${BINS[*]}")} from ${BASE_REV:0:12}"
+    log "BUILD_ONLY=1: not measuring"
+    exit 0
+fi
+
+# A dataplane without the flag would exit at start-up with a clap usage error; say so plainly
+# before anything is started.
+if [[ $LOG_CASE == 1 ]]; then
+    dp_help=$("$BIN/tollhouse-dataplane" --help 2>&1 || true)
+    [[ $dp_help == *--access-log* ]] || die "LOG_CASE=1, but $BIN/tollhouse-dataplane does not accept --access-log (it predates \
+access logging, or was built before it was added); rebuild, or run with LOG_CASE=0"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -63,20 +191,10 @@ NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------------------------------------
-# Build
-# ---------------------------------------------------------------------------------------------
-if [[ $SKIP_BUILD != 1 ]]; then
-    log "building release binaries (cargo build --release --bins)"
-    (cd "$REPO" && cargo build --release --bins)
-fi
-for b in tollhouse-echo tollhouse-controller tollhouse-dataplane; do
-    [[ -x $BIN/$b ]] || die "$BIN/$b missing (build failed?)"
-done
-
-# ---------------------------------------------------------------------------------------------
 # Processes and clean-up
 # ---------------------------------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollhouse-bench.XXXXXX")
+ACCESS_LOG=$TMP/access.log
 PIDS=()
 cleanup() {
     local rc=$?
@@ -94,6 +212,7 @@ cleanup() {
     if [[ $rc -ne 0 ]]; then
         log "failed (exit $rc); last lines of the process logs:"
         for f in "$TMP"/*.log "$TMP"/nginx/error.log; do
+            [[ $f == "$ACCESS_LOG" ]] && continue
             [[ -f $f ]] && { echo "== $f" >&2; tail -n 5 "$f" >&2; }
         done
     fi
@@ -129,12 +248,13 @@ start() {
     PIDS+=("$LAST_PID")
 }
 
-# wait_for URL SECONDS [PID]: until URL answers 2xx.
+# wait_for URL SECONDS [PID [NAME]]: until URL answers 2xx.
 wait_for() {
-    local url=$1 secs=$2 pid=${3:-}
+    local url=$1 secs=$2 pid=${3:-} name=${4:-}
     local deadline=$((SECONDS + secs))
     until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
-        [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || die "process for $url exited"
+        [[ -z $pid ]] || kill -0 "$pid" 2>/dev/null || die "${name:-process} for $url exited${name:+: \
+$(grep -m 1 -i error "$TMP/$name.log" 2>/dev/null || true)}"
         ((SECONDS < deadline)) || die "timed out waiting for $url"
         sleep 0.2
     done
@@ -181,15 +301,17 @@ start nginx "$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/ng
 NGINX_PID=$LAST_PID
 wait_for "http://127.0.0.1:$NGINX_PORT/svc5/items/42" 20 "$NGINX_PID"
 
-# Manifests: one Stage and N ApiRoutes /svc{i}/items/{id} -> backend /fast.
+# Manifests: one Stage and N ApiRoutes /svc{i}/items/{id} -> backend /fast. STAGE_EXTRA is
+# appended inside the Stage's spec mapping (", key: value"); it goes through the environment
+# because awk -v would interpret backslashes.
 write_manifests() {
-    local dir=$1 n=$2
+    local dir=$1 n=$2 extra=${3:-}
     mkdir -p "$dir"
-    awk -v n="$n" -v port="$BACKEND_PORT" 'BEGIN {
+    STAGE_EXTRA=$extra awk -v n="$n" -v port="$BACKEND_PORT" 'BEGIN {
         print "apiVersion: tollhouse.dev/v1alpha1"
         print "kind: Stage"
         print "metadata: {name: bench, namespace: default}"
-        print "spec: {api: bench, basePath: /}"
+        print "spec: {api: bench, basePath: /" ENVIRON["STAGE_EXTRA"] "}"
         for (i = 0; i < n; i++) {
             print "---"
             print "apiVersion: tollhouse.dev/v1alpha1"
@@ -204,25 +326,26 @@ write_manifests() {
     }' >"$dir/bench.yaml"
 }
 
-# start_tollhouse NAME ROUTES: a controller and a dataplane serving ROUTES routes.
-# Sets TH_PORT and TH_PID.
+# start_tollhouse NAME ROUTES [BINDIR [STAGE_EXTRA [DATAPLANE_ARG...]]]: a controller and a
+# dataplane from BINDIR (default $BIN) serving ROUTES routes. Sets TH_PORT, TH_ADMIN and TH_PID.
 start_tollhouse() {
-    local name=$1 n=$2
+    local name=$1 n=$2 bin=${3:-$BIN} extra=${4:-}
+    shift $(($# < 4 ? $# : 4))
     local cport lport aport
     cport=$(free_port)
     lport=$(free_port)
     aport=$(free_port)
-    write_manifests "$TMP/$name-manifests" "$n"
+    write_manifests "$TMP/$name-manifests" "$n" "$extra"
     mkdir -p "$TMP/$name-state"
-    start "$name-controller" "$BIN/tollhouse-controller" --dir "$TMP/$name-manifests" \
+    start "$name-controller" "$bin/tollhouse-controller" --dir "$TMP/$name-manifests" \
         --listen "127.0.0.1:$cport"
     local cpid=$LAST_PID
-    wait_for "http://127.0.0.1:$cport/readyz" 120 "$cpid"
-    start "$name-dataplane" "$BIN/tollhouse-dataplane" --controller "http://127.0.0.1:$cport" \
+    wait_for "http://127.0.0.1:$cport/readyz" 120 "$cpid" "$name-controller"
+    start "$name-dataplane" "$bin/tollhouse-dataplane" --controller "http://127.0.0.1:$cport" \
         --listen "127.0.0.1:$lport" --admin "127.0.0.1:$aport" --workers 1 \
-        --state-dir "$TMP/$name-state"
+        --state-dir "$TMP/$name-state" "$@"
     local dpid=$LAST_PID
-    wait_for "http://127.0.0.1:$aport/readyz" 120 "$dpid"
+    wait_for "http://127.0.0.1:$aport/readyz" 120 "$dpid" "$name-dataplane"
     local want got deadline=$((SECONDS + 120))
     while :; do
         want=$(curl -fsS --max-time 5 "http://127.0.0.1:$cport/status" | json_hash || true)
@@ -238,6 +361,7 @@ start_tollhouse() {
     log "$name: dataplane pid $dpid on :$lport serves snapshot ${want:0:12} (routes: ${routes:-?})"
     [[ -z $routes || $routes == "$n" ]] || die "$name: dataplane serves $routes routes, want $n"
     TH_PORT=$lport
+    TH_ADMIN=$aport
     TH_PID=$dpid
 }
 
@@ -245,9 +369,24 @@ start_tollhouse th10 10
 TH10_PORT=$TH_PORT TH10_PID=$TH_PID
 start_tollhouse th10k 10000
 TH10K_PORT=$TH_PORT TH10K_PID=$TH_PID
+if [[ -n $BASELINE ]]; then
+    start_tollhouse base10 10 "$BASE_BIN"
+    BASE10_PORT=$TH_PORT BASE10_PID=$TH_PID
+    # The same routes, so the same manifests: nothing a baseline controller might not know.
+    cmp -s "$TMP/th10-manifests/bench.yaml" "$TMP/base10-manifests/bench.yaml" \
+        || die "baseline-10 and tollhouse-10 manifests differ"
+fi
+if [[ $LOG_CASE == 1 ]]; then
+    # A single-quoted YAML scalar: the format is full of double quotes, braces and commas.
+    start_tollhouse th10log 10 "$BIN" ", accessLog: {format: '$ACCESS_LOG_FORMAT'}" \
+        --access-log "$ACCESS_LOG"
+    TH10LOG_PORT=$TH_PORT TH10LOG_PID=$TH_PID TH10LOG_ADMIN=$TH_ADMIN
+fi
 
 # Cases: name, URL, pids whose CPU counts as "the proxy".
 CASES=(direct nginx tollhouse-10 tollhouse-10k)
+[[ -z $BASELINE ]] || CASES+=(baseline-10)
+[[ $LOG_CASE != 1 ]] || CASES+=(tollhouse-10-log)
 declare -A URL PROXY_PIDS
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
@@ -260,12 +399,45 @@ NGINX_WORKERS=$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null || p
 PROXY_PIDS[nginx]="$NGINX_PID $NGINX_WORKERS"
 PROXY_PIDS[tollhouse-10]="$TH10_PID"
 PROXY_PIDS[tollhouse-10k]="$TH10K_PID"
+if [[ -n $BASELINE ]]; then
+    URL[baseline-10]="http://127.0.0.1:$BASE10_PORT/svc5/items/42"
+    PROXY_PIDS[baseline-10]="$BASE10_PID"
+fi
+if [[ $LOG_CASE == 1 ]]; then
+    URL[tollhouse-10-log]="http://127.0.0.1:$TH10LOG_PORT/svc5/items/42"
+    # The log's writer thread is part of the dataplane process, so its CPU counts too.
+    PROXY_PIDS[tollhouse-10-log]="$TH10LOG_PID"
+fi
 
 # Every target must answer 200 with the backend's fixed body before it is measured.
 for c in "${CASES[@]}"; do
     body=$(curl -fsS --max-time 5 "${URL[$c]}") || die "$c: ${URL[$c]} did not answer 2xx"
     [[ $body == "hello, world" ]] || die "$c: unexpected body from ${URL[$c]}: ${body:0:200}"
 done
+
+# log_lines: lines in the access log once the writer has caught up (the count holds still for
+# a second).
+log_lines() {
+    local a b=-1 deadline=$((SECONDS + 15))
+    while :; do
+        a=$(wc -l 2>/dev/null <"$ACCESS_LOG" || echo 0)
+        [[ $a == "$b" ]] && break
+        ((SECONDS < deadline)) || break
+        b=$a
+        sleep 1
+    done
+    echo "$a"
+}
+
+# Requests sent to tollhouse-10-log: the check above, the warm-up and the measured runs.
+LOG_SENT=1
+if [[ $LOG_CASE == 1 ]]; then
+    deadline=$((SECONDS + 10))
+    until [[ -s $ACCESS_LOG ]] || ((SECONDS >= deadline)); do sleep 0.2; done
+    [[ -s $ACCESS_LOG ]] || die "tollhouse-10-log: a request was served but $ACCESS_LOG is empty: \
+the Stage's accessLog did not reach the dataplane (does this controller know the field?) or the \
+dataplane does not write it"
+fi
 
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 WRK_VERSION=$(wrk -v 2>&1 | head -n 1 | awk '{print $2}' || true)
@@ -275,7 +447,11 @@ WRK=(taskset -c 1 wrk -t1 "-c$CONNS" --latency)
 
 for c in "${CASES[@]}"; do
     log "warm-up $c (${WARMUP}s)"
-    timeout $((WARMUP + 30)) "${WRK[@]}" "-d${WARMUP}s" "${URL[$c]}" >/dev/null
+    out=$(timeout $((WARMUP + 30)) "${WRK[@]}" "-d${WARMUP}s" "${URL[$c]}")
+    if [[ $c == tollhouse-10-log ]]; then
+        reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+        LOG_SENT=$((LOG_SENT + ${reqs:-0}))
+    fi
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -316,6 +492,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         sockerr=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' <<<"$out")
         errors=$((${non2xx:-0} + ${sockerr:-0}))
         [[ -n $reqs && $reqs -gt 0 ]] || die "$c: could not parse wrk output: $out"
+        [[ $c != tollhouse-10-log ]] || LOG_SENT=$((LOG_SENT + reqs))
         pcpu=$(awk -v d=$((p1 - p0)) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / t * 1e6 / n}')
         bcpu=$(awk -v d=$((b1 - b0)) -v t="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", d / t * 1e6 / n}')
         printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$c" "$rps" "$p50" "$p99" "$pcpu" \
@@ -325,6 +502,18 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 [[ -z $RESULTS ]] || cp "$RAW" "$RESULTS"
 
+if [[ $LOG_CASE == 1 ]]; then
+    LOG_LINES=$(log_lines)
+    LOG_DROPPED=$(curl -fsS --max-time 5 "http://127.0.0.1:$TH10LOG_ADMIN/metrics" \
+        | awk '$1 == "tollhouse_access_log_dropped_total" {print $2}' || true)
+    # wrk counts only the requests it saw answered; each run can leave up to CONNS in flight
+    # that the dataplane still served (and logged) when wrk stopped.
+    LOG_SLACK=$((CONNS * (ROUNDS + 1) + LOG_SENT / 1000))
+    LOG_DIFF=$((LOG_LINES - LOG_SENT))
+    LOG_VERDICT=ok
+    ((LOG_DIFF <= LOG_SLACK && -LOG_DIFF <= LOG_SLACK)) || LOG_VERDICT=MISMATCH
+fi
+
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
@@ -332,6 +521,8 @@ echo
 echo "Tollhouse proxy benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk $WRK_VERSION: taskset -c 1 wrk -t1 -c$CONNS -d${DURATION}s --latency; proxies + backend on CPU 0; nginx $NGINX_VERSION"
 echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU = utime+stime of the proxy process per request (direct: the backend's)"
+[[ -z $BASELINE ]] || echo "baseline-10: controller + dataplane built from $BASE_DESC, same manifests as tollhouse-10"
+[[ $LOG_CASE != 1 ]] || echo "tollhouse-10-log: tollhouse-10 + Stage accessLog (AWS JSON example format), dataplane --access-log FILE"
 echo
 awk -F'\t' -v order="${CASES[*]}" '
 function median(key, n,    a, i, j, t, k) {
@@ -346,10 +537,15 @@ NR > 1 {
     vals[c SUBSEP "cpu", n[c]] = $6; vals[c SUBSEP "bcpu", n[c]] = $7; err[c] += $9
 }
 END {
-    fmt = "| %-13s | %9s | %8s | %8s | %17s | %19s | %6s |\n"
-    printf fmt, "case", "req/s", "p50 ms", "p99 ms", "proxy CPU us/req", "backend CPU us/req", "errors"
-    printf "|%s|%s|%s|%s|%s|%s|%s|\n", "---------------", "----------:", "---------:", "---------:", "------------------:", "--------------------:", "-------:"
     split(order, cases, " ")
+    # The case column is as wide as the longest name (13 without the optional cases).
+    w = 13
+    for (i = 1; i in cases; i++) if (length(cases[i]) > w) w = length(cases[i])
+    dashes = ""
+    for (i = 0; i < w + 2; i++) dashes = dashes "-"
+    fmt = "| %-" w "s | %9s | %8s | %8s | %17s | %19s | %6s |\n"
+    printf fmt, "case", "req/s", "p50 ms", "p99 ms", "proxy CPU us/req", "backend CPU us/req", "errors"
+    printf "|%s|%s|%s|%s|%s|%s|%s|\n", dashes, "----------:", "---------:", "---------:", "------------------:", "--------------------:", "-------:"
     for (i = 1; i in cases; i++) {
         c = cases[i]; if (!(c in n)) continue
         rps[c] = median(c SUBSEP "rps", n[c]); cpu[c] = median(c SUBSEP "cpu", n[c])
@@ -364,7 +560,20 @@ END {
     printf r, "tollhouse-10k / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10k"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10k"] / rps["tollhouse-10"])
     printf r, "tollhouse-10 / nginx", sprintf("%.3f", cpu["tollhouse-10"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10"] / rps["nginx"])
     printf r, "tollhouse-10k / nginx", sprintf("%.3f", cpu["tollhouse-10k"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10k"] / rps["nginx"])
+    if ("baseline-10" in n)
+        printf r, "tollhouse-10 / baseline-10", sprintf("%.3f", cpu["tollhouse-10"] / cpu["baseline-10"]), sprintf("%.3f", rps["tollhouse-10"] / rps["baseline-10"])
+    if ("tollhouse-10-log" in n)
+        printf r, "tollhouse-10-log / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-log"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-log"] / rps["tollhouse-10"])
 }' "$RAW"
+if [[ $LOG_CASE == 1 ]]; then
+    echo
+    echo "access log (tollhouse-10-log): $LOG_LINES lines for $LOG_SENT requests sent (check, warm-up and $ROUNDS runs; difference $LOG_DIFF, allowed ±$LOG_SLACK), ${LOG_DROPPED:-?} dropped by the dataplane: $LOG_VERDICT"
+fi
 echo
 echo "per-run rows:"
 column -t -s $'\t' "$RAW" 2>/dev/null || cat "$RAW"
+if [[ $LOG_CASE == 1 && $LOG_VERDICT != ok ]]; then
+    die "the access log has $LOG_LINES lines, but $LOG_SENT requests were sent to tollhouse-10-log \
+(${LOG_DROPPED:-?} counted as dropped): the dataplane did not log one line per request, so the \
+tollhouse-10-log row does not measure what it says"
+fi
