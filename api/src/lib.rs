@@ -87,6 +87,44 @@ pub struct StageSpec {
     /// TLS for this stage's host names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<StageTls>,
+    /// Which of Amazon API Gateway's two flavours this Stage's clients see; see [`ApiType`]
+    /// (whose text is what `kubectl explain` shows for this field). Default `HTTP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_type: Option<ApiType>,
+    /// An access log: one line per request, written to the dataplane's standard output or its
+    /// `--access-log` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+}
+
+/// Which of Amazon API Gateway's two flavours the Stage's clients see: `HTTP` (an HTTP API, the
+/// default) or `REST` (a REST API). It changes the gateway's own answers (an unknown route is
+/// 404 `Not Found` or 403 `Missing Authentication Token`; error bodies and `x-amzn-ErrorType`),
+/// the request-id headers (`apigw-requestid`, or `x-amzn-RequestId` and `x-amz-apigw-id`) and
+/// the headers added towards the backend and remapped on the way back; docs/compatibility.md
+/// has the table. Every Stage of one API must agree: a younger Stage that disagrees is not
+/// served (Accepted=False, reason Conflict).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ApiType {
+    /// An HTTP API (apigatewayv2): 404 `{"message":"Not Found"}`, `apigw-requestid`.
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+    /// A REST API (apigateway v1): 403 `Missing Authentication Token`, `x-amzn-RequestId`.
+    #[serde(rename = "REST")]
+    Rest,
+}
+
+/// A Stage's access log (AWS `accessLogSettings`, without a destination).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessLog {
+    /// One line of text with AWS `$context` variables (`$context.requestId`,
+    /// `$context.status`, …), at most 3 KB, containing `$context.requestId` or
+    /// `$context.extendedRequestId`; AWS's CLF, JSON, XML and CSV examples work as written. A
+    /// format AWS would refuse makes the Stage Accepted=False, reason InvalidAccessLogFormat.
+    #[schemars(length(min = 1, max = 3072))]
+    pub format: String,
 }
 
 /// TLS settings of a stage.

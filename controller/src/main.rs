@@ -1,7 +1,8 @@
 //! `tollhouse-controller`: watch a source of objects and serve snapshots to dataplanes.
 
 use anyhow::Context;
-use clap::{Args, Parser};
+use clap::{Args, Parser, ValueEnum};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,19 @@ struct Cli {
     delivery: Delivery,
     #[command(flatten)]
     kube: KubeArgs,
+    /// Format of the log on standard error: `text` (coloured only on a terminal) or `json`
+    /// (one object a line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TOLLHOUSE_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// How the operational log is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, the event's fields at its top level.
+    Json,
 }
 
 /// Mutual TLS on the snapshot server: all three flags or none.
@@ -97,13 +111,7 @@ struct KubeArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logs(cli.log_format);
 
     let kube_client = match (&cli.source.kubeconfig, cli.source.kubernetes) {
         (Some(path), _) => Some(kube_client(Some(path)).await?),
@@ -139,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     info!(listen = %cli.listen, mtls = tls.is_some(), "snapshot server listening");
+    if tls.is_none() {
+        info!("plain HTTP: snapshots carrying TLS private keys are refused here (serve them with --tls-cert, --tls-key and --client-ca)");
+    }
 
     let hub = Arc::new(Hub::new());
     if let Some(reloader) = reloader {
@@ -209,6 +220,25 @@ async fn main() -> anyhow::Result<()> {
     }
     info!("stopped");
     result
+}
+
+/// Logs to standard error at `RUST_LOG` (default `info`). Colour only on a terminal, and not
+/// with `NO_COLOR` set: escape codes in a file or a collector's pipe are noise.
+fn init_logs(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        );
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder.with_ansi(false).json().flatten_event(true).init(),
+    }
 }
 
 /// A client from the given kubeconfig, or inferred (in-cluster, then `$KUBECONFIG`).

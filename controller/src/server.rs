@@ -3,6 +3,10 @@
 //!
 //! A publish serialises the snapshot once; every waiting dataplane gets the same bytes. The
 //! [`Hub`] is the meeting point: the source publishes into it, the server reads from it.
+//!
+//! TLS private keys travel only to authenticated peers: a plain-HTTP listener answers a
+//! snapshot that carries any with `403` instead (anyone who can connect to it could read them;
+//! docs/local-security.md). No other endpoint ever shows key material.
 
 use crate::delivery_tls::ReloadingServerConfig;
 use crate::manifest::Problem;
@@ -49,9 +53,28 @@ pub struct Published {
     pub stages: usize,
     /// Number of routes over all stages.
     pub routes: usize,
+    /// Whether `body` holds a TLS private key: then only an authenticated peer receives it.
+    pub private_keys: bool,
     /// `Versioned` JSON, shared by every response.
     pub body: Bytes,
 }
+
+/// Who can reach a listener, which decides what it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listener {
+    /// `--listen` with mutual TLS: every peer showed a certificate from the client CA.
+    Authenticated,
+    /// `--listen` in plain HTTP: any local process; snapshots carrying private keys are refused.
+    Plain,
+    /// `--admin-listen`: health, metrics and status, never a snapshot.
+    Admin,
+}
+
+/// Why a plain listener does not send a snapshot that carries private keys.
+const KEYS_NEED_MTLS: &str = "this snapshot carries TLS private keys, which are sent only over \
+mutual TLS: start the controller with --tls-cert, --tls-key and --client-ca, and the dataplane \
+with an https:// --controller, --controller-ca, --tls-cert and --tls-key \
+(docs/local-security.md)\n";
 
 /// One object's line in `/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -125,6 +148,8 @@ pub struct Hub {
     report: Mutex<Report>,
     role: watch::Sender<Role>,
     changes: watch::Sender<u64>,
+    /// The last version a plain listener refused for its keys, so the warning is logged once.
+    refused_plain: std::sync::atomic::AtomicU64,
     /// Controller metrics.
     pub metrics: crate::metrics::Metrics,
 }
@@ -147,6 +172,7 @@ impl Hub {
             report: Mutex::new(Report::default()),
             role: watch::Sender::new(Role::Leader),
             changes: watch::Sender::new(0),
+            refused_plain: std::sync::atomic::AtomicU64::new(0),
             metrics,
         }
     }
@@ -175,6 +201,10 @@ impl Hub {
         let version = previous.map_or(now_ms, |p| now_ms.max(p.version.saturating_add(1)));
         let stages = snapshot.stages.len();
         let routes = snapshot.route_count();
+        let private_keys = snapshot
+            .certificates
+            .values()
+            .any(|c| !c.private_key_pem.0.is_empty());
         let mut present: std::collections::HashMap<crate::manifest::ObjectKey, i64> =
             std::collections::HashMap::with_capacity(routes + stages);
         let mut note = |s: &tollhouse_snapshot::SourceRef| {
@@ -196,6 +226,7 @@ impl Hub {
             hash,
             stages,
             routes,
+            private_keys,
             body,
         };
         {
@@ -315,6 +346,18 @@ impl Hub {
         self.role.borrow().clone()
     }
 
+    /// Logs, once per version, that a plain listener refused `version` for its private keys.
+    fn refused_on_plain(&self, version: u64) {
+        use std::sync::atomic::Ordering;
+        if self.refused_plain.swap(version, Ordering::Relaxed) != version {
+            warn!(
+                snapshot.version = version,
+                "a dataplane asked for a snapshot with TLS private keys over plain HTTP; refused \
+                 (serve --listen with --tls-cert, --tls-key and --client-ca)"
+            );
+        }
+    }
+
     /// Ends waiting long-polls, for shutdown.
     pub fn close(&self) {
         self.closing.send_replace(true);
@@ -422,21 +465,25 @@ pub async fn serve(
     tls: Option<ReloadingServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_inner(listener, hub, tls, false, shutdown).await
+    let kind = match tls {
+        Some(_) => Listener::Authenticated,
+        None => Listener::Plain,
+    };
+    serve_inner(listener, hub, tls, kind, shutdown).await
 }
 
 /// The plain-HTTP admin listener: `/healthz`, `/readyz`, `/metrics` and `/status`, never
 /// `/v1/snapshot` (snapshots carry private keys and go only over `--listen`). Kubelet probes
 /// and Prometheus, which cannot present a client certificate, use this one.
 pub async fn serve_admin(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<Output = ()>) {
-    serve_inner(listener, hub, None, true, shutdown).await
+    serve_inner(listener, hub, None, Listener::Admin, shutdown).await
 }
 
 async fn serve_inner(
     listener: TcpListener,
     hub: Arc<Hub>,
     tls: Option<ReloadingServerConfig>,
-    admin: bool,
+    kind: Listener,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -458,10 +505,10 @@ async fn serve_inner(
                 let acceptor = tls.as_ref().map(ReloadingServerConfig::acceptor);
                 tokio::spawn(async move {
                     let Some(acceptor) = acceptor else {
-                        return serve_connection(stream, hub, remote, admin, watcher).await;
+                        return serve_connection(stream, hub, remote, kind, watcher).await;
                     };
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, hub, remote, admin, watcher).await,
+                        Ok(Ok(stream)) => serve_connection(stream, hub, remote, kind, watcher).await,
                         // Probes and port scans connect and close without a word.
                         Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
                             debug!(client.address = %remote, "connection closed before the TLS handshake")
@@ -489,14 +536,14 @@ async fn serve_connection<S>(
     stream: S,
     hub: Arc<Hub>,
     remote: SocketAddr,
-    admin: bool,
+    kind: Listener,
     watcher: Watcher,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| {
         let hub = hub.clone();
-        async move { Ok::<_, Infallible>(handle(&hub, request, remote, admin).await) }
+        async move { Ok::<_, Infallible>(handle(&hub, request, remote, kind).await) }
     });
     let connection =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -509,13 +556,13 @@ async fn handle(
     hub: &Hub,
     request: Request<Incoming>,
     remote: SocketAddr,
-    admin: bool,
+    kind: Listener,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
     let known = matches!(
         path,
         "/v1/snapshot" | "/status" | "/healthz" | "/readyz" | "/metrics"
-    ) && !(admin && path == "/v1/snapshot");
+    ) && !(kind == Listener::Admin && path == "/v1/snapshot");
     if !known {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -523,7 +570,7 @@ async fn handle(
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
     match path {
-        "/v1/snapshot" => long_poll(hub, request.uri().query().unwrap_or(""), remote).await,
+        "/v1/snapshot" => long_poll(hub, request.uri().query().unwrap_or(""), remote, kind).await,
         "/status" => match serde_json::to_vec(&hub.status()) {
             Ok(body) => json(StatusCode::OK, Bytes::from(body)),
             Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "status unavailable\n"),
@@ -545,7 +592,12 @@ async fn handle(
     }
 }
 
-async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<Bytes>> {
+async fn long_poll(
+    hub: &Hub,
+    query: &str,
+    remote: SocketAddr,
+    kind: Listener,
+) -> Response<Full<Bytes>> {
     let params = parse_query(query);
     let param = |name: &str| {
         params
@@ -618,9 +670,19 @@ async fn long_poll(hub: &Hub, query: &str, remote: SocketAddr) -> Response<Full<
             .borrow_and_update()
             .as_ref()
             .filter(|p| p.hash != known)
-            .map(|p| p.body.clone());
-        if let Some(body) = fresh {
-            break json(StatusCode::OK, body);
+            .cloned();
+        if let Some(published) = fresh {
+            break match kind {
+                Listener::Plain if published.private_keys => {
+                    hub.refused_on_plain(published.version);
+                    text(StatusCode::FORBIDDEN, KEYS_NEED_MTLS)
+                }
+                Listener::Plain | Listener::Authenticated => {
+                    json(StatusCode::OK, published.body.clone())
+                }
+                // `handle` answers 404 before a poll starts; never a snapshot here either.
+                Listener::Admin => text(StatusCode::NOT_FOUND, "not found\n"),
+            };
         }
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break not_modified() },
@@ -759,6 +821,8 @@ mod tests {
                 variables: BTreeMap::new(),
                 certificate: None,
                 routes: vec![],
+                api_type: Default::default(),
+                access_log: None,
             }],
             ..Snapshot::default()
         }
@@ -801,15 +865,85 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let r = rt.block_on(long_poll(&hub, "dataplane=a&wait=0", addr));
+        let r = rt.block_on(long_poll(&hub, "dataplane=a&wait=0", addr, Listener::Plain));
         assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
         assert_eq!(
             r.headers()[header::LOCATION],
             "http://10.0.0.9:9090/v1/snapshot?dataplane=a&wait=0"
         );
         hub.set_role(Role::Standby(None));
-        let r = rt.block_on(long_poll(&hub, "wait=0", addr));
+        let r = rt.block_on(long_poll(&hub, "wait=0", addr, Listener::Plain));
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    fn with_key(key: &str) -> Snapshot {
+        let mut snapshot = stage(1);
+        snapshot.certificates.insert(
+            "ns/tls".into(),
+            tollhouse_snapshot::Certificate {
+                source: tollhouse_snapshot::SourceRef {
+                    kind: "Secret".into(),
+                    namespace: "ns".into(),
+                    name: "tls".into(),
+                    generation: 1,
+                },
+                certificate_chain_pem: "-----BEGIN CERTIFICATE-----".into(),
+                private_key_pem: tollhouse_snapshot::Sensitive(key.into()),
+            },
+        );
+        snapshot
+    }
+
+    async fn body(response: Response<Full<Bytes>>) -> (StatusCode, String) {
+        use http_body_util::BodyExt;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// Only a peer that showed a client certificate receives private keys; on a plain listener
+    /// a snapshot without any is still served, and status never shows one.
+    #[test]
+    fn a_plain_listener_never_sends_private_keys() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let key = "-----BEGIN PRIVATE KEY----- sekrit";
+        let hub = Hub::new();
+        hub.publish_at(stage(1), 100).unwrap();
+        let (status, text) = rt.block_on(body(rt.block_on(long_poll(
+            &hub,
+            "wait=0",
+            addr,
+            Listener::Plain,
+        ))));
+        assert_eq!(status, StatusCode::OK, "{text}");
+
+        hub.publish_at(with_key(key), 200).unwrap();
+        assert!(hub.current().unwrap().private_keys);
+        let (status, text) = rt.block_on(body(rt.block_on(long_poll(
+            &hub,
+            "wait=0",
+            addr,
+            Listener::Plain,
+        ))));
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(text.contains("--tls-cert"), "{text}");
+        assert!(!text.contains("sekrit"));
+        assert!(!hub.status().to_string().contains("sekrit"));
+        let (status, text) = rt.block_on(body(rt.block_on(long_poll(
+            &hub,
+            "wait=0",
+            addr,
+            Listener::Authenticated,
+        ))));
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("sekrit"));
+        // A certificate whose key is empty carries nothing secret.
+        hub.publish_at(with_key(""), 300).unwrap();
+        assert!(!hub.current().unwrap().private_keys);
     }
 
     #[test]

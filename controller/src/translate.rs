@@ -129,6 +129,8 @@ pub mod reason {
     pub const INVALID_HOSTNAME: &str = "InvalidHostname";
     /// A stage variable breaks the AWS limits.
     pub const INVALID_STAGE_VARIABLE: &str = "InvalidStageVariable";
+    /// An access-log format AWS would refuse.
+    pub const INVALID_ACCESS_LOG_FORMAT: &str = "InvalidAccessLogFormat";
     /// The certificate Secret does not exist.
     pub const CERTIFICATE_NOT_FOUND: &str = "CertificateNotFound";
     /// The certificate Secret lacks PEM `tls.crt` / `tls.key`.
@@ -196,6 +198,8 @@ struct StageOk {
     hostnames: Vec<String>,
     base_path: String,
     variables: BTreeMap<String, String>,
+    api_type: tollhouse_snapshot::ApiType,
+    access_log: Option<tollhouse_snapshot::AccessLog>,
 }
 
 struct RouteOk {
@@ -229,10 +233,33 @@ pub fn translate(input: &Input) -> Output {
     let mut by_age: Vec<usize> = (0..stages.len()).collect();
     by_age.sort_by(|&a, &b| age(&stages[a].meta).cmp(&age(&stages[b].meta)));
     let mut claims: HashMap<(String, String), usize> = HashMap::new();
+    // The flavour of each API, set by its oldest Stage.
+    let mut flavours: HashMap<(&str, &str), usize> = HashMap::new();
     for &i in &by_age {
         let (Ok(ok), Ok(_)) = (&stage_accepted[i], &stage_refs[i]) else {
             continue;
         };
+        let api = (
+            stages[i].meta.namespace.as_str(),
+            stages[i].spec.api.as_str(),
+        );
+        if let Some(&first) = flavours.get(&api) {
+            if let Ok(first_ok) = &stage_accepted[first] {
+                if first_ok.api_type != ok.api_type {
+                    let w = &stages[first].meta;
+                    let message = format!(
+                        "apiType {} differs from {} of the older Stage {}/{} of API {}: every Stage of one API must agree",
+                        api_type_name(ok.api_type),
+                        api_type_name(first_ok.api_type),
+                        w.namespace,
+                        w.name,
+                        api.1
+                    );
+                    stage_accepted[i] = fail(reason::CONFLICT, message);
+                    continue;
+                }
+            }
+        }
         let hosts = if ok.hostnames.is_empty() {
             vec!["*".to_string()]
         } else {
@@ -256,6 +283,7 @@ pub fn translate(input: &Input) -> Output {
             for claim in wanted {
                 claims.insert(claim, i);
             }
+            flavours.entry(api).or_insert(i);
         }
     }
 
@@ -356,7 +384,12 @@ pub fn translate(input: &Input) -> Output {
                 .iter()
                 .filter(|v| !ok.variables.contains_key(*v))
                 .collect();
-            if missing.is_empty() {
+            // An undefined variable does not withdraw the route: it is served and its calls
+            // fail as AWS's do (reference §3a R7); ResolvedRefs says why.
+            for variable in &missing {
+                undefined[r].push(format!("Stage {stage_name} has no variable `{variable}`"));
+            }
+            {
                 served_by[r].push(stage_name.clone());
                 let mut integration = route.integration.clone();
                 if let (Integration::HttpProxy(proxy), Some(backend)) =
@@ -379,10 +412,6 @@ pub fn translate(input: &Input) -> Output {
                     methods: route.methods.clone(),
                     integration,
                 });
-            } else {
-                for variable in missing {
-                    undefined[r].push(format!("Stage {stage_name} has no variable `{variable}`"));
-                }
             }
         }
         served.sort_by(|a, b| (&a.path, &a.source).cmp(&(&b.path, &b.source)));
@@ -399,6 +428,8 @@ pub fn translate(input: &Input) -> Output {
             variables: ok.variables.clone(),
             certificate: certificate_key,
             routes: served,
+            api_type: ok.api_type,
+            access_log: ok.access_log.clone(),
         });
         let ready = Ok(format!("serving {route_count} route(s)"));
         statuses.insert(
@@ -604,6 +635,13 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
     a.iter().any(|x| b.contains(x))
 }
 
+fn api_type_name(t: tollhouse_snapshot::ApiType) -> &'static str {
+    match t {
+        tollhouse_snapshot::ApiType::Http => "HTTP",
+        tollhouse_snapshot::ApiType::Rest => "REST",
+    }
+}
+
 fn check_stage(spec: &StageSpec) -> Result<StageOk, Failure> {
     if spec.api.trim().is_empty() {
         return fail(
@@ -653,10 +691,25 @@ fn check_stage(spec: &StageSpec) -> Result<StageOk, Failure> {
             );
         }
     }
+    let access_log = match &spec.access_log {
+        None => None,
+        Some(a) => match tollhouse_template::AccessLogFormat::parse(&a.format) {
+            Ok(_) => Some(tollhouse_snapshot::AccessLog {
+                format: a.format.clone(),
+            }),
+            Err(e) => return fail(reason::INVALID_ACCESS_LOG_FORMAT, format!("accessLog: {e}")),
+        },
+    };
+    let api_type = match spec.api_type.unwrap_or_default() {
+        tollhouse_api::ApiType::Http => tollhouse_snapshot::ApiType::Http,
+        tollhouse_api::ApiType::Rest => tollhouse_snapshot::ApiType::Rest,
+    };
     Ok(StageOk {
         hostnames: hostnames.into_iter().collect(),
         base_path,
         variables: spec.variables.clone(),
+        api_type,
+        access_log,
     })
 }
 
@@ -978,7 +1031,22 @@ fn uri_variables(uri: &str, params: &BTreeSet<String>) -> Result<BTreeSet<String
                     ))
                 }
             }
-        } else if !params.contains(inner) {
+        } else if params.contains(inner) {
+            // A request value in the scheme or host would let a client choose the upstream;
+            // stage variables may be there, as AWS allows.
+            let at = uri.len() - rest.len() + open;
+            if let Some(i) = uri.find("://") {
+                if !uri.get(i + 3..at).unwrap_or("").contains(['/', '?']) {
+                    return Err(format!(
+                        "path parameter {{{inner}}} is in the scheme or host: request values may only go into the path and query"
+                    ));
+                }
+            } else if !uri.starts_with('/') {
+                return Err(format!(
+                    "path parameter {{{inner}}} is in the scheme or host: request values may only go into the path and query"
+                ));
+            }
+        } else {
             let hint = if inner.ends_with('+') {
                 " (write a greedy parameter {proxy+} as {proxy})"
             } else {
@@ -1017,6 +1085,8 @@ mod tests {
                 base_path: Some(base_path.into()),
                 variables: BTreeMap::new(),
                 tls: None,
+                api_type: None,
+                access_log: None,
             },
         }
     }
@@ -1100,6 +1170,18 @@ mod tests {
         assert!(uri_variables("http://${stage.host}/", &params).is_err());
         assert!(uri_variables("http://${stageVariables.a-b}/", &params).is_err());
         assert!(uri_variables("http://h/}", &params).is_err());
+        // A request value may never choose the upstream host.
+        for uri in [
+            "http://{id}.internal/x",
+            "http://h:{id}/x",
+            "{id}://h/",
+            "http://${stageVariables.host}{id}/",
+        ] {
+            let e = uri_variables(uri, &params).unwrap_err();
+            assert!(e.contains("scheme or host"), "{uri}: {e}");
+        }
+        assert!(uri_variables("http://h/?q={id}", &params).is_ok());
+        assert!(uri_variables("/in/{id}", &params).is_ok());
     }
 
     #[test]
@@ -1295,7 +1377,9 @@ mod tests {
     }
 
     #[test]
-    fn undefined_stage_variables_drop_the_route_from_that_stage_only() {
+    /// reference §3a R7: the route is served by the Stage that lacks the variable (its calls
+    /// fail there with 500), and ResolvedRefs says which Stage lacks what.
+    fn undefined_stage_variables_keep_the_route_served_and_say_why() {
         let mut with = stage("with", 0, "/with");
         with.spec.variables = [("host".to_string(), "backend".to_string())].into();
         let input = Input {
@@ -1308,7 +1392,7 @@ mod tests {
         assert_eq!(refs.reason, reason::UNDEFINED_STAGE_VARIABLE);
         assert!(refs.message.contains("default/without") && refs.message.contains("host"));
         let counts: Vec<_> = out.snapshot.stages.iter().map(|s| s.routes.len()).collect();
-        assert_eq!(counts, vec![1, 0]);
+        assert_eq!(counts, vec![1, 1]);
     }
 
     #[test]

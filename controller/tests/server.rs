@@ -41,6 +41,8 @@ fn snapshot(name: &str) -> Snapshot {
             variables: BTreeMap::new(),
             certificate: None,
             routes: vec![],
+            api_type: Default::default(),
+            access_log: None,
         }],
         certificates: BTreeMap::new(),
         backends: BTreeMap::new(),

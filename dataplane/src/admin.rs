@@ -48,7 +48,7 @@ pub fn respond<B>(gateway: &Gateway, req: &Request<B>) -> Response<Full<Bytes>> 
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            gateway.metrics.encode(),
+            gateway.runtime.metrics.encode(),
         ),
         "/snapshot" => {
             let body = match snap.as_ref() {

@@ -1,32 +1,73 @@
 //! Errors the gateway itself answers, and the one function that turns them into responses.
 //!
-//! Status codes, bodies and `x-amzn-ErrorType` follow AWS (reference §3, "Gateway responses").
-//! JSON spacing is AWS's too: integration failures use `{"message": "…"}` with a space, the
-//! HTTP API not-found response has none.
+//! Status codes, bodies and `x-amzn-ErrorType` follow AWS for the flavour of the Stage that
+//! was reached (reference §3 and §3a; `docs/compatibility.md` lists each case with its source
+//! and marks our own choices). JSON spacing is AWS's too: REST integration errors render the
+//! default template `{"message":$context.error.messageString}` with a message string that
+//! starts with a space, the compact bodies have none.
 
+use crate::flavour::Flavour;
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+/// `x-amzn-ErrorType`, written as AWS writes it on HTTP/1.1.
+pub const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
+
+/// Why a request was refused before it could be routed: malformed framing or a hostile path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    /// Both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.1: a request smuggling
+    /// vector; refused and the connection closed, as nginx does).
+    ContentLengthAndTransferEncoding,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+    MissingHost,
+    /// A path that is not `/`-rooted origin form, or whose percent-encoding is broken.
+    MalformedPath,
+}
+
+impl BadRequest {
+    fn label(self) -> &'static str {
+        match self {
+            BadRequest::ContentLengthAndTransferEncoding => "bad_request_framing",
+            BadRequest::MissingHost => "bad_request_host",
+            BadRequest::MalformedPath => "bad_request_path",
+        }
+    }
+}
+
 /// Something the gateway answers without (or instead of) the integration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
-    /// No stage or route matches (HTTP API: `404 {"message":"Not Found"}`).
+    /// No stage or route matches, or the route lacks the method.
     #[error("no route")]
     NoRoute,
-    /// The body is over 10 MB (reference §3 REQUEST_TOO_LARGE, §17).
+    /// The body is over 10 MB (reference §3a: rejected before routing).
     #[error("request body too large")]
     PayloadTooLarge,
+    /// Request headers over AWS's 10,240 bytes (reference §17).
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    /// Request target over AWS's 10,240 bytes (reference §17).
+    #[error("request URI too long")]
+    UriTooLong,
+    /// Malformed or hostile framing.
+    #[error("bad request")]
+    BadRequest(BadRequest),
     /// The integration did not answer within its timeout (INTEGRATION_TIMEOUT).
     #[error("integration timed out")]
     IntegrationTimeout,
     /// The integration could not be reached or broke off (INTEGRATION_FAILURE).
     #[error("integration failed")]
     IntegrationFailure,
-    /// No snapshot has been applied yet.
+    /// The integration URI uses a stage variable the Stage does not define (reference §3a R7:
+    /// the route is served and the call fails).
+    #[error("integration URI uses an undefined stage variable")]
+    UndefinedStageVariable,
+    /// No snapshot has been applied yet (ours: AWS has no such state).
     #[error("not ready")]
     NotReady,
-    /// The route's Service has no ready endpoint.
+    /// The route's Service has no ready endpoint (ours).
     #[error("no ready endpoints")]
     NoEndpoints,
 }
@@ -34,68 +75,165 @@ pub enum GatewayError {
 /// AWS's payload limit: 10 MB (reference §17).
 pub const MAX_BODY_BYTES: u64 = 10_485_760;
 
+/// What a response to an error is made of.
+struct Answer {
+    status: StatusCode,
+    content_type: &'static str,
+    body: &'static str,
+    error_type: Option<&'static str>,
+}
+
+const JSON: &str = "application/json";
+
 impl GatewayError {
     /// A fixed label for metrics and logs.
-    pub fn metric_label(self) -> &'static str {
+    pub fn metric_label(&self) -> &'static str {
         match self {
             GatewayError::NoRoute => "no_route",
             GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::HeadersTooLarge => "headers_too_large",
+            GatewayError::UriTooLong => "uri_too_long",
+            GatewayError::BadRequest(b) => b.label(),
             GatewayError::IntegrationTimeout => "integration_timeout",
             GatewayError::IntegrationFailure => "integration_failure",
+            GatewayError::UndefinedStageVariable => "undefined_stage_variable",
             GatewayError::NotReady => "not_ready",
             GatewayError::NoEndpoints => "no_endpoints",
         }
     }
 
-    /// Status, content type, body and error type as AWS sends them.
-    fn parts(self) -> (StatusCode, &'static str, &'static str, Option<&'static str>) {
-        const JSON: &str = "application/json";
+    /// Answered by the front end, before a Stage is known: no request id, no `x-amzn-*`
+    /// headers (reference §3a, the 10 MB 413).
+    pub fn is_front_end(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::PayloadTooLarge
+                | GatewayError::HeadersTooLarge
+                | GatewayError::UriTooLong
+                | GatewayError::BadRequest(_)
+        )
+    }
+
+    /// AWS's gateway response type, for `$context.error.responseType`.
+    pub fn response_type(&self, flavour: Flavour) -> &'static str {
         match self {
-            GatewayError::NoRoute => (
-                StatusCode::NOT_FOUND,
-                JSON,
-                r#"{"message":"Not Found"}"#,
+            GatewayError::NoRoute => match flavour {
+                Flavour::Rest => "MISSING_AUTHENTICATION_TOKEN",
+                Flavour::Http => "RESOURCE_NOT_FOUND",
+            },
+            GatewayError::PayloadTooLarge => "REQUEST_TOO_LARGE",
+            GatewayError::HeadersTooLarge | GatewayError::UriTooLong => "REQUEST_TOO_LARGE",
+            GatewayError::BadRequest(_) => "BAD_REQUEST",
+            GatewayError::IntegrationTimeout => "INTEGRATION_TIMEOUT",
+            GatewayError::IntegrationFailure | GatewayError::UndefinedStageVariable => {
+                "INTEGRATION_FAILURE"
+            }
+            GatewayError::NotReady | GatewayError::NoEndpoints => "DEFAULT_5XX",
+        }
+    }
+
+    /// `$context.error.message`: the message without its JSON quoting.
+    pub fn message(&self, flavour: Flavour) -> &'static str {
+        let body = self.answer(flavour).body;
+        body.split_once(':')
+            .map(|(_, v)| v.trim().trim_end_matches('}').trim().trim_matches('"'))
+            .filter(|_| body.starts_with('{'))
+            .unwrap_or(body)
+    }
+
+    fn answer(&self, flavour: Flavour) -> Answer {
+        let json = |status, body, error_type| Answer {
+            status,
+            content_type: JSON,
+            body,
+            error_type,
+        };
+        let rest = flavour == Flavour::Rest;
+        match self {
+            // §3a R1: REST answers an unknown path or method as a missing token.
+            GatewayError::NoRoute if rest => json(
+                StatusCode::FORBIDDEN,
+                r#"{"message":"Missing Authentication Token"}"#,
+                Some("MissingAuthenticationTokenException"),
+            ),
+            GatewayError::NoRoute => {
+                json(StatusCode::NOT_FOUND, r#"{"message":"Not Found"}"#, None)
+            }
+            // §3a T2: plain text, 44 bytes, no x-amzn-* headers at all.
+            GatewayError::PayloadTooLarge => Answer {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                content_type: "text; charset=utf-8",
+                body: "HTTP content length exceeded 10485760 bytes.",
+                error_type: None,
+            },
+            // Over-limit answers are unrecorded (§3a): ours, in the front end's JSON form.
+            GatewayError::HeadersTooLarge => json(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                r#"{"message":"Request Header Fields Too Large"}"#,
                 None,
             ),
-            // The 10 MB check happens before API Gateway proper and answers in plain text
-            // (reference §3, REQUEST_TOO_LARGE: "HTTP content length exceeded 10485760 bytes.").
-            GatewayError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "text; charset=utf-8",
-                "HTTP content length exceeded 10485760 bytes.",
-                Some("BadRequestException"),
+            GatewayError::UriTooLong => json(
+                StatusCode::URI_TOO_LONG,
+                r#"{"message":"Request-URI Too Long"}"#,
+                None,
             ),
-            GatewayError::IntegrationTimeout => (
+            GatewayError::BadRequest(_) => json(
+                StatusCode::BAD_REQUEST,
+                r#"{"message":"Bad Request"}"#,
+                None,
+            ),
+            // §3a T4: 504, 41 bytes with a space.
+            GatewayError::IntegrationTimeout if rest => json(
                 StatusCode::GATEWAY_TIMEOUT,
-                JSON,
                 r#"{"message": "Endpoint request timed out"}"#,
                 Some("InternalServerErrorException"),
             ),
-            GatewayError::IntegrationFailure => (
-                StatusCode::GATEWAY_TIMEOUT,
-                JSON,
-                r#"{"message": "Internal server error"}"#,
-                Some("InternalServerErrorException"),
-            ),
-            GatewayError::NotReady | GatewayError::NoEndpoints => (
+            // §3 (third party): HTTP APIs answer an integration timeout with 503.
+            GatewayError::IntegrationTimeout => json(
                 StatusCode::SERVICE_UNAVAILABLE,
-                JSON,
+                r#"{"message":"Service Unavailable"}"#,
+                None,
+            ),
+            // §3a R4, R7: every recorded failure is 500, 36 bytes with a space.
+            GatewayError::IntegrationFailure | GatewayError::UndefinedStageVariable if rest => {
+                json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"message": "Internal server error"}"#,
+                    Some("InternalServerErrorException"),
+                )
+            }
+            // §3 HTTP APIs: DG:http-api-troubleshooting-lambda.
+            GatewayError::IntegrationFailure | GatewayError::UndefinedStageVariable => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"message":"Internal Server Error"}"#,
+                None,
+            ),
+            GatewayError::NotReady | GatewayError::NoEndpoints => json(
+                StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"message":"Service Unavailable"}"#,
                 None,
             ),
         }
     }
 
-    /// The response the client sees.
-    pub fn response(self) -> Response<Full<Bytes>> {
-        let (status, content_type, body, error_type) = self.parts();
-        let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-        *resp.status_mut() = status;
+    /// The one place a response to an error is built: status, body and headers as AWS sends
+    /// them for `flavour`. Request-id headers are added by the pipeline, as on every response.
+    pub fn response(&self, flavour: Flavour) -> Response<Full<Bytes>> {
+        let a = self.answer(flavour);
+        let mut resp = Response::new(Full::new(Bytes::from_static(a.body.as_bytes())));
+        *resp.status_mut() = a.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        if let Some(t) = error_type {
-            h.insert("x-amzn-errortype", HeaderValue::from_static(t));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(a.content_type),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.body.len()));
+        if let Some(t) = a.error_type {
+            h.insert(ERROR_TYPE, HeaderValue::from_static(t));
+        }
+        if matches!(self, GatewayError::BadRequest(_)) {
+            // The framing cannot be trusted: nothing after this request is read.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
@@ -106,40 +244,102 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    async fn body(e: GatewayError) -> (u16, String, Option<String>) {
-        let r: Response<Full<Bytes>> = e.response();
+    async fn body(e: GatewayError, f: Flavour) -> (u16, String, Option<String>) {
+        let r = e.response(f);
         let status = r.status().as_u16();
         let et = r
             .headers()
-            .get("x-amzn-errortype")
+            .get(ERROR_TYPE)
             .map(|v| v.to_str().unwrap().to_string());
         let b = r.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(b.to_vec()).unwrap(), et)
     }
 
-    /// reference §3: HTTP API no route, integration timeout/failure, 10 MB limit.
+    /// reference §3a: the HTTP API column.
     #[tokio::test]
-    async fn aws_section3_bodies_byte_for_byte() {
+    async fn aws_section3a_http_api_bodies_byte_for_byte() {
+        let http = Flavour::Http;
         assert_eq!(
-            body(GatewayError::NoRoute).await,
+            body(GatewayError::NoRoute, http).await,
             (404, r#"{"message":"Not Found"}"#.into(), None)
         );
-        let (s, b, t) = body(GatewayError::IntegrationFailure).await;
         assert_eq!(
-            (s, b.len(), t.as_deref()),
-            (504, 36, Some("InternalServerErrorException"))
+            body(GatewayError::IntegrationFailure, http).await,
+            (500, r#"{"message":"Internal Server Error"}"#.into(), None)
         );
         assert_eq!(
-            body(GatewayError::IntegrationTimeout).await.1,
-            r#"{"message": "Endpoint request timed out"}"#
-        );
-        assert_eq!(
-            body(GatewayError::NoEndpoints).await,
+            body(GatewayError::IntegrationTimeout, http).await,
             (503, r#"{"message":"Service Unavailable"}"#.into(), None)
         );
         assert_eq!(
-            body(GatewayError::PayloadTooLarge).await.1,
+            body(GatewayError::NoEndpoints, http).await,
+            (503, r#"{"message":"Service Unavailable"}"#.into(), None)
+        );
+    }
+
+    /// reference §3a: the REST API column (R1, R4, R7, T4).
+    #[tokio::test]
+    async fn aws_section3a_rest_api_bodies_byte_for_byte() {
+        let rest = Flavour::Rest;
+        assert_eq!(
+            body(GatewayError::NoRoute, rest).await,
+            (
+                403,
+                r#"{"message":"Missing Authentication Token"}"#.into(),
+                Some("MissingAuthenticationTokenException".into())
+            )
+        );
+        let (s, b, t) = body(GatewayError::IntegrationFailure, rest).await;
+        assert_eq!(
+            (s, b.len(), t.as_deref()),
+            (500, 36, Some("InternalServerErrorException"))
+        );
+        assert_eq!(
+            body(GatewayError::UndefinedStageVariable, rest).await,
+            body(GatewayError::IntegrationFailure, rest).await
+        );
+        let (s, b, _) = body(GatewayError::IntegrationTimeout, rest).await;
+        assert_eq!(
+            (s, b.as_str(), b.len()),
+            (504, r#"{"message": "Endpoint request timed out"}"#, 41)
+        );
+    }
+
+    /// reference §3a T2: the same plain-text 413 for both flavours, with no x-amzn-* header.
+    #[tokio::test]
+    async fn aws_section3a_t2_payload_too_large_is_plain_text() {
+        for f in [Flavour::Http, Flavour::Rest] {
+            let r = GatewayError::PayloadTooLarge.response(f);
+            assert_eq!(r.headers()["content-type"], "text; charset=utf-8");
+            assert!(r.headers().keys().all(|k| !k.as_str().starts_with("x-amz")));
+            assert_eq!(
+                body(GatewayError::PayloadTooLarge, f).await,
+                (
+                    413,
+                    "HTTP content length exceeded 10485760 bytes.".into(),
+                    None
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn messages_are_the_bodies_without_quoting() {
+        assert_eq!(
+            GatewayError::IntegrationTimeout.message(Flavour::Rest),
+            "Endpoint request timed out"
+        );
+        assert_eq!(GatewayError::NoRoute.message(Flavour::Http), "Not Found");
+        assert_eq!(
+            GatewayError::PayloadTooLarge.message(Flavour::Http),
             "HTTP content length exceeded 10485760 bytes."
         );
+    }
+
+    #[test]
+    fn bad_framing_closes_the_connection() {
+        let r = GatewayError::BadRequest(BadRequest::MissingHost).response(Flavour::Http);
+        assert_eq!(r.status().as_u16(), 400);
+        assert_eq!(r.headers()["connection"], "close");
     }
 }

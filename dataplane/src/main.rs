@@ -7,15 +7,18 @@
 //! runs the control side: snapshot subscription, admin listener and signals.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
+use tollhouse_dataplane::access_log::AccessLogSink;
 use tollhouse_dataplane::delivery_tls::{self, ControllerTlsFiles};
 use tollhouse_dataplane::pipeline::{Gateway, Worker};
+use tollhouse_dataplane::runtime::Runtime;
 use tollhouse_dataplane::{admin, listener, metrics::Metrics, source, tls};
 
 // mimalloc's per-thread free lists suit a thread-per-core proxy: malloc/free were ~9% of the
@@ -70,6 +73,14 @@ struct Args {
     /// that is going away. A second signal ends the wait.
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     drain_delay: u64,
+    /// Format of the operational log on standard error: `text` (coloured only on a terminal)
+    /// or `json` (one object a line, for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TOLLHOUSE_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// File the Stages' access logs are appended to (default: standard output), one line per
+    /// request in each Stage's `accessLog.format`.
+    #[arg(long, env = "TOLLHOUSE_ACCESS_LOG", value_name = "FILE")]
+    access_log: Option<PathBuf>,
 }
 
 /// Where one worker listens; the first worker resolves port 0 for the others.
@@ -79,20 +90,48 @@ struct Addrs {
     tls: Option<SocketAddr>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
+/// How the operational log is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, the event's fields at its top level.
+    Json,
+}
+
+/// Logs to standard error at `RUST_LOG` (default `info`). Colour only on a terminal, and not
+/// with `NO_COLOR` set: escape codes in a file or a collector's pipe are noise.
+fn init_logs(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder.with_ansi(false).json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logs(args.log_format);
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let controller_tls = controller_tls(&args)?;
-    let gateway = Arc::new(Gateway::new(Metrics::new()));
+    let metrics = Metrics::new();
+    let access_log = AccessLogSink::start(args.access_log.as_deref(), metrics.access_log_dropped())
+        .with_context(|| match &args.access_log {
+            Some(p) => format!("opening the access log {}", p.display()),
+            None => "starting the access log".to_string(),
+        })?;
+    let gateway = Arc::new(Gateway::new(Runtime::new(metrics, access_log)));
     let tls_config = match args.listen_tls {
         Some(_) => Some(Arc::new(
             tls::server_config(gateway.clone()).context("TLS configuration")?,

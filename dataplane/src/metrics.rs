@@ -55,6 +55,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     applies: Family<ResultLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
+    access_log_dropped: Counter,
     snapshot_version: Gauge,
     /// (stage, route) pairs of the snapshot being served, to forget removed routes' series.
     live: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
@@ -101,6 +102,7 @@ impl Metrics {
         let applies = Family::<ResultLabels, Counter>::default();
         let tls_reloads = Family::<ResultLabels, Counter>::default();
         let snapshot_version = Gauge::default();
+        let access_log_dropped = Counter::default();
         registry.register(
             "requests",
             "Requests by stage, route and status class",
@@ -127,6 +129,11 @@ impl Metrics {
             tls_reloads.clone(),
         );
         registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the log's queue was full",
+            access_log_dropped.clone(),
+        );
+        registry.register(
             "snapshot_version",
             "Version of the snapshot being served",
             snapshot_version.clone(),
@@ -138,10 +145,16 @@ impl Metrics {
             errors,
             applies,
             tls_reloads,
+            access_log_dropped,
             snapshot_version,
             live: Default::default(),
             handles: Default::default(),
         }
+    }
+
+    /// The counter of dropped access-log lines, for the sink to increment.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
     }
 
     /// Handles for a route (`route` empty for requests that matched no route).

@@ -201,6 +201,13 @@ impl Target {
 /// Reads the last good snapshot from the state directory.
 pub fn load_state(dir: &Path) -> Option<Versioned> {
     let path = dir.join(STATE_FILE);
+    // Written by an older build (0644 in 0755), its private keys stay readable until the next
+    // save: tighten now.
+    if dir.exists() {
+        if let Err(e) = private_dir(dir).and_then(|()| private_file_mode(&path)) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not make the state directory private");
+        }
+    }
     let bytes = std::fs::read(&path).ok()?;
     match serde_json::from_slice::<Versioned>(&bytes) {
         Ok(v) if v.verify().is_ok() => Some(v),
@@ -216,12 +223,21 @@ pub fn load_state(dir: &Path) -> Option<Versioned> {
 }
 
 /// Writes the snapshot atomically: a crash leaves the old file or the new one, never half.
+/// The snapshot holds the Stages' TLS private keys, so the directory is 0700 and the file is
+/// 0600 before a byte of it is written.
 pub fn save_state(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    std::fs::create_dir_all(dir)?;
+    private_dir(dir)?;
     let tmp = dir.join(format!("{STATE_FILE}.tmp"));
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        // The mode above applies only to a new file; a leftover one keeps its own.
+        #[cfg(unix)]
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         f.write_all(raw)?;
         f.sync_all()?;
     }
@@ -232,9 +248,56 @@ pub fn save_state(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (and missing parents) as 0700, or tightens an existing one to 0700. A shared
+/// directory (sticky bit, as `/tmp`) is refused rather than changed: it is not ours to close.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o1000 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the state directory is shared (sticky bit); give the dataplane a directory of its own",
+            ));
+        }
+        if mode & 0o777 != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Makes the file at `path`, if there is one, readable by its owner only.
+fn private_file_mode(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 /// Compiles and installs a snapshot; returns whether it is now served.
 pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
-    match CompiledSnapshot::compile(v, &gateway.metrics) {
+    match CompiledSnapshot::compile(v, &gateway.runtime.metrics) {
         Ok((compiled, warnings)) => {
             for w in &warnings {
                 tracing::warn!(snapshot.version = v.version, "{w}");
@@ -249,13 +312,13 @@ pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
             );
             let keys = compiled.metric_keys();
             gateway.apply(compiled);
-            gateway.metrics.retain(keys);
-            gateway.metrics.snapshot_apply(how, Some(v.version));
+            gateway.runtime.metrics.retain(keys);
+            gateway.runtime.metrics.snapshot_apply(how, Some(v.version));
             true
         }
         Err(e) => {
             tracing::error!(snapshot.version = v.version, error = %e, "snapshot refused; keeping the current one");
-            gateway.metrics.snapshot_apply("rejected", None);
+            gateway.runtime.metrics.snapshot_apply("rejected", None);
             false
         }
     }
@@ -302,8 +365,12 @@ pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
             };
             let metrics = gateway.clone();
             let counted = move |reload| match reload {
-                tollhouse_pemfile::reload::Reload::Applied => metrics.metrics.tls_reload("applied"),
-                tollhouse_pemfile::reload::Reload::Refused => metrics.metrics.tls_reload("refused"),
+                tollhouse_pemfile::reload::Reload::Applied => {
+                    metrics.runtime.metrics.tls_reload("applied")
+                }
+                tollhouse_pemfile::reload::Reload::Refused => {
+                    metrics.runtime.metrics.tls_reload("refused")
+                }
                 _ => {}
             };
             // Both run forever; the task is aborted at shutdown.
@@ -497,6 +564,54 @@ mod tests {
     use super::*;
     use tollhouse_snapshot::Snapshot;
 
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// The state file holds private keys: 0600 in a 0700 directory, whether the directory is
+    /// new or was left open (0755, a 0644 file) by an older build.
+    #[test]
+    fn state_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("tollhouse-modes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let raw = serde_json::to_vec(&Versioned::new(5, Snapshot::default())).unwrap();
+
+        let fresh = root.join("fresh").join("state");
+        save_state(&fresh, &raw).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(mode(&fresh.join(STATE_FILE)), 0o600);
+
+        let old = root.join("old");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(old.join(STATE_FILE), &raw).unwrap();
+        std::fs::set_permissions(old.join(STATE_FILE), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        // A leftover temporary file keeps its mode when opened: it must not matter.
+        let tmp = old.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, b"").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+        // Reading at startup tightens what is there before anything new arrives.
+        assert!(load_state(&old).is_some());
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(mode(&old.join(STATE_FILE)), 0o600);
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        save_state(&old, &raw).unwrap();
+        assert_eq!(mode(&old), 0o700);
+        assert_eq!(mode(&old.join(STATE_FILE)), 0o600);
+
+        // A shared directory is not changed, and nothing is written into it.
+        let shared = root.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(save_state(&shared, &raw).is_err());
+        assert_eq!(mode(&shared), 0o1777);
+        assert!(!shared.join(STATE_FILE).exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     #[test]
     fn state_round_trips_and_rejects_corruption() {
         let dir = std::env::temp_dir().join(format!("tollhouse-state-{}", std::process::id()));
@@ -541,7 +656,9 @@ mod tests {
                 });
             }
         });
-        let gateway = Arc::new(Gateway::new(crate::metrics::Metrics::new()));
+        let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
+            crate::metrics::Metrics::new(),
+        )));
         let task = tokio::spawn(run(
             gateway.clone(),
             SourceConfig {
@@ -682,7 +799,9 @@ mod tests {
         })
         .await;
 
-        let gateway = Arc::new(Gateway::new(crate::metrics::Metrics::new()));
+        let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
+            crate::metrics::Metrics::new(),
+        )));
         let task = tokio::spawn(run(
             gateway.clone(),
             SourceConfig {

@@ -6,6 +6,7 @@
 //! body has been read to the end. `https://` (ALPN h2 or HTTP/1.1) and h2c upstreams use
 //! hyper-util's pooled client.
 
+use crate::body::RequestBody;
 use crate::error::{GatewayError, MAX_BODY_BYTES};
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -24,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Body sent upstream: the client's body as is, or bounded when its length is not declared.
-pub type UpstreamBody = Either<Incoming, Limited<Incoming>>;
+pub type UpstreamBody = Either<RequestBody, Limited<RequestBody>>;
 
 type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -377,7 +378,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> GatewayError {
 }
 
 /// Whether a body must be bounded as it streams (no declared length within the limit).
-pub fn bounded(body: Incoming, content_length: Option<u64>) -> UpstreamBody {
+pub fn bounded(body: RequestBody, content_length: Option<u64>) -> UpstreamBody {
     if content_length.is_some() || body.is_end_stream() {
         Either::Left(body)
     } else {
@@ -471,7 +472,7 @@ mod tests {
                 async move {
                     let resp = upstream
                         .send(
-                            http::Request::from_parts(parts, Either::Left(body)),
+                            http::Request::from_parts(parts, Either::Left(RequestBody::from(body))),
                             None,
                             false,
                             Duration::from_millis(300),

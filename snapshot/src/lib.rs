@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends;
+/// version 3 added a Stage's `apiType` and `accessLog`.
+pub const SCHEMA_VERSION: u32 = 3;
 /// The oldest schema this build still reads: every field added since is optional, so an older
 /// snapshot (e.g. in a dataplane's state directory) means the same thing. A newer schema is
 /// refused, since it may carry what this build would silently ignore.
@@ -93,6 +94,38 @@ pub struct Stage {
     pub certificate: Option<String>,
     /// Routes, sorted by path then by source.
     pub routes: Vec<Route>,
+    /// Which of AWS's flavours the Stage's clients see.
+    #[serde(default, skip_serializing_if = "ApiType::is_http")]
+    pub api_type: ApiType,
+    /// The Stage's access log, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+}
+
+/// AWS's two HTTP flavours (`Stage.spec.apiType`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ApiType {
+    /// An HTTP API (the default).
+    #[default]
+    Http,
+    /// A REST API.
+    Rest,
+}
+
+impl ApiType {
+    /// Whether this is the default, HTTP.
+    pub fn is_http(&self) -> bool {
+        *self == ApiType::Http
+    }
+}
+
+/// A Stage's access log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessLog {
+    /// The format: AWS `$context.*` variables in text, already checked by the controller.
+    pub format: String,
 }
 
 /// One route: a path template, the methods it answers and its integration.
@@ -334,6 +367,8 @@ mod tests {
                 variables: BTreeMap::new(),
                 certificate: Some("default/tls".into()),
                 routes: vec![],
+                api_type: ApiType::Http,
+                access_log: None,
             }],
             certificates,
             backends: BTreeMap::new(),

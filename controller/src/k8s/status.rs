@@ -693,6 +693,8 @@ mod tests {
                 variables: BTreeMap::new(),
                 certificate: None,
                 routes: vec![],
+                api_type: Default::default(),
+                access_log: None,
             }],
             ..Default::default()
         };

@@ -1,6 +1,11 @@
 //! Accept loops: plain HTTP (HTTP/1.1 and h2c) and TLS (ALPN h2 / http/1.1).
 
-use crate::pipeline::{Connection, Worker};
+mod head;
+
+use crate::body::RequestBody;
+use crate::context::Connection;
+use crate::phases::admission::ConflictingLength;
+use crate::pipeline::Worker;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -65,10 +70,22 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection::new(remote, tls.is_some());
+        let local = stream.local_addr().unwrap_or(remote);
+        let conn = Connection::new(remote, local, tls.is_some());
         let w = worker.clone();
+        let tail = head::Tail::default();
+        let seen = tail.clone();
         let service = service_fn(move |req: Request<Incoming>| {
             let (w, conn) = (w.clone(), conn.clone());
+            let mut req = req.map(RequestBody::from);
+            if req.headers().contains_key(http::header::TRANSFER_ENCODING)
+                && req.version() <= http::Version::HTTP_11
+            {
+                let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                if seen.head_has_content_length(req.method().as_str(), target) {
+                    req.extensions_mut().insert(ConflictingLength);
+                }
+            }
             // Boxed once here, so hyper moves a pointer instead of the request's state machine.
             Box::pin(async move { Ok::<_, Infallible>(w.handle(req, conn).await) })
         });
@@ -77,6 +94,7 @@ pub async fn serve(
         match &tls {
             None => {
                 tokio::spawn(async move {
+                    let stream = head::Recorded::new(stream, tail);
                     let c = builder.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(c.into_owned()).await;
                 });
@@ -97,6 +115,7 @@ pub async fn serve(
                         }
                         Err(_) => return,
                     };
+                    let stream = head::Recorded::new(stream, tail);
                     let c = builder.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(c.into_owned()).await;
                 });

@@ -1,0 +1,191 @@
+//! The per-request context, filled in phase by phase: what each later phase, the access log
+//! and (later) templates and authorizers read.
+
+use crate::compile::{CompiledSnapshot, CompiledStage};
+use crate::error::GatewayError;
+use crate::flavour::{Flavour, RequestIds};
+use crate::phases::route::CompiledRoute;
+use http::{HeaderValue, Method, Uri};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What the pipeline knows about the connection a request came on.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// Client address.
+    pub remote: SocketAddr,
+    /// The listener's address.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The client IP as a header value, made once per connection for `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
+    /// The listener's port as a header value, for `X-Forwarded-Port`.
+    pub local_port: HeaderValue,
+}
+
+impl Connection {
+    /// Describes an accepted connection.
+    pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        let client_ip = HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        Connection {
+            remote,
+            local,
+            tls,
+            client_ip,
+            local_port: HeaderValue::from(local.port()),
+        }
+    }
+}
+
+/// What the integration did, for `$context.integration.*`.
+#[derive(Debug, Default, Clone)]
+pub struct IntegrationRecord {
+    /// The backend's status, when it answered.
+    pub status: Option<u16>,
+    /// Time from sending to the response head.
+    pub latency: Option<Duration>,
+    /// Why it failed, when it did.
+    pub error: Option<&'static str>,
+}
+
+/// One request on its way through the phases.
+pub struct RequestContext {
+    /// When the request arrived (monotonic).
+    pub start: Instant,
+    /// When the request arrived (wall clock).
+    pub time: SystemTime,
+    /// The connection.
+    pub conn: Connection,
+    /// The method.
+    pub method: Method,
+    /// The request target as the client sent it (`$context.path` comes from it).
+    pub uri: Uri,
+    /// `Host` (or `:authority`).
+    pub host: Option<HeaderValue>,
+    /// `User-Agent`.
+    pub user_agent: Option<HeaderValue>,
+    /// The snapshot serving the request, once one is loaded.
+    pub snapshot: Option<Arc<CompiledSnapshot>>,
+    /// The flavour answering: the Stage's, or that of a miss.
+    pub flavour: Flavour,
+    /// Request ids, made once the flavour is known.
+    pub ids: Option<RequestIds>,
+    /// `X-Amzn-Trace-Id`, passed on or made, when an integration is called.
+    pub trace_id: Option<HeaderValue>,
+    /// The routed path when normalising changed it (else the request's own).
+    pub normalised: Option<String>,
+    /// The Stage, by index into the snapshot.
+    pub stage: Option<usize>,
+    /// Where the Stage-relative path starts in the routed path, or `None` when it is `/`.
+    pub rest_start: Option<usize>,
+    /// The route, by index into the Stage.
+    pub route: Option<usize>,
+    /// Path parameter values as byte ranges of the routed path, in template order.
+    pub params: Vec<(usize, usize)>,
+    /// What the integration did.
+    pub integration: IntegrationRecord,
+    /// The error answered, if any.
+    pub error: Option<GatewayError>,
+    /// The status answered.
+    pub status: u16,
+    /// The response body's length, when known at the head.
+    pub response_length: Option<u64>,
+    /// When the response head was ready.
+    pub response_latency: Option<Duration>,
+}
+
+impl RequestContext {
+    /// A context for a request that has just arrived.
+    pub fn new<B>(
+        req: &http::Request<B>,
+        conn: Connection,
+        start: Instant,
+        time: SystemTime,
+    ) -> Self {
+        let h = req.headers();
+        RequestContext {
+            start,
+            time,
+            conn,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            host: req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .or_else(|| h.get(http::header::HOST).cloned()),
+            user_agent: h.get(http::header::USER_AGENT).cloned(),
+            snapshot: None,
+            flavour: Flavour::default(),
+            ids: None,
+            trace_id: None,
+            normalised: None,
+            stage: None,
+            rest_start: None,
+            route: None,
+            params: Vec::new(),
+            integration: IntegrationRecord::default(),
+            error: None,
+            status: 0,
+            response_length: None,
+            response_latency: None,
+        }
+    }
+
+    /// The host without surprises: empty when the request named none.
+    pub fn host_str(&self) -> &str {
+        self.host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The path routing ran on.
+    pub fn path(&self) -> &str {
+        self.normalised.as_deref().unwrap_or(self.uri.path())
+    }
+
+    /// The path below the Stage's base path (`$context.resourcePath`'s request side).
+    pub fn rest(&self) -> &str {
+        match self.rest_start {
+            Some(i) => self.path().get(i..).unwrap_or("/"),
+            None => "/",
+        }
+    }
+
+    /// The Stage, once selected.
+    pub fn stage(&self) -> Option<&CompiledStage> {
+        self.snapshot.as_ref()?.stage(self.stage?)
+    }
+
+    /// The route, once matched.
+    pub fn route(&self) -> Option<&CompiledRoute> {
+        self.stage()?.routes.get(self.route?)
+    }
+
+    /// Path parameter values (raw) in template order.
+    pub fn param_values(&self) -> Vec<&str> {
+        let path = self.path();
+        self.params
+            .iter()
+            .map(|&(a, b)| path.get(a..b).unwrap_or(""))
+            .collect()
+    }
+
+    /// Request ids, made now for the current flavour if they were not yet.
+    pub fn ids(&mut self, headers: &http::HeaderMap) -> &RequestIds {
+        let flavour = self.flavour;
+        self.ids
+            .get_or_insert_with(|| RequestIds::new(flavour, headers))
+    }
+}
+
+/// Byte range of `part` inside `whole`, when `part` is a slice of it.
+pub fn range_in(whole: &str, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some((start, end))
+}

@@ -1,0 +1,161 @@
+//! Access log: the first reader of the whole context. A Stage's `accessLog.format` (AWS's
+//! `$context.*` variables, reference §14) is compiled once per push; each request renders one
+//! line from its context. Values AWS would not have are `-`, as in AWS's logs; free text (the
+//! user agent, the path) is escaped so a client cannot break a JSON line or forge a second one.
+
+use crate::context::RequestContext;
+use std::fmt::Write;
+use std::time::{Duration, UNIX_EPOCH};
+use tollhouse_template::{AccessLogFormat, ContextValues, Var};
+
+/// Renders the line of one finished request.
+pub fn render(format: &AccessLogFormat, ctx: &RequestContext) -> String {
+    let mut out = String::with_capacity(256);
+    format.render(&View(ctx), &mut out);
+    out
+}
+
+struct View<'a>(&'a RequestContext);
+
+/// Writes `s` with `"`, `\` and control characters escaped as in a JSON string.
+fn escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+fn or_dash(out: &mut String, v: Option<&str>) {
+    match v {
+        Some(s) if !s.is_empty() => escaped(out, s),
+        _ => out.push('-'),
+    }
+}
+
+fn millis(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+/// `dd/MMM/yyyy:HH:mm:ss +0000`, AWS's `requestTime` (reference §14), from an HTTP date.
+fn clf_time(t: std::time::SystemTime, out: &mut String) {
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let http = httpdate::fmt_http_date(t);
+    let p: Vec<&str> = http.split(' ').collect();
+    match p.as_slice() {
+        [_, day, month, year, time, _] => {
+            let _ = write!(out, "{day}/{month}/{year}:{time} +0000");
+        }
+        _ => out.push('-'),
+    }
+}
+
+impl ContextValues for View<'_> {
+    fn write(&self, var: Var, out: &mut String) {
+        let c = self.0;
+        let stage = c.stage();
+        let route = c.route();
+        let flavour = c.flavour;
+        match var.name() {
+            "requestId" => or_dash(out, c.ids.as_ref().and_then(|i| i.request_id.to_str().ok())),
+            "extendedRequestId" => {
+                or_dash(out, c.ids.as_ref().and_then(|i| i.extended.to_str().ok()))
+            }
+            "apiId" => or_dash(out, stage.and_then(|s| s.api.to_str().ok())),
+            "stage" => or_dash(out, stage.map(|s| s.name.as_str())),
+            "domainName" => {
+                let host = c.host_str();
+                or_dash(out, Some(host.rsplit_once(':').map_or(host, |(h, _)| h)))
+            }
+            "domainPrefix" => or_dash(out, c.host_str().split(['.', ':']).next()),
+            "identity.sourceIp" => {
+                let _ = write!(out, "{}", c.conn.remote.ip());
+            }
+            "identity.userAgent" => {
+                or_dash(out, c.user_agent.as_ref().and_then(|v| v.to_str().ok()))
+            }
+            "requestTime" => clf_time(c.time, out),
+            "requestTimeEpoch" => {
+                let ms = c.time.duration_since(UNIX_EPOCH).map_or(0, millis);
+                let _ = write!(out, "{ms}");
+            }
+            "httpMethod" => out.push_str(c.method.as_str()),
+            "routeKey" => match route {
+                Some(r) => escaped(out, &r.route_key(&c.method)),
+                None => out.push('-'),
+            },
+            "resourcePath" => or_dash(out, route.map(|r| r.resource_path.as_str())),
+            "path" => escaped(out, c.uri.path()),
+            // AWS: "always HTTP/1.1, even for HTTP/2 clients" (reference §14).
+            "protocol" => out.push_str("HTTP/1.1"),
+            "status" => {
+                let _ = write!(out, "{}", c.status);
+            }
+            "responseLength" => match c.response_length {
+                Some(n) => {
+                    let _ = write!(out, "{n}");
+                }
+                None => out.push('-'),
+            },
+            "responseLatency" => match c.response_latency {
+                Some(d) => {
+                    let _ = write!(out, "{}", millis(d));
+                }
+                None => out.push('-'),
+            },
+            "integrationLatency" | "integration.latency" => match c.integration.latency {
+                Some(d) => {
+                    let _ = write!(out, "{}", millis(d));
+                }
+                None => out.push('-'),
+            },
+            "integrationStatus" | "integration.status" | "integration.integrationStatus" => {
+                match c.integration.status {
+                    Some(s) => {
+                        let _ = write!(out, "{s}");
+                    }
+                    None => out.push('-'),
+                }
+            }
+            "integration.error" | "integrationErrorMessage" => or_dash(out, c.integration.error),
+            "error.message" => or_dash(out, c.error.as_ref().map(|e| e.message(flavour))),
+            "error.messageString" => match &c.error {
+                Some(e) => {
+                    out.push_str("\\\"");
+                    escaped(out, e.message(flavour));
+                    out.push_str("\\\"");
+                }
+                None => out.push('-'),
+            },
+            "error.responseType" => {
+                or_dash(out, c.error.as_ref().map(|e| e.response_type(flavour)))
+            }
+            "xrayTraceId" => or_dash(out, c.trace_id.as_ref().and_then(|v| v.to_str().ok())),
+            _ => out.push('-'),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clf_times_are_aws_shaped() {
+        let mut s = String::new();
+        clf_time(UNIX_EPOCH + Duration::from_secs(1_583_349_317), &mut s);
+        assert_eq!(s, "04/Mar/2020:19:15:17 +0000");
+    }
+
+    #[test]
+    fn free_text_cannot_break_a_json_line() {
+        let mut s = String::new();
+        escaped(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, "a\\\"b\\\\c\\u000ad");
+    }
+}

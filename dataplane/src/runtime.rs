@@ -1,0 +1,191 @@
+//! State owned by the gateway rather than by a compiled snapshot, so a push keeps it.
+//!
+//! A [`crate::compile::CompiledSnapshot`] is rebuilt on every push; anything that must outlive
+//! a push lives here: metric handles today (their counters keep counting across pushes), and
+//! the limiters, quota counters, authorizer result caches, JWKS sets and response cache of the
+//! capabilities to come, through [`Retained`]. Time comes from an injected [`Clock`], so
+//! throttle, quota and token-expiry tests run without sleeping.
+
+use crate::access_log::AccessLogSink;
+use crate::metrics::Metrics;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Where the gateway reads the time.
+pub trait Clock: Send + Sync {
+    /// Monotonic time, for latencies, timeouts and token buckets.
+    fn now(&self) -> Instant;
+    /// Wall-clock time, for `$context.requestTime` and token expiry.
+    fn system_now(&self) -> SystemTime;
+}
+
+/// The operating system's clocks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn system_now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that moves only when told: tests drive time instead of sleeping.
+#[derive(Debug)]
+pub struct FakeClock {
+    base: Instant,
+    wall: SystemTime,
+    offset: Mutex<Duration>,
+}
+
+impl FakeClock {
+    /// A clock standing at `wall`.
+    pub fn at(wall: SystemTime) -> Self {
+        FakeClock {
+            base: Instant::now(),
+            wall,
+            offset: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// Moves both clocks forward.
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut o) = self.offset.lock() {
+            *o += by;
+        }
+    }
+
+    fn offset(&self) -> Duration {
+        self.offset.lock().map(|o| *o).unwrap_or_default()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Instant {
+        self.base + self.offset()
+    }
+    fn system_now(&self) -> SystemTime {
+        self.wall + self.offset()
+    }
+}
+
+/// Values kept from one compile to the next while their key and configuration stay the same.
+///
+/// A compile asks for the value of each key with the configuration it has now; an unchanged
+/// configuration gets the value built before (with whatever state it holds), a changed one
+/// gets a new value. [`Retained::keep_only`] then forgets the keys the new snapshot no longer
+/// has, so state never outlives its object.
+pub struct Retained<K, C, V> {
+    entries: Mutex<HashMap<K, (C, Arc<V>)>>,
+}
+
+impl<K, C, V> Default for Retained<K, C, V> {
+    fn default() -> Self {
+        Retained {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, C: PartialEq + Clone, V> Retained<K, C, V> {
+    /// The value kept for `key` when it was built from an equal `config`, else a new one.
+    pub fn get_or_make(&self, key: &K, config: &C, make: impl FnOnce() -> V) -> Arc<V> {
+        let Ok(mut entries) = self.entries.lock() else {
+            return Arc::new(make());
+        };
+        if let Some((c, v)) = entries.get(key) {
+            if c == config {
+                return v.clone();
+            }
+        }
+        let v = Arc::new(make());
+        entries.insert(key.clone(), (config.clone(), v.clone()));
+        v
+    }
+
+    /// Forgets every key not in `live`.
+    pub fn keep_only(&self, live: &std::collections::HashSet<K>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|k, _| live.contains(k));
+        }
+    }
+
+    /// Number of keys kept.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Everything the gateway keeps across pushes.
+pub struct Runtime {
+    /// Metrics and their per-route handles.
+    pub metrics: Metrics,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Where access-log lines go.
+    pub access_log: AccessLogSink,
+}
+
+impl Runtime {
+    /// A runtime on the system clock, writing access logs to `access_log`.
+    pub fn new(metrics: Metrics, access_log: AccessLogSink) -> Self {
+        Runtime {
+            metrics,
+            clock: Arc::new(SystemClock),
+            access_log,
+        }
+    }
+
+    /// A runtime that writes no access log.
+    pub fn without_logs(metrics: Metrics) -> Self {
+        Runtime::new(metrics, AccessLogSink::disabled())
+    }
+
+    /// The same runtime reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn retained_values_survive_an_unchanged_config_and_are_rebuilt_on_a_change() {
+        let kept: Retained<String, u32, std::sync::atomic::AtomicU32> = Retained::default();
+        let a = kept.get_or_make(&"a".into(), &1, Default::default);
+        a.fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+        let again = kept.get_or_make(&"a".into(), &1, Default::default);
+        assert_eq!(again.load(std::sync::atomic::Ordering::Relaxed), 5);
+        let changed = kept.get_or_make(&"a".into(), &2, Default::default);
+        assert_eq!(changed.load(std::sync::atomic::Ordering::Relaxed), 0);
+        kept.get_or_make(&"b".into(), &1, Default::default);
+        kept.keep_only(&HashSet::from(["b".to_string()]));
+        assert_eq!(kept.len(), 1);
+    }
+
+    #[test]
+    fn fake_clocks_move_only_when_told() {
+        let c = FakeClock::at(SystemTime::UNIX_EPOCH);
+        let t0 = c.now();
+        assert_eq!(c.now(), t0);
+        c.advance(Duration::from_secs(3));
+        assert_eq!(c.now() - t0, Duration::from_secs(3));
+        assert_eq!(
+            c.system_now(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(3)
+        );
+    }
+}
