@@ -467,3 +467,102 @@ impl Stack {
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// Delivery mTLS on one machine as `scripts/run-example` sets it up: `tollhouse-devcerts`
+/// writes a CA, the controller's server certificate and a dataplane's client certificate into
+/// a directory of this user's only.
+pub struct DeliveryPki {
+    pub dir: PathBuf,
+}
+
+impl DeliveryPki {
+    /// Runs the real `tollhouse-devcerts --out <dir>` (names `localhost` and `127.0.0.1`).
+    pub fn new(dir: &Path) -> DeliveryPki {
+        let out = Command::new(bin("tollhouse-devcerts"))
+            .arg("--out")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tollhouse-devcerts failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        DeliveryPki {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The controller's `--tls-cert`, `--tls-key` and `--client-ca`.
+    pub fn controller_args(&self) -> Vec<String> {
+        [
+            ("--tls-cert", "controller.pem"),
+            ("--tls-key", "controller.key"),
+            ("--client-ca", "ca.pem"),
+        ]
+        .iter()
+        .flat_map(|(flag, name)| [flag.to_string(), self.file(name).display().to_string()])
+        .collect()
+    }
+
+    /// The dataplane's `--controller-ca`, `--tls-cert` and `--tls-key`.
+    pub fn dataplane_args(&self) -> Vec<String> {
+        [
+            ("--controller-ca", "ca.pem"),
+            ("--tls-cert", "dataplane.pem"),
+            ("--tls-key", "dataplane.key"),
+        ]
+        .iter()
+        .flat_map(|(flag, name)| [flag.to_string(), self.file(name).display().to_string()])
+        .collect()
+    }
+
+    /// A client holding the dataplane's certificate: what the controller's mTLS lets in.
+    pub fn client(&self) -> reqwest::blocking::Client {
+        tls::tls_client(
+            &self.file("ca.pem"),
+            Some((&self.file("dataplane.pem"), &self.file("dataplane.key"))),
+        )
+    }
+}
+
+impl Stack {
+    /// [`Stack::start`] with snapshots over mutual TLS, as `scripts/run-example` runs them. A
+    /// Stage with a TLS certificate needs it: a plain-HTTP controller refuses to send a
+    /// snapshot that carries private keys.
+    pub fn start_mtls(tag: &str, files: &[(&str, String)]) -> Stack {
+        let dir = TempDir::new(tag);
+        let manifests = dir.path().join("manifests");
+        let state = dir.path().join("state");
+        fs::create_dir_all(&manifests).unwrap();
+        for (name, text) in files {
+            fs::write(manifests.join(name), text).unwrap();
+        }
+        let pki = DeliveryPki::new(&dir.path().join("certs"));
+        let controller = Controller::start_with(
+            &manifests,
+            dir.path(),
+            free_port(),
+            &pki.controller_args(),
+            Some(pki.client()),
+        );
+        let dataplane = Dataplane::start_with(
+            &controller.url(""),
+            &state,
+            dir.path(),
+            &pki.dataplane_args(),
+        );
+        dataplane.wait_synced(&controller);
+        Stack {
+            dir,
+            manifests,
+            state,
+            controller,
+            dataplane,
+        }
+    }
+}
