@@ -129,13 +129,15 @@ pub mod reason {
     pub const INVALID_HOSTNAME: &str = "InvalidHostname";
     /// A stage variable breaks the AWS limits.
     pub const INVALID_STAGE_VARIABLE: &str = "InvalidStageVariable";
-    /// An access-log format AWS would refuse.
+    /// An access-log format AWS would refuse. The Stage is left out, as for any other invalid
+    /// Stage field: AWS refuses the update and keeps the old config, which translate does not
+    /// have, and serving without the log would hide the mistake.
     pub const INVALID_ACCESS_LOG_FORMAT: &str = "InvalidAccessLogFormat";
     /// The certificate Secret does not exist.
     pub const CERTIFICATE_NOT_FOUND: &str = "CertificateNotFound";
     /// The certificate Secret lacks PEM `tls.crt` / `tls.key`.
     pub const INVALID_CERTIFICATE: &str = "InvalidCertificate";
-    /// An older object claims the same thing.
+    /// An older object claims the same thing, or an older Stage of the API has another apiType.
     pub const CONFLICT: &str = "Conflict";
     /// A bad ApiRoute path.
     pub const INVALID_PATH: &str = "InvalidPath";
@@ -143,7 +145,8 @@ pub mod reason {
     pub const INVALID_METHOD: &str = "InvalidMethod";
     /// A bad ApiRoute integration.
     pub const INVALID_INTEGRATION: &str = "InvalidIntegration";
-    /// The route uses a stage variable a serving stage lacks.
+    /// The route uses a stage variable a serving stage lacks. The route is still served there
+    /// (its calls fail with 500, as AWS's), so Ready is False while Programmed may be True.
     pub const UNDEFINED_STAGE_VARIABLE: &str = "UndefinedStageVariable";
     /// No Stage deploys the route's API.
     pub const NOT_SERVED: &str = "NotServed";
@@ -233,8 +236,9 @@ pub fn translate(input: &Input) -> Output {
     let mut by_age: Vec<usize> = (0..stages.len()).collect();
     by_age.sort_by(|&a, &b| age(&stages[a].meta).cmp(&age(&stages[b].meta)));
     let mut claims: HashMap<(String, String), usize> = HashMap::new();
-    // The flavour of each API, set by its oldest Stage.
-    let mut flavours: HashMap<(&str, &str), usize> = HashMap::new();
+    // The flavour of each API: that of its oldest served Stage, which the younger ones must
+    // share (AWS has one flavour per API).
+    let mut flavours: HashMap<(&str, &str), (usize, tollhouse_snapshot::ApiType)> = HashMap::new();
     for &i in &by_age {
         let (Ok(ok), Ok(_)) = (&stage_accepted[i], &stage_refs[i]) else {
             continue;
@@ -243,21 +247,19 @@ pub fn translate(input: &Input) -> Output {
             stages[i].meta.namespace.as_str(),
             stages[i].spec.api.as_str(),
         );
-        if let Some(&first) = flavours.get(&api) {
-            if let Ok(first_ok) = &stage_accepted[first] {
-                if first_ok.api_type != ok.api_type {
-                    let w = &stages[first].meta;
-                    let message = format!(
-                        "apiType {} differs from {} of the older Stage {}/{} of API {}: every Stage of one API must agree",
-                        api_type_name(ok.api_type),
-                        api_type_name(first_ok.api_type),
-                        w.namespace,
-                        w.name,
-                        api.1
-                    );
-                    stage_accepted[i] = fail(reason::CONFLICT, message);
-                    continue;
-                }
+        if let Some(&(first, flavour)) = flavours.get(&api) {
+            if flavour != ok.api_type {
+                let w = &stages[first].meta;
+                let message = format!(
+                    "apiType {} differs from {} of the older Stage {}/{} of API {}: every Stage of one API must agree",
+                    api_type_name(ok.api_type),
+                    api_type_name(flavour),
+                    w.namespace,
+                    w.name,
+                    api.1
+                );
+                stage_accepted[i] = fail(reason::CONFLICT, message);
+                continue;
             }
         }
         let hosts = if ok.hostnames.is_empty() {
@@ -283,7 +285,7 @@ pub fn translate(input: &Input) -> Output {
             for claim in wanted {
                 claims.insert(claim, i);
             }
-            flavours.entry(api).or_insert(i);
+            flavours.entry(api).or_insert((i, ok.api_type));
         }
     }
 
@@ -379,40 +381,37 @@ pub fn translate(input: &Input) -> Output {
             let Ok(route) = &route_accepted[r] else {
                 continue;
             };
-            let missing: Vec<&String> = route
+            // An undefined variable does not withdraw the route: it is served and its calls
+            // fail as AWS's do (reference §3a R7); ResolvedRefs says why.
+            for variable in route
                 .variables
                 .iter()
                 .filter(|v| !ok.variables.contains_key(*v))
-                .collect();
-            // An undefined variable does not withdraw the route: it is served and its calls
-            // fail as AWS's do (reference §3a R7); ResolvedRefs says why.
-            for variable in &missing {
+            {
                 undefined[r].push(format!("Stage {stage_name} has no variable `{variable}`"));
             }
+            served_by[r].push(stage_name.clone());
+            let mut integration = route.integration.clone();
+            if let (Integration::HttpProxy(proxy), Some(backend)) =
+                (&mut integration, &route_backend[r])
             {
-                served_by[r].push(stage_name.clone());
-                let mut integration = route.integration.clone();
-                if let (Integration::HttpProxy(proxy), Some(backend)) =
-                    (&mut integration, &route_backend[r])
-                {
-                    // An unresolved Service still gets a (never-ready) backend: the route
-                    // answers 503 instead of disappearing into a 404.
-                    let key = match backend {
-                        Ok(key) => key.clone(),
-                        Err(_) => backend_key(&routes[r].meta.namespace, route.backend.as_ref()),
-                    };
-                    if let Some(b) = backends.get(&key) {
-                        snapshot.backends.insert(key.clone(), b.clone());
-                    }
-                    proxy.backend = Some(key);
+                // An unresolved Service still gets a (never-ready) backend: the route
+                // answers 503 instead of disappearing into a 404.
+                let key = match backend {
+                    Ok(key) => key.clone(),
+                    Err(_) => backend_key(&routes[r].meta.namespace, route.backend.as_ref()),
+                };
+                if let Some(b) = backends.get(&key) {
+                    snapshot.backends.insert(key.clone(), b.clone());
                 }
-                served.push(Route {
-                    source: source(Kind::ApiRoute, &routes[r].meta),
-                    path: route.path.clone(),
-                    methods: route.methods.clone(),
-                    integration,
-                });
+                proxy.backend = Some(key);
             }
+            served.push(Route {
+                source: source(Kind::ApiRoute, &routes[r].meta),
+                path: route.path.clone(),
+                methods: route.methods.clone(),
+                integration,
+            });
         }
         served.sort_by(|a, b| (&a.path, &a.source).cmp(&(&b.path, &b.source)));
         let route_count = served.len();
@@ -1376,9 +1375,9 @@ mod tests {
         );
     }
 
-    #[test]
     /// reference §3a R7: the route is served by the Stage that lacks the variable (its calls
-    /// fail there with 500), and ResolvedRefs says which Stage lacks what.
+    /// fail there with 500), and ResolvedRefs (and so Ready) says which Stage lacks what.
+    #[test]
     fn undefined_stage_variables_keep_the_route_served_and_say_why() {
         let mut with = stage("with", 0, "/with");
         with.spec.variables = [("host".to_string(), "backend".to_string())].into();
@@ -1391,8 +1390,78 @@ mod tests {
         let refs = condition_of(&out, Kind::ApiRoute, "r", "ResolvedRefs");
         assert_eq!(refs.reason, reason::UNDEFINED_STAGE_VARIABLE);
         assert!(refs.message.contains("default/without") && refs.message.contains("host"));
+        assert_eq!(
+            reason_of(&out, Kind::ApiRoute, "r"),
+            reason::UNDEFINED_STAGE_VARIABLE
+        );
         let counts: Vec<_> = out.snapshot.stages.iter().map(|s| s.routes.len()).collect();
         assert_eq!(counts, vec![1, 1]);
+    }
+
+    #[test]
+    fn every_stage_of_an_api_takes_the_oldest_stages_api_type() {
+        let mut old = stage("old", 1, "/old");
+        old.spec.api_type = Some(tollhouse_api::ApiType::Rest);
+        let young = stage("young", 2, "/young");
+        let mut also_rest = stage("also-rest", 3, "/also");
+        also_rest.spec.api_type = Some(tollhouse_api::ApiType::Rest);
+        let mut other_api = stage("other-api", 4, "/other");
+        other_api.spec.api = "orders".into();
+        let out = translate(&Input {
+            stages: vec![young, old, also_rest, other_api],
+            ..Input::default()
+        });
+        let accepted = condition_of(&out, Kind::Stage, "young", "Accepted");
+        assert_eq!(accepted.reason, reason::CONFLICT);
+        assert!(
+            accepted.message.contains("default/old")
+                && accepted.message.contains("HTTP")
+                && accepted.message.contains("REST"),
+            "{}",
+            accepted.message
+        );
+        let served: Vec<_> = out
+            .snapshot
+            .stages
+            .iter()
+            .map(|s| (s.source.name.as_str(), s.api_type))
+            .collect();
+        use tollhouse_snapshot::ApiType::{Http, Rest};
+        assert_eq!(
+            served,
+            vec![("also-rest", Rest), ("old", Rest), ("other-api", Http)]
+        );
+    }
+
+    /// A format AWS refuses leaves the Stage out, like any other invalid Stage field; the
+    /// message names the variable, never the rest of the format.
+    #[test]
+    fn access_log_formats_are_checked_and_carried() {
+        let mut good = stage("good", 1, "/good");
+        good.spec.access_log = Some(tollhouse_api::AccessLog {
+            format: tollhouse_template::access_log::examples::CLF.into(),
+        });
+        let mut bad = stage("bad", 2, "/bad");
+        bad.spec.access_log = Some(tollhouse_api::AccessLog {
+            format: "password=hunter2 $context.requestId $context.nope".into(),
+        });
+        let out = translate(&Input {
+            stages: vec![good, bad],
+            ..Input::default()
+        });
+        let accepted = condition_of(&out, Kind::Stage, "bad", "Accepted");
+        assert_eq!(accepted.reason, reason::INVALID_ACCESS_LOG_FORMAT);
+        assert!(
+            accepted.message.contains("$context.nope") && !accepted.message.contains("hunter2")
+        );
+        assert_eq!(out.snapshot.stages.len(), 1);
+        assert_eq!(
+            out.snapshot.stages[0]
+                .access_log
+                .as_ref()
+                .map(|a| a.format.as_str()),
+            Some(tollhouse_template::access_log::examples::CLF)
+        );
     }
 
     #[test]

@@ -419,6 +419,25 @@ mod tests {
         );
     }
 
+    /// Schema 3's Stage fields: written only when not the default, so an HTTP Stage without an
+    /// access log serialises (and hashes) as under schema 2, and a schema-2 Stage reads as HTTP.
+    #[test]
+    fn api_type_and_access_log_are_written_only_when_set() {
+        let plain = serde_json::to_value(&sample().stages[0]).unwrap();
+        assert!(plain.get("apiType").is_none() && plain.get("accessLog").is_none());
+        let back: Stage = serde_json::from_value(plain).unwrap();
+        assert_eq!((back.api_type, back.access_log), (ApiType::Http, None));
+        let mut rest = sample();
+        rest.stages[0].api_type = ApiType::Rest;
+        rest.stages[0].access_log = Some(AccessLog {
+            format: "$context.requestId".into(),
+        });
+        let v = serde_json::to_value(&rest.stages[0]).unwrap();
+        assert_eq!(v["apiType"], "REST");
+        assert_eq!(v["accessLog"]["format"], "$context.requestId");
+        assert_ne!(rest.content_hash(), sample().content_hash());
+    }
+
     #[test]
     fn round_trips_through_json() {
         let v = Versioned::new(3, sample());

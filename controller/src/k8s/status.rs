@@ -765,6 +765,36 @@ mod tests {
         );
     }
 
+    /// A route with an undefined stage variable is in the snapshot (its calls answer 500, as
+    /// AWS's): Programmed turns True with the dataplanes, Ready stays False with the reason.
+    #[test]
+    fn served_but_unresolved_is_programmed_and_not_ready() {
+        let mut unresolved = status(("False", "UndefinedStageVariable"));
+        unresolved.conditions[1] = Condition {
+            kind: "ResolvedRefs",
+            status: "False",
+            reason: "UndefinedStageVariable",
+            message: "Stage ns/prod has no variable `host`".into(),
+        };
+        let d = desire(&unresolved, Programmed::Done, None);
+        assert_eq!(
+            kinds(&d)[1..],
+            [
+                ("ResolvedRefs", "False", "UndefinedStageVariable"),
+                ("Programmed", "True", "Programmed"),
+                ("Ready", "False", "UndefinedStageVariable")
+            ]
+        );
+        // Reconnecting dataplanes do not bring back an old Ready=True.
+        let before = desire(&status(("True", "Ready")), Programmed::Done, None);
+        let mut after = desire(&unresolved, Programmed::NoDataplanes, None);
+        hold_while_dataplanes_reconnect(&before, &mut after);
+        assert_eq!(
+            kinds(&after)[3],
+            ("Ready", "False", "UndefinedStageVariable")
+        );
+    }
+
     #[test]
     fn a_rejection_is_announced_once() {
         let mut before = Desired {
