@@ -380,7 +380,7 @@ fn tls_certificates_follow_sni() {
         "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: a\nspec:\n  api: a\n  path: /who\n  integration:\n    type: MOCK\n    mock:\n      body: stage-a\n".into(),
         "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: b\nspec:\n  api: b\n  path: /who\n  integration:\n    type: MOCK\n    mock:\n      body: stage-b\n".into(),
     ]);
-    let s = Stack::start("tls", &[("tls.yaml", config)]);
+    let s = Stack::start_mtls("tls", &[("tls.yaml", config)]);
     let port = s.dataplane.tls_port;
     let a = tls_client(&pem_a, "a.example.test", port);
     let r = a
