@@ -128,7 +128,8 @@ fn routing_table_follows_aws_precedence() {
         } else {
             assert_eq!(r.body, *want, "{method} {path}");
         }
-        assert_eq!(r.headers["x-amzn-requestid"].len(), 36);
+        // An HTTP API's request id (reference §3a; docs/compatibility.md).
+        assert_eq!(r.headers["apigw-requestid"].len(), 16);
     }
     // No route, or no route for this method: HTTP API's 404 (reference §3, §8), byte for byte.
     for (method, path) in [
@@ -150,10 +151,9 @@ fn routing_table_follows_aws_precedence() {
         .get(url("/pets/9?color=red&x=1"))
         .header("connection", "x-private-hop")
         .header("x-private-hop", "secret")
-        .header("x-amzn-requestid", "my-request-id")
         .send()
         .unwrap();
-    assert_eq!(r.headers()["x-amzn-requestid"], "my-request-id");
+    assert_eq!(r.headers()["apigw-requestid"].len(), 16);
     let j: Value = r.json().unwrap();
     assert_eq!(j["query"], "color=red&x=1");
     assert_eq!(j["headers"]["x-forwarded-for"], "127.0.0.1");
@@ -247,14 +247,15 @@ fn stages_by_host_and_base_path_with_their_own_variables() {
     );
 }
 
-/// Integration failures answer as AWS does (reference §3): timeout, unreachable, too large.
+/// Integration failures answer as a REST API does (reference §3a): timeout, unreachable, too
+/// large.
 #[test]
 fn integration_failures_map_to_aws_responses() {
     let logs = TempDir::new("errors-logs");
     let be = Backend::start("slow", logs.path());
     let dead = free_port();
     let config = docs(&[
-        stage("prod", ""),
+        stage("prod", "  apiType: REST\n"),
         route(
             "slow",
             "/slow",
@@ -288,10 +289,22 @@ fn integration_failures_map_to_aws_responses() {
         r.headers["x-amzn-errortype"],
         "InternalServerErrorException"
     );
+    // A REST client may choose its request id (reference §3).
+    let chosen = c
+        .get(s.dataplane.url("/dead"))
+        .header("x-amzn-requestid", "my-request-id")
+        .send()
+        .unwrap();
+    assert_eq!(chosen.headers()["x-amzn-requestid"], "my-request-id");
+    assert!(chosen.headers()["x-amz-apigw-id"]
+        .to_str()
+        .unwrap()
+        .ends_with('='));
+    // §3a R4: every recorded integration failure is a 500 (the flavour table's change).
     let r = send(&c, "GET", &s.dataplane.url("/dead"), None);
     assert_eq!(
         (r.status, r.body.as_str()),
-        (504, r#"{"message": "Internal server error"}"#)
+        (500, r#"{"message": "Internal server error"}"#)
     );
     // A body just under the limit goes through; one byte over is refused before the backend.
     let ok = c
