@@ -208,7 +208,7 @@ impl CompiledSnapshot {
             for (name, why) in failed {
                 warnings.push(format!("route {name} left out of stage {label}: {why}"));
             }
-            let flavour = Flavour::from(stage.api_type);
+            let flavour: Flavour = stage.api_type;
             entries.push(StageEntry {
                 hostnames: &stage.hostnames,
                 base_path: &stage.base_path,

@@ -5,24 +5,8 @@
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Which of AWS's APIs a Stage behaves as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub enum Flavour {
-    /// An HTTP API (apigatewayv2), the default.
-    #[default]
-    Http,
-    /// A REST API (apigateway v1).
-    Rest,
-}
-
-impl From<tollhouse_snapshot::ApiType> for Flavour {
-    fn from(t: tollhouse_snapshot::ApiType) -> Self {
-        match t {
-            tollhouse_snapshot::ApiType::Http => Flavour::Http,
-            tollhouse_snapshot::ApiType::Rest => Flavour::Rest,
-        }
-    }
-}
+/// Which of AWS's APIs a Stage behaves as: the snapshot's `apiType`, HTTP by default.
+pub use tollhouse_snapshot::ApiType as Flavour;
 
 /// REST: the request id (a UUID the client may choose, §3 "Clients can override this request ID").
 pub const X_AMZN_REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
