@@ -61,70 +61,72 @@ impl ContextValues for View<'_> {
         let stage = c.stage();
         let route = c.route();
         let flavour = c.flavour;
-        match var.name() {
-            "requestId" => or_dash(out, c.ids.as_ref().and_then(|i| i.request_id.to_str().ok())),
-            "extendedRequestId" => {
+        match var {
+            Var::RequestId => or_dash(out, c.ids.as_ref().and_then(|i| i.request_id.to_str().ok())),
+            Var::ExtendedRequestId => {
                 or_dash(out, c.ids.as_ref().and_then(|i| i.extended.to_str().ok()))
             }
-            "apiId" => or_dash(out, stage.and_then(|s| s.api.to_str().ok())),
-            "stage" => or_dash(out, stage.map(|s| s.name.as_str())),
-            "domainName" => {
+            Var::ApiId => or_dash(out, stage.and_then(|s| s.api.to_str().ok())),
+            Var::Stage => or_dash(out, stage.map(|s| s.name.as_str())),
+            Var::DomainName => {
                 let host = c.host_str();
                 or_dash(out, Some(host.rsplit_once(':').map_or(host, |(h, _)| h)))
             }
-            "domainPrefix" => or_dash(out, c.host_str().split(['.', ':']).next()),
-            "identity.sourceIp" => {
+            Var::DomainPrefix => or_dash(out, c.host_str().split(['.', ':']).next()),
+            Var::SourceIp => {
                 let _ = write!(out, "{}", c.conn.remote.ip());
             }
-            "identity.userAgent" => {
-                or_dash(out, c.user_agent.as_ref().and_then(|v| v.to_str().ok()))
-            }
-            "requestTime" => clf_time(c.time, out),
-            "requestTimeEpoch" => {
+            Var::UserAgent => or_dash(out, c.user_agent.as_ref().and_then(|v| v.to_str().ok())),
+            Var::RequestTime => clf_time(c.time, out),
+            Var::RequestTimeEpoch => {
                 let ms = c.time.duration_since(UNIX_EPOCH).map_or(0, millis);
                 let _ = write!(out, "{ms}");
             }
-            "httpMethod" => out.push_str(c.method.as_str()),
-            "routeKey" => match route {
+            Var::HttpMethod => out.push_str(c.method.as_str()),
+            Var::RouteKey => match route {
                 Some(r) => escaped(out, &r.route_key(&c.method)),
                 None => out.push('-'),
             },
-            "resourcePath" => or_dash(out, route.map(|r| r.resource_path.as_str())),
-            "path" => escaped(out, c.uri.path()),
+            Var::ResourcePath => or_dash(out, route.map(|r| r.resource_path.as_str())),
+            Var::Path => escaped(out, c.uri.path()),
             // AWS: "always HTTP/1.1, even for HTTP/2 clients" (reference §14).
-            "protocol" => out.push_str("HTTP/1.1"),
-            "status" => {
+            Var::Protocol => out.push_str("HTTP/1.1"),
+            Var::Status => {
                 let _ = write!(out, "{}", c.status);
             }
-            "responseLength" => match c.response_length {
+            Var::ResponseLength => match c.response_length {
                 Some(n) => {
                     let _ = write!(out, "{n}");
                 }
                 None => out.push('-'),
             },
-            "responseLatency" => match c.response_latency {
+            Var::ResponseLatency => match c.response_latency {
                 Some(d) => {
                     let _ = write!(out, "{}", millis(d));
                 }
                 None => out.push('-'),
             },
-            "integrationLatency" | "integration.latency" => match c.integration.latency {
-                Some(d) => {
-                    let _ = write!(out, "{}", millis(d));
-                }
-                None => out.push('-'),
-            },
-            "integrationStatus" | "integration.status" | "integration.integrationStatus" => {
-                match c.integration.status {
-                    Some(s) => {
-                        let _ = write!(out, "{s}");
+            Var::IntegrationLatency | Var::IntegrationLatencyNested => {
+                match c.integration.latency {
+                    Some(d) => {
+                        let _ = write!(out, "{}", millis(d));
                     }
                     None => out.push('-'),
                 }
             }
-            "integration.error" | "integrationErrorMessage" => or_dash(out, c.integration.error),
-            "error.message" => or_dash(out, c.error.as_ref().map(|e| e.message(flavour))),
-            "error.messageString" => match &c.error {
+            Var::IntegrationStatus
+            | Var::IntegrationStatusNested
+            | Var::IntegrationIntegrationStatus => match c.integration.status {
+                Some(s) => {
+                    let _ = write!(out, "{s}");
+                }
+                None => out.push('-'),
+            },
+            Var::IntegrationError | Var::IntegrationErrorMessage => {
+                or_dash(out, c.integration.error)
+            }
+            Var::ErrorMessage => or_dash(out, c.error.as_ref().map(|e| e.message(flavour))),
+            Var::ErrorMessageString => match &c.error {
                 Some(e) => {
                     out.push_str("\\\"");
                     escaped(out, e.message(flavour));
@@ -132,11 +134,19 @@ impl ContextValues for View<'_> {
                 }
                 None => out.push('-'),
             },
-            "error.responseType" => {
+            Var::ErrorResponseType => {
                 or_dash(out, c.error.as_ref().map(|e| e.response_type(flavour)))
             }
-            "xrayTraceId" => or_dash(out, c.trace_id.as_ref().and_then(|v| v.to_str().ok())),
-            _ => out.push('-'),
+            Var::XrayTraceId => or_dash(out, c.trace_id.as_ref().and_then(|v| v.to_str().ok())),
+            // Nothing here has these yet (no accounts, API keys, IAM callers): `-`, as AWS
+            // logs a value it does not have.
+            Var::AccountId
+            | Var::Caller
+            | Var::User
+            | Var::UserArn
+            | Var::ApiKey
+            | Var::ApiKeyId
+            | Var::DataProcessed => out.push('-'),
         }
     }
 }
