@@ -1,8 +1,12 @@
-//! Tollhouse's template grammar, shared by the controller (which refuses what AWS refuses,
-//! with a condition) and the dataplane (which renders): AWS access-log formats with their
-//! `$context.*` variables today; path templates, URI templates, identity sources and mapping
-//! templates are to move here.
+//! Tollhouse's one template grammar, shared by the controller (which refuses what AWS refuses,
+//! with a condition) and the dataplane (which matches and renders): path templates, integration
+//! URI templates and AWS access-log formats with their `$context.*` variables; identity
+//! sources and mapping templates are to join them.
 
 pub mod access_log;
+pub mod path;
+pub mod uri;
 
 pub use access_log::{AccessLogFormat, ContextValues, FormatError, Var};
+pub use path::{PathError, PathTemplate, Segment};
+pub use uri::{BoundUri, Origin, UriError, UriForm, UriTemplate};
