@@ -1,7 +1,7 @@
 //! Kubernetes objects → the plain inputs translate reads, shared by the directory and the
 //! Kubernetes sources so both mean the same thing by the same YAML.
 
-use crate::translate::{EndpointSliceData, SecretData, ServicePorts};
+use crate::model::{EndpointSliceData, SecretData, ServicePorts};
 use k8s_openapi::api::core::v1::{Secret, Service};
 
 /// The label an EndpointSlice names its Service with.

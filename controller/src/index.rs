@@ -5,8 +5,8 @@
 //! version of its object. Directory objects have no API server, so the index plays its part:
 //! it assigns `generation` (bumped on spec changes) and a first-seen order for "oldest wins".
 
-use crate::manifest::{self, Document, Manifest, Object, ObjectKey, Problem};
-use crate::translate::{Input, Meta, Resource};
+use crate::manifest::{self, Document, Manifest, Object, Problem};
+use crate::model::{Input, Meta, ObjectKey, Resource};
 use std::collections::{btree_map, BTreeMap};
 
 /// What a source read for one file.
@@ -215,7 +215,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Kind;
+    use crate::model::Kind;
 
     fn route(name: &str, path: &str) -> String {
         format!(

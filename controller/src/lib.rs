@@ -2,7 +2,7 @@
 //! into a snapshot plus per-object status, and serves the snapshot to dataplanes.
 //!
 //! The modules follow the data: [`manifest`] → [`source`] → [`index`] → [`translate`] →
-//! [`server`], with [`reconcile`] running one pass from files to a published snapshot and
+//! [`server`], all speaking of the kinds and inputs of [`model`], with [`reconcile`] running one pass from files to a published snapshot and
 //! [`delivery_tls`] building the snapshot server's mutual TLS.
 
 pub mod convert;
@@ -11,6 +11,7 @@ pub mod index;
 pub mod k8s;
 pub mod manifest;
 pub mod metrics;
+pub mod model;
 pub mod reconcile;
 pub mod server;
 pub mod source;

@@ -4,99 +4,12 @@
 //! so that every document knows the line it starts on and one bad document never hides the
 //! others. Syntax errors are whole-file errors: the caller keeps the file's last good objects.
 
+use crate::model::{Kind, ObjectKey};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use tollhouse_api::{ApiRoute, ApiRouteSpec, Stage, StageSpec};
-
-/// The kinds the controller reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Kind {
-    /// `tollhouse.dev/v1alpha1` ApiRoute.
-    ApiRoute,
-    /// `discovery.k8s.io/v1` (or `v1beta1`) EndpointSlice: the endpoints of a Service.
-    EndpointSlice,
-    /// `v1` Secret (TLS certificates).
-    Secret,
-    /// `v1` Service (a `backendRef` target).
-    Service,
-    /// `tollhouse.dev/v1alpha1` Stage.
-    Stage,
-}
-
-impl Kind {
-    /// The `kind` as written in manifests.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::ApiRoute => "ApiRoute",
-            Kind::EndpointSlice => "EndpointSlice",
-            Kind::Secret => "Secret",
-            Kind::Service => "Service",
-            Kind::Stage => "Stage",
-        }
-    }
-
-    fn api_version(self) -> &'static str {
-        match self {
-            Kind::ApiRoute | Kind::Stage => tollhouse_api::API_VERSION,
-            Kind::EndpointSlice => "discovery.k8s.io/v1",
-            Kind::Secret | Kind::Service => "v1",
-        }
-    }
-
-    fn accepts(self, api_version: &str) -> bool {
-        api_version == self.api_version()
-            || (self == Kind::EndpointSlice && api_version == "discovery.k8s.io/v1beta1")
-    }
-
-    /// The kind named by a manifest's `kind`, when the controller reads it.
-    pub fn from_kind(kind: &str) -> Option<Kind> {
-        match kind {
-            "ApiRoute" => Some(Kind::ApiRoute),
-            "EndpointSlice" => Some(Kind::EndpointSlice),
-            "Secret" => Some(Kind::Secret),
-            "Service" => Some(Kind::Service),
-            "Stage" => Some(Kind::Stage),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Identity of an object: kind, namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey {
-    /// Kind.
-    pub kind: Kind,
-    /// Namespace (`default` when the manifest has none).
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// Builds a key.
-    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectKey {
-            kind,
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
-    }
-}
 
 /// The typed content of an object; Secret data has `stringData` already merged over `data`.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,9 +21,9 @@ pub enum Object {
     /// A Secret's data.
     Secret(BTreeMap<String, Vec<u8>>),
     /// A Service's ports.
-    Service(crate::translate::ServicePorts),
+    Service(crate::model::ServicePorts),
     /// An EndpointSlice.
-    EndpointSlice(crate::translate::EndpointSliceData),
+    EndpointSlice(crate::model::EndpointSliceData),
 }
 
 /// One object read from a manifest, with the metadata the index needs.

@@ -4,11 +4,13 @@
 //! idempotent, so a periodic rescan that finds nothing new publishes and logs nothing.
 
 use crate::index::{FileRead, Index};
-use crate::manifest::{ObjectKey, Problem};
+use crate::manifest::Problem;
+use crate::model::{Input, ObjectKey};
 use crate::server::{Hub, ObjectReport};
 use crate::translate::{self, Status};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use tollhouse_snapshot::ConditionStatus;
 use tracing::{info, warn};
 
 /// Holds the index and what was last reported, to log only changes.
@@ -43,7 +45,7 @@ impl Reconciler {
     /// Translates objects from another source (the Kubernetes API), publishes if the content
     /// changed, and returns the status of every Stage and ApiRoute.
     /// The map is shared: it is the same `Arc` as long as no status changed.
-    pub fn apply_input(&mut self, input: &translate::Input) -> Arc<BTreeMap<ObjectKey, Status>> {
+    pub fn apply_input(&mut self, input: &Input) -> Arc<BTreeMap<ObjectKey, Status>> {
         let output = self.translate(input);
         // Objects from the API server have no file, so an unchanged set of statuses means an
         // unchanged report.
@@ -51,7 +53,7 @@ impl Reconciler {
         self.statuses.clone()
     }
 
-    fn translate(&self, input: &translate::Input) -> translate::Output {
+    fn translate(&self, input: &Input) -> translate::Output {
         let start = std::time::Instant::now();
         let output = translate::translate(input);
         let metrics = &self.hub.metrics;
@@ -120,7 +122,10 @@ impl Reconciler {
                 continue;
             }
             let (file, line) = self.index.location(key).unwrap_or(("", 0));
-            let blocking = status.conditions.iter().find(|c| c.status != "True");
+            let blocking = status
+                .conditions
+                .iter()
+                .find(|c| c.status != ConditionStatus::True);
             match blocking {
                 None => info!(
                     object.kind = %key.kind, object.namespace = %key.namespace, object.name = %key.name,
@@ -129,7 +134,7 @@ impl Reconciler {
                 Some(c) => warn!(
                     object.kind = %key.kind, object.namespace = %key.namespace, object.name = %key.name,
                     object.generation = status.observed_generation, file, line,
-                    condition = c.kind, reason = c.reason, message = %c.message, "object not ready"
+                    condition = %c.kind, reason = %c.reason, message = %c.message, "object not ready"
                 ),
             }
         }

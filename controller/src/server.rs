@@ -10,6 +10,7 @@
 
 use crate::delivery_tls::ReloadingServerConfig;
 use crate::manifest::Problem;
+use crate::model::ObjectKey;
 use crate::translate::Condition;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -97,6 +98,8 @@ pub struct ObjectReport {
 struct Dataplane {
     applied: Option<u64>,
     known: Option<String>,
+    /// What it reported leaving out of the snapshot it serves.
+    report: Arc<tollhouse_snapshot::Report>,
     address: SocketAddr,
     last_seen: Instant,
 }
@@ -108,7 +111,7 @@ pub const CONNECTED_WINDOW: Duration = Duration::from_secs(45);
 
 /// For every Stage and ApiRoute in the current snapshot: its generation there and the first
 /// snapshot version that carried that generation.
-pub type Generations = std::collections::HashMap<crate::manifest::ObjectKey, (i64, u64)>;
+pub type Generations = std::collections::HashMap<crate::model::ObjectKey, (i64, u64)>;
 
 #[derive(Debug, Default)]
 struct Report {
@@ -138,6 +141,21 @@ pub struct DataplaneView {
     /// Per connected dataplane: the version (in this controller's numbering) of the snapshot it
     /// has applied, found by the hash it reports; `None` when unknown here.
     pub connected: Vec<Option<u64>>,
+    /// Objects some connected dataplane reports having left out of the snapshot it serves.
+    pub left_out: std::collections::HashMap<ObjectKey, LeftOutBy>,
+}
+
+/// What connected dataplanes say about one object they left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOutBy {
+    /// The generation they left out.
+    pub generation: i64,
+    /// How many dataplanes.
+    pub dataplanes: u32,
+    /// The first one's reason.
+    pub reason: tollhouse_snapshot::Reason,
+    /// The first one's message.
+    pub message: String,
 }
 
 /// Publish/subscribe point between the source and the server, plus what `/status` shows.
@@ -190,7 +208,7 @@ impl Hub {
     /// keep increasing across restarts as long as the wall clock does.
     pub fn publish_at(
         &self,
-        snapshot: Snapshot,
+        mut snapshot: Snapshot,
         now_ms: u64,
     ) -> Result<Option<u64>, serde_json::Error> {
         let (json, hash) = snapshot.encoded()?;
@@ -205,18 +223,15 @@ impl Hub {
             .certificates
             .values()
             .any(|c| !c.private_key_pem.0.is_empty());
-        let mut present: std::collections::HashMap<crate::manifest::ObjectKey, i64> =
+        // Which objects with a status, at which generation, this snapshot carries: the same
+        // walk over the snapshot that redaction uses.
+        let mut present: std::collections::HashMap<crate::model::ObjectKey, i64> =
             std::collections::HashMap::with_capacity(routes + stages);
-        let mut note = |s: &tollhouse_snapshot::SourceRef| {
-            if let Some(kind) = crate::manifest::Kind::from_kind(&s.kind) {
-                let key = crate::manifest::ObjectKey::new(kind, &s.namespace, &s.name);
-                present.insert(key, s.generation);
-            }
-        };
-        for stage in &snapshot.stages {
-            note(&stage.source);
-            for route in &stage.routes {
-                note(&route.source);
+        for entity in snapshot.entities() {
+            if let Some(key) = crate::model::ObjectKey::of_source(entity.source)
+                .filter(|k| k.kind.status().is_some())
+            {
+                present.insert(key, entity.source.generation);
             }
         }
         drop(snapshot);
@@ -275,7 +290,7 @@ impl Hub {
 
     /// The first snapshot version that carried this generation of the object, when the current
     /// snapshot carries it.
-    pub fn first_version(&self, key: &crate::manifest::ObjectKey, generation: i64) -> Option<u64> {
+    pub fn first_version(&self, key: &crate::model::ObjectKey, generation: i64) -> Option<u64> {
         first_version(&self.generations(), key, generation)
     }
 
@@ -306,24 +321,49 @@ impl Hub {
         let current = self.current().map(|p| (p.version, p.hash.clone()));
         let report = self.lock();
         let now = Instant::now();
+        let mut left_out: std::collections::HashMap<ObjectKey, LeftOutBy> =
+            std::collections::HashMap::new();
         let connected: Vec<Option<u64>> = report
             .dataplanes
             .values()
             .filter(|d| now.duration_since(d.last_seen) < CONNECTED_WINDOW)
             .filter_map(|d| {
                 let known = d.known.as_deref()?;
-                report
+                let version = report
                     .history
                     .iter()
                     .rev()
                     .find(|(hash, _)| hash == known)
-                    .map(|(_, version)| Some(*version))
+                    .map(|(_, version)| Some(*version))?;
+                for entry in &d.report.left_out {
+                    let Some(key) = ObjectKey::of_source(&entry.source) else {
+                        continue;
+                    };
+                    left_out
+                        .entry(key)
+                        .and_modify(|by| {
+                            if by.generation == entry.source.generation {
+                                by.dataplanes += 1;
+                            }
+                        })
+                        .or_insert_with(|| LeftOutBy {
+                            generation: entry.source.generation,
+                            dataplanes: 1,
+                            reason: entry.reason,
+                            message: entry.message.clone(),
+                        });
+                }
+                Some(version)
             })
             .collect();
         self.metrics
             .connected_dataplanes
             .set(i64::try_from(connected.len()).unwrap_or(i64::MAX));
-        DataplaneView { current, connected }
+        DataplaneView {
+            current,
+            connected,
+            left_out,
+        }
     }
 
     /// A receiver that changes whenever a snapshot is published or a dataplane reports.
@@ -376,6 +416,7 @@ impl Hub {
         id: &str,
         applied: Option<u64>,
         known: Option<&str>,
+        left_out: Option<tollhouse_snapshot::Report>,
         start: bool,
         address: SocketAddr,
     ) {
@@ -397,6 +438,7 @@ impl Hub {
             .or_insert(Dataplane {
                 applied: None,
                 known: None,
+                report: Arc::default(),
                 address,
                 last_seen: now,
             });
@@ -405,6 +447,11 @@ impl Hub {
             changed = entry.applied != applied || entry.known.as_deref() != known;
             entry.applied = applied;
             entry.known = known.map(str::to_string);
+            let left_out = left_out.unwrap_or_default();
+            if *entry.report != left_out {
+                changed = true;
+                entry.report = Arc::new(left_out);
+            }
         }
         let reconnected = now.duration_since(entry.last_seen) >= CONNECTED_WINDOW;
         entry.address = address;
@@ -446,7 +493,7 @@ impl Hub {
 /// The first snapshot version that carried this generation of the object, in `generations`.
 pub fn first_version(
     generations: &Generations,
-    key: &crate::manifest::ObjectKey,
+    key: &crate::model::ObjectKey,
     generation: i64,
 ) -> Option<u64> {
     generations
@@ -627,6 +674,18 @@ async fn long_poll(
             )
         }
     };
+    // What the dataplane left out of the snapshot it serves (`report=`, JSON): bad JSON is a
+    // bad request, so a dataplane of another build learns at once that it is not understood.
+    let report = match param("report").map(serde_json::from_str::<tollhouse_snapshot::Report>) {
+        None => None,
+        Some(Ok(report)) => Some(report),
+        Some(Err(_)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "report must be the JSON of what the dataplane left out\n",
+            )
+        }
+    };
     match hub.role() {
         Role::Leader => {}
         Role::Standby(Some(leader)) => {
@@ -654,6 +713,7 @@ async fn long_poll(
             id,
             applied,
             Some(known).filter(|k| !k.is_empty()),
+            report,
             true,
             remote,
         );
@@ -694,7 +754,7 @@ async fn long_poll(
         g.id = None;
     }
     if let Some(id) = dataplane {
-        hub.saw(id, None, None, false, remote);
+        hub.saw(id, None, None, None, false, remote);
     }
     response
 }
@@ -836,14 +896,14 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         hub.publish_at(stage(1), 100).unwrap();
         let h1 = hub.current().unwrap().hash.clone();
-        let prod = crate::manifest::ObjectKey::new(crate::manifest::Kind::Stage, "ns", "prod");
+        let prod = crate::model::ObjectKey::new(crate::model::Kind::Stage, "ns", "prod");
         assert_eq!(hub.first_version(&prod, 1), Some(100));
         assert_eq!(hub.first_version(&prod, 2), None);
         // A dataplane that has applied nothing yet does not count.
-        hub.saw("dp-new", None, None, true, addr);
+        hub.saw("dp-new", None, None, None, true, addr);
         // One serving the current snapshot counts with that version, even if its own version
         // number came from another replica.
-        hub.saw("dp-1", Some(7), Some(&h1), true, addr);
+        hub.saw("dp-1", Some(7), Some(&h1), None, true, addr);
         assert_eq!(hub.view().connected, vec![Some(100)]);
 
         hub.publish_at(stage(2), 200).unwrap();

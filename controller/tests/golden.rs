@@ -1,7 +1,10 @@
-//! Golden files for translate: `testdata/translate/*.in.yaml` → `*.out.yaml`.
+//! Golden files for translate: `testdata/translate/<kind>/<case>.in.yaml` → `<case>.out.yaml`.
 //!
-//! Inputs go through the same manifest parser and index as the directory source. Run with
-//! `UPDATE_GOLDEN=1` to rewrite the outputs, then read the diff in review.
+//! Inputs go through the same manifest parser and index as the directory source. Each snapshot
+//! is then compiled by the dataplane, and what it left out is part of the golden
+//! (`dataplaneLeftOut`, absent when nothing): translate checks with the dataplane's own code, so
+//! anything there is a disagreement the golden must show. Run with `UPDATE_GOLDEN=1` to rewrite
+//! the outputs, then read the diff in review.
 
 // Helpers outside #[test] functions are test code too; clippy.toml only knows the latter.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,21 +15,33 @@ use std::path::PathBuf;
 use tollhouse_controller::index::{FileRead, Index};
 use tollhouse_controller::manifest::Problem;
 use tollhouse_controller::translate::{translate, Status};
-use tollhouse_snapshot::Snapshot;
+use tollhouse_dataplane::compile::CompiledSnapshot;
+use tollhouse_dataplane::metrics::Metrics;
+use tollhouse_snapshot::{LeftOut, Snapshot, Versioned};
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Golden {
     snapshot: Snapshot,
     statuses: BTreeMap<String, Status>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     problems: Vec<Problem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dataplane_left_out: Vec<LeftOut>,
 }
 
 fn render(file: &str, text: &str) -> String {
     let mut index = Index::new();
     index.update(vec![(file.to_string(), FileRead::Text(text.to_string()))]);
     let output = translate(&index.input());
+    // The unredacted snapshot, as the dataplane receives it.
+    let compiled = CompiledSnapshot::compile(
+        &Versioned::new(1, output.snapshot.clone()),
+        &Metrics::default(),
+    )
+    .unwrap();
     let golden = Golden {
+        dataplane_left_out: compiled.left_out,
         snapshot: output.snapshot.redacted(),
         statuses: output
             .statuses
@@ -42,16 +57,23 @@ fn render(file: &str, text: &str) -> String {
 fn translate_goldens() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/translate");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    // One folder per kind, one file per case.
     let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .flat_map(|kind| std::fs::read_dir(kind).unwrap().map(|e| e.unwrap().path()))
         .filter(|p| p.to_string_lossy().ends_with(".in.yaml"))
         .collect();
     inputs.sort();
     assert!(!inputs.is_empty());
     let mut failures = Vec::new();
     for input in inputs {
-        let name = input.file_name().unwrap().to_string_lossy().to_string();
+        let name = input
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         let text = std::fs::read_to_string(&input).unwrap();
         assert!(
             text.starts_with('#'),

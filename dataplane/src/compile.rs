@@ -5,9 +5,10 @@
 //! Parse, don't validate: after compilation routes are tries, URI templates are pre-split with
 //! stage variables already substituted, certificates are rustls keys, and metrics handles are
 //! taken from the runtime, which keeps them across pushes. A stage, route or certificate that
-//! cannot be compiled is left out with a warning; the rest is served. An integration URI that
-//! names an undefined stage variable is served and fails as AWS fails. Only a snapshot that
-//! fails its integrity check is refused whole.
+//! cannot be compiled is left out and reported to the controller (the report says which object,
+//! why, and is sent with every poll); the rest is served. An integration URI that names an
+//! undefined stage variable is served and fails as AWS fails. Only a snapshot that fails its
+//! integrity check is refused whole.
 
 use crate::error::GatewayError;
 use crate::flavour::Flavour;
@@ -19,14 +20,12 @@ use crate::phases::route::{CompiledRoute, RouteInput, Routes};
 use crate::phases::stage::{StageEntry, StageTable};
 use crate::router::Template;
 use http::HeaderValue;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tollhouse_snapshot::{Integration, IntegrityError, Versioned};
-use tollhouse_template::AccessLogFormat;
+use tollhouse_snapshot::{Integration, IntegrityError, LeftOut, Reason, SourceRef, Versioned};
+use tollhouse_template::{AccessLogFormat, UriError};
 
 /// A snapshot ready to serve.
 pub struct CompiledSnapshot {
@@ -41,6 +40,16 @@ pub struct CompiledSnapshot {
     default_cert: Option<Arc<CertifiedKey>>,
     /// Metrics for requests that reached no Stage.
     pub unmatched: RouteMetrics,
+}
+
+/// What compiling a snapshot gave.
+pub struct Compiled {
+    /// The snapshot to serve.
+    pub snapshot: CompiledSnapshot,
+    /// The objects not served as the snapshot says, and why.
+    pub left_out: Vec<LeftOut>,
+    /// What else was skipped (an endpoint that is not `host:port`), for the log.
+    pub notes: Vec<String>,
 }
 
 /// One stage: its flavour, routes and access log.
@@ -59,21 +68,6 @@ pub struct CompiledStage {
     pub access_log: Option<Arc<AccessLogFormat>>,
     /// Metrics for requests that reached this stage but matched no route.
     pub unmatched: RouteMetrics,
-}
-
-fn compile_cert(c: &tollhouse_snapshot::Certificate) -> Result<Arc<CertifiedKey>, String> {
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(c.certificate_chain_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("certificate: {e}"))?;
-    if chain.is_empty() {
-        return Err("no certificate in PEM".into());
-    }
-    let key = PrivateKeyDer::from_pem_slice(c.private_key_pem.0.as_bytes())
-        .map_err(|_| "unreadable private key".to_string())?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("private key: {e}"))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signer)))
 }
 
 /// Compiles one route's integration.
@@ -97,16 +91,18 @@ fn compile_integration(
             match HttpTarget::compile(
                 &h.uri,
                 &stage.variables,
-                &template.params,
-                template.greedy,
+                &template.path,
                 pool,
                 Duration::from_millis(u64::from(h.timeout_ms)),
                 h.http2,
             ) {
                 Ok(t) => Ok(CompiledIntegration::Http(t)),
-                Err(CompileError::UndefinedStageVariable(_)) => Ok(CompiledIntegration::Failing(
-                    GatewayError::UndefinedStageVariable,
-                )),
+                Err(CompileError::Unbindable(UriError::UndefinedVariable(_))) => Ok(
+                    CompiledIntegration::Failing(GatewayError::UndefinedStageVariable),
+                ),
+                Err(CompileError::Unbindable(UriError::Invalid(_))) => Ok(
+                    CompiledIntegration::Failing(GatewayError::IntegrationFailure),
+                ),
                 Err(CompileError::Invalid(e)) => Err(e),
             }
         }
@@ -115,30 +111,40 @@ fn compile_integration(
 }
 
 impl CompiledSnapshot {
-    /// Compiles a delivered snapshot; returns it with warnings about parts left out.
-    pub fn compile(
-        v: &Versioned,
-        metrics: &Metrics,
-    ) -> Result<(CompiledSnapshot, Vec<String>), IntegrityError> {
+    /// Compiles a delivered snapshot; returns it with what it left out (reported to the
+    /// controller, so that status never says more than the data path does) and notes for the
+    /// log only.
+    pub fn compile(v: &Versioned, metrics: &Metrics) -> Result<Compiled, IntegrityError> {
         v.verify()?;
         let snap = &v.snapshot;
-        let mut warnings = Vec::new();
-        let mut certs: HashMap<&str, Arc<CertifiedKey>> = HashMap::new();
-        for (key, cert) in &snap.certificates {
-            match compile_cert(cert) {
-                Ok(k) => {
-                    certs.insert(key.as_str(), k);
-                }
-                Err(e) => warnings.push(format!("certificate {key} left out: {e}")),
-            }
-        }
+        let mut left_out = Vec::new();
+        let mut notes = Vec::new();
+        let mut leave_out = |source: &SourceRef, reason: Reason, message: String| {
+            left_out.push(LeftOut {
+                source: source.clone(),
+                reason,
+                message,
+            })
+        };
+        // Built with the function the controller checked the Secret with.
+        let certs: HashMap<&str, Result<Arc<CertifiedKey>, String>> = snap
+            .certificates
+            .iter()
+            .map(|(key, c)| {
+                let built = tollhouse_pemfile::certified_key(
+                    c.certificate_chain_pem.as_bytes(),
+                    c.private_key_pem.0.as_bytes(),
+                );
+                (key.as_str(), built.map(Arc::new))
+            })
+            .collect();
         let pools: HashMap<&str, Arc<EndpointPool>> = snap
             .backends
             .iter()
             .map(|(key, b)| {
                 (
                     key.as_str(),
-                    Arc::new(EndpointPool::new(key, &b.endpoints, &mut warnings)),
+                    Arc::new(EndpointPool::new(key, &b.endpoints, &mut notes)),
                 )
             })
             .collect();
@@ -150,20 +156,30 @@ impl CompiledSnapshot {
             let label = stage.source.key();
             if let Some(cert_key) = &stage.certificate {
                 match certs.get(cert_key.as_str()) {
-                    Some(cert) if stage.hostnames.is_empty() => {
+                    Some(Ok(cert)) if stage.hostnames.is_empty() => {
                         default_cert = default_cert.or(Some(cert.clone()))
                     }
-                    Some(cert) => {
+                    Some(Ok(cert)) => {
                         for h in &stage.hostnames {
                             certs_by_host
                                 .entry(h.clone())
                                 .or_insert_with(|| cert.clone());
                         }
                     }
+                    Some(Err(e)) => {
+                        leave_out(
+                            &stage.source,
+                            Reason::InvalidCertificate,
+                            format!("certificate {cert_key}: {e}"),
+                        );
+                        continue;
+                    }
                     None => {
-                        warnings.push(format!(
-                            "stage {label} left out: certificate {cert_key} unavailable"
-                        ));
+                        leave_out(
+                            &stage.source,
+                            Reason::InvalidCertificate,
+                            format!("certificate {cert_key} is not in the snapshot"),
+                        );
                         continue;
                     }
                 }
@@ -173,40 +189,64 @@ impl CompiledSnapshot {
                 Some(a) => match AccessLogFormat::parse(&a.format) {
                     Ok(f) => Some(Arc::new(f)),
                     Err(e) => {
-                        warnings.push(format!("stage {label}: access log left out: {e}"));
+                        leave_out(
+                            &stage.source,
+                            Reason::InvalidAccessLogFormat,
+                            format!("access log left out: {e}"),
+                        );
                         None
                     }
                 },
             };
             let mut inputs = Vec::with_capacity(stage.routes.len());
+            let mut sources = Vec::with_capacity(stage.routes.len());
             for route in &stage.routes {
                 let rlabel = route.source.key();
-                let compiled = Template::parse(&route.path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| {
-                        let i = compile_integration(&route.integration, stage, &t, &pools)?;
-                        Ok((t, i))
-                    });
-                match compiled {
-                    Ok((template, integration)) => inputs.push(RouteInput {
-                        route: CompiledRoute {
-                            metrics: metrics.route(&label, &rlabel),
-                            label: rlabel,
-                            resource_path: route.path.clone(),
-                            methods: route.methods.clone(),
-                            greedy: template.greedy,
-                            integration,
-                        },
-                        template,
-                    }),
+                let template = match Template::parse(&route.path) {
+                    Ok(t) => t,
                     Err(e) => {
-                        warnings.push(format!("route {rlabel} left out of stage {label}: {e}"))
+                        leave_out(
+                            &route.source,
+                            Reason::InvalidPath,
+                            format!("left out of Stage {label}: {e}"),
+                        );
+                        continue;
                     }
-                }
+                };
+                let integration =
+                    match compile_integration(&route.integration, stage, &template, &pools) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            leave_out(
+                                &route.source,
+                                Reason::InvalidIntegration,
+                                format!("left out of Stage {label}: {e}"),
+                            );
+                            continue;
+                        }
+                    };
+                sources.push(&route.source);
+                inputs.push(RouteInput {
+                    route: CompiledRoute {
+                        metrics: metrics.route(&label, &rlabel),
+                        label: rlabel,
+                        resource_path: route.path.clone(),
+                        methods: route.methods.clone(),
+                        greedy: template.greedy(),
+                        integration,
+                    },
+                    template,
+                });
             }
             let (routes, failed) = Routes::build(inputs);
-            for (name, why) in failed {
-                warnings.push(format!("route {name} left out of stage {label}: {why}"));
+            for (index, why) in failed {
+                if let Some(source) = sources.get(index) {
+                    leave_out(
+                        source,
+                        Reason::Conflict,
+                        format!("left out of Stage {label}: {why}"),
+                    );
+                }
             }
             let flavour: Flavour = stage.api_type;
             entries.push(StageEntry {
@@ -233,7 +273,11 @@ impl CompiledSnapshot {
             default_cert,
             unmatched: metrics.route("", ""),
         };
-        Ok((compiled, warnings))
+        Ok(Compiled {
+            snapshot: compiled,
+            left_out,
+            notes,
+        })
     }
 
     /// The Stage at `index`.
@@ -274,5 +318,115 @@ impl CompiledSnapshot {
             })
             .cloned()
             .or_else(|| self.default_cert.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollhouse_pemfile::testing::Authority;
+    use tollhouse_snapshot::Snapshot;
+
+    fn compile(snapshot: serde_json::Value) -> Compiled {
+        let snapshot: Snapshot = serde_json::from_value(snapshot).unwrap();
+        CompiledSnapshot::compile(&Versioned::new(1, snapshot), &Metrics::default()).unwrap()
+    }
+
+    fn source(kind: &str, name: &str) -> serde_json::Value {
+        serde_json::json!({"kind": kind, "namespace": "ns", "name": name, "generation": 3})
+    }
+
+    fn route(name: &str, path: &str, uri: &str) -> serde_json::Value {
+        serde_json::json!({
+            "source": source("ApiRoute", name), "path": path, "methods": ["GET"],
+            "integration": {"type": "HTTP_PROXY", "uri": uri, "timeoutMs": 1000},
+        })
+    }
+
+    fn left_out(c: &Compiled) -> Vec<(String, Reason)> {
+        c.left_out
+            .iter()
+            .map(|l| {
+                (
+                    format!(
+                        "{}/{}@{}",
+                        l.source.kind, l.source.name, l.source.generation
+                    ),
+                    l.reason,
+                )
+            })
+            .collect()
+    }
+
+    /// What the dataplane cannot serve is reported by object and reason, the rest is served.
+    #[test]
+    fn what_cannot_be_compiled_is_reported_by_object_and_reason() {
+        let good = Authority::new().server();
+        let c = compile(serde_json::json!({
+            "stages": [
+                {"source": source("Stage", "ok"), "api": "a", "hostnames": ["ok.example"],
+                 "basePath": "/", "certificate": "ns/good", "routes": [
+                    route("fine", "/pets/{id}", "http://h/pets/{id}"),
+                    route("bad-path", "/a{b}", "http://h/"),
+                    route("host-param", "/{svc}", "http://{svc}.internal/"),
+                    route("twin", "/pets/{other}", "http://h/"),
+                 ]},
+                {"source": source("Stage", "dummy"), "api": "a", "hostnames": ["d.example"],
+                 "basePath": "/", "certificate": "ns/dummy", "routes": []},
+                {"source": source("Stage", "missing"), "api": "a", "hostnames": ["m.example"],
+                 "basePath": "/", "certificate": "ns/nope", "routes": []},
+                {"source": source("Stage", "log"), "api": "b", "basePath": "/",
+                 "accessLog": {"format": "$context.nope"}, "routes": []},
+            ],
+            "certificates": {
+                "ns/good": {"source": source("Secret", "good"),
+                            "certificateChainPem": good.cert, "privateKeyPem": good.key},
+                "ns/dummy": {"source": source("Secret", "dummy"),
+                             "certificateChainPem": "-----BEGIN CERTIFICATE-----\nZHVtbXk=\n-----END CERTIFICATE-----\n",
+                             "privateKeyPem": "-----BEGIN PRIVATE KEY-----\nZHVtbXk=\n-----END PRIVATE KEY-----\n"},
+            },
+        }));
+        assert_eq!(
+            left_out(&c),
+            [
+                ("ApiRoute/bad-path@3".to_string(), Reason::InvalidPath),
+                (
+                    "ApiRoute/host-param@3".to_string(),
+                    Reason::InvalidIntegration
+                ),
+                ("ApiRoute/twin@3".to_string(), Reason::Conflict),
+                ("Stage/dummy@3".to_string(), Reason::InvalidCertificate),
+                ("Stage/missing@3".to_string(), Reason::InvalidCertificate),
+                ("Stage/log@3".to_string(), Reason::InvalidAccessLogFormat),
+            ]
+        );
+        // Messages name the object's problem, never key material.
+        for l in &c.left_out {
+            assert!(
+                !l.message.contains("ZHVtbXk") && !l.message.contains("PRIVATE"),
+                "{l:?}"
+            );
+        }
+        assert_eq!(c.snapshot.stage_count(), 2);
+        let ok = c.snapshot.stage(0).unwrap();
+        let found = ok.routes.find(&http::Method::GET, "/pets/7").unwrap();
+        assert_eq!(ok.routes.get(found.route).unwrap().label, "ns/fine");
+        assert!(c.snapshot.certificate(Some("ok.example")).is_some());
+    }
+
+    /// An undefined stage variable, or one whose value makes the URI invalid, keeps the route
+    /// served (it fails as AWS's does) and is not a left-out: the controller's ResolvedRefs
+    /// already says so.
+    #[test]
+    fn unbindable_uris_are_served_failing() {
+        let c = compile(serde_json::json!({
+            "stages": [{"source": source("Stage", "s"), "api": "a", "basePath": "/",
+                        "variables": {"host": "a b"}, "routes": [
+                route("undefined", "/u", "http://${stageVariables.nope}/"),
+                route("invalid", "/i", "http://${stageVariables.host}/"),
+            ]}],
+        }));
+        assert_eq!(left_out(&c), []);
+        assert_eq!(c.snapshot.route_count(), 2);
     }
 }

@@ -9,6 +9,7 @@
 //! templates differing only in parameter names share trie nodes.
 
 use std::collections::HashMap;
+use tollhouse_template::{PathError, PathTemplate, Segment};
 
 /// Methods AWS's `ANY` stands for, in a fixed order that indexes the per-method tries.
 pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
@@ -27,74 +28,51 @@ pub fn method_index(method: &http::Method) -> Option<usize> {
     }
 }
 
-/// A path template parsed into what the trie needs.
+/// A path template (parsed by the grammar the controller checked it with) and the form the
+/// trie matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     /// The matchit form, with positional parameter names.
     pub trie_path: String,
-    /// Parameter names in path order (the greedy one without its `+`).
-    pub params: Vec<String>,
-    /// Whether the last segment is greedy.
-    pub greedy: bool,
-}
-
-/// Why a template was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TemplateError {
-    /// The template is not an AWS path template.
-    #[error("invalid path template {0:?}: {1}")]
-    Invalid(String, &'static str),
+    /// The parsed template.
+    pub path: PathTemplate,
 }
 
 impl Template {
     /// Parses `/pets/{petId}`, `/files/{proxy+}` or `/`.
-    pub fn parse(path: &str) -> Result<Template, TemplateError> {
-        let bad = |why| TemplateError::Invalid(path.to_string(), why);
-        if !path.starts_with('/') {
-            return Err(bad("must start with /"));
-        }
-        let trimmed = path.trim_end_matches('/');
-        let mut trie_path = String::with_capacity(path.len() + 8);
-        let mut params = Vec::new();
-        let mut greedy = false;
-        if trimmed.is_empty() {
+    pub fn parse(path: &str) -> Result<Template, PathError> {
+        PathTemplate::parse(path).map(Template::new)
+    }
+
+    /// The trie form of a parsed template.
+    pub fn new(path: PathTemplate) -> Template {
+        let mut trie_path = String::with_capacity(path.path().len() + 8);
+        let mut param = 0;
+        for segment in path.segments() {
             trie_path.push('/');
-        }
-        let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
-        for (i, seg) in segments.iter().enumerate() {
-            trie_path.push('/');
-            if seg.is_empty() {
-                return Err(bad("empty segment"));
-            }
-            if let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                let (name, is_greedy) = match inner.strip_suffix('+') {
-                    Some(n) => (n, true),
-                    None => (inner, false),
-                };
-                if name.is_empty() || name.contains(['{', '}', '+']) {
-                    return Err(bad("bad parameter name"));
+            match segment {
+                Segment::Literal(l) => trie_path.push_str(l),
+                Segment::Param(_) => {
+                    trie_path.push_str(&format!("{{p{param}}}"));
+                    param += 1;
                 }
-                if is_greedy {
-                    if i + 1 != segments.len() {
-                        return Err(bad("a greedy parameter must be the last segment"));
-                    }
-                    greedy = true;
-                    trie_path.push_str("{*g}");
-                } else {
-                    trie_path.push_str(&format!("{{p{}}}", params.len()));
-                }
-                params.push(name.to_string());
-            } else if seg.contains(['{', '}']) {
-                return Err(bad("braces must enclose a whole segment"));
-            } else {
-                trie_path.push_str(seg);
+                Segment::Greedy(_) => trie_path.push_str("{*g}"),
             }
         }
-        Ok(Template {
-            trie_path,
-            params,
-            greedy,
-        })
+        if trie_path.is_empty() {
+            trie_path.push('/');
+        }
+        Template { trie_path, path }
+    }
+
+    /// Parameter names in path order (the greedy one without its `+`).
+    pub fn params(&self) -> &[String] {
+        self.path.params()
+    }
+
+    /// Whether the last segment is greedy.
+    pub fn greedy(&self) -> bool {
+        self.path.greedy()
     }
 }
 
@@ -144,7 +122,16 @@ impl RouteTable {
             }
         }
         let mut table = RouteTable::default();
-        let mut failed: Vec<(usize, String)> = Vec::new();
+        // A route that holds no slot would never answer: say so rather than drop it silently.
+        let mut failed: Vec<(usize, String)> = (0..routes.len())
+            .filter(|idx| !slots.values().any(|(held, _)| held == idx))
+            .map(|idx| {
+                (
+                    idx,
+                    "every method it answers on this path belongs to an earlier route".to_string(),
+                )
+            })
+            .collect();
         let mut ordered: Vec<_> = slots.into_iter().collect();
         // Where two templates cannot share a trie, the one with more segments is the more
         // specific: insert it first so it lands in the earlier layer and is tried first.
@@ -152,7 +139,7 @@ impl RouteTable {
             (m, std::cmp::Reverse(path.matches('/').count()), path, idx)
         });
         for ((m, path), (idx, _)) in ordered {
-            let greedy = routes.get(idx).is_some_and(|d| d.template.greedy);
+            let greedy = routes.get(idx).is_some_and(|d| d.template.greedy());
             let layers = if greedy {
                 &mut table.greedy[m]
             } else {
@@ -254,9 +241,9 @@ mod tests {
     fn templates_parse_with_positional_names() {
         let t = Template::parse("/pets/{petId}/toys/{toy}").unwrap();
         assert_eq!(t.trie_path, "/pets/{p0}/toys/{p1}");
-        assert_eq!(t.params, vec!["petId", "toy"]);
+        assert_eq!(t.params(), ["petId", "toy"]);
         let g = Template::parse("/files/{proxy+}").unwrap();
-        assert_eq!((g.trie_path.as_str(), g.greedy), ("/files/{*g}", true));
+        assert_eq!((g.trie_path.as_str(), g.greedy()), ("/files/{*g}", true));
         assert_eq!(Template::parse("/").unwrap().trie_path, "/");
         assert_eq!(Template::parse("/a/").unwrap().trie_path, "/a");
         assert!(Template::parse("/{proxy+}/x").is_err());

@@ -14,7 +14,7 @@
 //! replica that is not the leader may answer `307` with the leader's URL: the dataplane polls
 //! there while it answers, and goes back to the configured URL when it does not.
 
-use crate::compile::CompiledSnapshot;
+use crate::compile::{Compiled, CompiledSnapshot};
 use crate::delivery_tls::{self, Reloader};
 use crate::pipeline::Gateway;
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tollhouse_snapshot::Versioned;
+use tollhouse_snapshot::{Report, Versioned};
 
 /// Where to subscribe and where to keep state.
 pub struct SourceConfig {
@@ -295,12 +295,28 @@ fn private_file_mode(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Compiles and installs a snapshot; returns whether it is now served.
-pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
+/// Compiles and installs a snapshot; returns, when it is now served, the report of what it
+/// left out (sent with every later poll, so the controller's status says what is served).
+pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> Option<Report> {
     match CompiledSnapshot::compile(v, &gateway.runtime.metrics) {
-        Ok((compiled, warnings)) => {
-            for w in &warnings {
-                tracing::warn!(snapshot.version = v.version, "{w}");
+        Ok(Compiled {
+            snapshot: compiled,
+            left_out,
+            notes,
+        }) => {
+            for note in &notes {
+                tracing::warn!(snapshot.version = v.version, "{note}");
+            }
+            for entry in &left_out {
+                tracing::warn!(
+                    snapshot.version = v.version,
+                    object.kind = %entry.source.kind,
+                    object.namespace = %entry.source.namespace,
+                    object.name = %entry.source.name,
+                    reason = %entry.reason,
+                    "left out: {}",
+                    entry.message
+                );
             }
             tracing::info!(
                 snapshot.version = v.version,
@@ -314,12 +330,12 @@ pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> bool {
             gateway.apply(compiled);
             gateway.runtime.metrics.retain(keys);
             gateway.runtime.metrics.snapshot_apply(how, Some(v.version));
-            true
+            Some(Report::new(left_out))
         }
         Err(e) => {
             tracing::error!(snapshot.version = v.version, error = %e, "snapshot refused; keeping the current one");
             gateway.runtime.metrics.snapshot_apply("rejected", None);
-            false
+            None
         }
     }
 }
@@ -393,7 +409,8 @@ async fn follow<C>(
     let mut target = Target::new(&config.controller);
     let mut fallback = config.state_dir.as_deref().and_then(load_state);
     let mut known = String::new();
-    let mut applied: Option<u64> = None;
+    // The version served and what compiling it left out.
+    let mut applied: Option<(u64, Report)> = None;
     // The version last written to the state directory (writes run on the blocking pool).
     let saved = Arc::new(std::sync::Mutex::new(0u64));
     let mut backoff = Duration::from_millis(100);
@@ -402,20 +419,20 @@ async fn follow<C>(
     // It also becomes `known` unless a refused hash is there, so the same content is not
     // sent again.
     let restore = |fallback: &mut Option<Versioned>,
-                   applied: &mut Option<u64>,
+                   applied: &mut Option<(u64, Report)>,
                    known: &mut String,
                    why: &str| {
         if gateway.snapshot.load().is_some() {
             return;
         }
         if let Some(v) = fallback.take() {
-            if install(&gateway, &v, "restored") {
+            if let Some(report) = install(&gateway, &v, "restored") {
                 tracing::warn!(
                     snapshot.version = v.version,
                     reason = why,
                     "serving the last good snapshot from the state directory"
                 );
-                *applied = Some(v.version);
+                *applied = Some((v.version, report));
                 if known.is_empty() {
                     *known = v.hash.clone();
                 }
@@ -429,8 +446,14 @@ async fn follow<C>(
             target.endpoint(),
             urlencode(&config.id)
         );
-        if let Some(v) = applied {
+        if let Some((v, report)) = &applied {
             url.push_str(&format!("&applied={v}"));
+            if !report.is_empty() {
+                if let Ok(json) = serde_json::to_string(report) {
+                    url.push_str("&report=");
+                    url.push_str(&urlencode(&json));
+                }
+            }
         }
         let result = match poll(&client(), &url, LONG_POLL_SECS).await {
             Ok(Polled::Redirect(location)) => match target.redirect(&location) {
@@ -460,9 +483,9 @@ async fn follow<C>(
                 backoff = Duration::from_millis(100);
                 // Remember it even if refused: the controller then waits for the next change.
                 known = v.hash.clone();
-                if install(&gateway, &v, "applied") {
+                if let Some(report) = install(&gateway, &v, "applied") {
                     fallback = None;
-                    applied = Some(v.version);
+                    applied = Some((v.version, report));
                     if let Some(dir) = &config.state_dir {
                         // Written (and fsynced) off the poll path, so the next poll reports the
                         // applied version at once; the newest version always wins the file.

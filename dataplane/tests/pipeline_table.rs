@@ -146,9 +146,14 @@ fn apply(gateway: &Gateway, version: u64, stages: Vec<Stage>) {
             backends: BTreeMap::new(),
         },
     );
-    let (c, warnings) = CompiledSnapshot::compile(&v, &gateway.runtime.metrics).unwrap();
-    assert!(warnings.is_empty(), "{warnings:?}");
-    gateway.apply(c);
+    let c = CompiledSnapshot::compile(&v, &gateway.runtime.metrics).unwrap();
+    assert!(
+        c.left_out.is_empty() && c.notes.is_empty(),
+        "{:?} {:?}",
+        c.left_out,
+        c.notes
+    );
+    gateway.apply(c.snapshot);
 }
 
 /// An echo backend: answers with the method, path and headers it received as JSON, and

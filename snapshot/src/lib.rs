@@ -6,10 +6,27 @@
 //! name it in logs and metrics. TLS private keys are [`Sensitive`]: their `Debug` output is
 //! redacted and [`Snapshot::redacted`] replaces them by a hash for golden files and logs.
 
+mod backend;
+mod certificate;
+pub mod condition;
+mod report;
+mod route;
+mod source;
+mod stage;
+mod versioned;
+
+pub use backend::Backend;
+pub use certificate::{Certificate, Sensitive};
+pub use condition::{ConditionStatus, ConditionType, Reason};
+pub use report::{LeftOut, Report};
+pub use route::{HttpProxy, Integration, Mock, Route};
+pub use source::SourceRef;
+pub use stage::{AccessLog, ApiType, Stage};
+pub use versioned::{IntegrityError, Versioned};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends;
 /// version 3 added a Stage's `apiType` and `accessLog`.
@@ -21,33 +38,6 @@ pub const MIN_SCHEMA_VERSION: u32 = 1;
 
 /// Default integration timeout, as AWS (29 s).
 pub const DEFAULT_TIMEOUT_MS: u32 = 29_000;
-
-/// The object an entity was translated from.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SourceRef {
-    /// Kind of the object, e.g. `ApiRoute`.
-    pub kind: String,
-    /// Namespace of the object.
-    pub namespace: String,
-    /// Name of the object.
-    pub name: String,
-    /// `metadata.generation` the entity was built from.
-    pub generation: i64,
-}
-
-impl SourceRef {
-    /// `namespace/name`, the form used in metric labels and logs.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
-impl fmt::Display for SourceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
-    }
-}
-
 /// The content of one configuration: everything a dataplane serves.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -60,163 +50,6 @@ pub struct Snapshot {
     /// Service backends referenced by routes, keyed by `namespace/service:port`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backends: BTreeMap<String, Backend>,
-}
-
-/// A Service port and its ready endpoints: the dataplane balances over them.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Backend {
-    /// The Service.
-    pub source: SourceRef,
-    /// Ready endpoints as `host:port` (`[v6]:port` for IPv6), sorted; empty: none ready.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub endpoints: Vec<String>,
-}
-
-/// One deployment environment of an API, with the routes it serves.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Stage {
-    /// The Stage object.
-    pub source: SourceRef,
-    /// API name (routes of this API in the Stage's namespace are its routes).
-    pub api: String,
-    /// Lower-case host names this stage answers on; empty means any host.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hostnames: Vec<String>,
-    /// Normalised base path: `/` or `/a/b` (no trailing slash).
-    pub base_path: String,
-    /// Stage variables, usable as `${stageVariables.name}` in integration URIs.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub variables: BTreeMap<String, String>,
-    /// Key into [`Snapshot::certificates`] of the certificate served for this stage's hosts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    /// Routes, sorted by path then by source.
-    pub routes: Vec<Route>,
-    /// Which of AWS's flavours the Stage's clients see.
-    #[serde(default, skip_serializing_if = "ApiType::is_http")]
-    pub api_type: ApiType,
-    /// The Stage's access log, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access_log: Option<AccessLog>,
-}
-
-/// AWS's two HTTP flavours (`Stage.spec.apiType`).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ApiType {
-    /// An HTTP API (the default).
-    #[default]
-    Http,
-    /// A REST API.
-    Rest,
-}
-
-impl ApiType {
-    /// Whether this is the default, HTTP.
-    pub fn is_http(&self) -> bool {
-        *self == ApiType::Http
-    }
-}
-
-/// A Stage's access log.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessLog {
-    /// The format: AWS `$context.*` variables in text, already checked by the controller.
-    pub format: String,
-}
-
-/// One route: a path template, the methods it answers and its integration.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Route {
-    /// The ApiRoute object.
-    pub source: SourceRef,
-    /// Normalised AWS path template: `/pets/{petId}`, `/files/{proxy+}`, `/`.
-    pub path: String,
-    /// Upper-case methods, sorted; `["ANY"]` answers every method.
-    pub methods: Vec<String>,
-    /// What serves the request.
-    pub integration: Integration,
-}
-
-/// What serves a request that matched a route.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Integration {
-    /// Proxy the request to an HTTP(S) URI.
-    HttpProxy(HttpProxy),
-    /// Answer with a fixed response.
-    Mock(Mock),
-}
-
-/// HTTP proxy integration.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpProxy {
-    /// URI template: may hold `${stageVariables.x}` and `{pathParam}` (`{proxy}` for greedy).
-    /// With `backend` it is a path template, or empty to send the request's path below the
-    /// stage's base path.
-    pub uri: String,
-    /// Key into [`Snapshot::backends`]: proxy to that Service's endpoints.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend: Option<String>,
-    /// Integration timeout in milliseconds.
-    pub timeout_ms: u32,
-    /// Speak HTTP/2 to a plain-text upstream (prior knowledge); `https` upstreams use ALPN.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub http2: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-/// MOCK integration: a fixed response.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Mock {
-    /// Status code.
-    pub status_code: u16,
-    /// Response headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// Response body.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub body: String,
-}
-
-/// A TLS certificate chain and its private key, both PEM.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Certificate {
-    /// The Secret it came from.
-    pub source: SourceRef,
-    /// Certificate chain, PEM.
-    pub certificate_chain_pem: String,
-    /// Private key, PEM; never printed.
-    pub private_key_pem: Sensitive,
-}
-
-/// A secret string: serialised as is (it travels to the dataplane), but never shown by `Debug`.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Sensitive(pub String);
-
-impl fmt::Debug for Sensitive {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl Sensitive {
-    /// `<redacted sha256:…>`: names the value without revealing it.
-    pub fn fingerprint(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        format!("<redacted sha256:{}>", &hex::encode(digest)[..16])
-    }
 }
 
 impl Snapshot {
@@ -239,10 +72,77 @@ impl Snapshot {
     /// A copy whose private keys are replaced by their fingerprints: safe for logs and goldens.
     pub fn redacted(&self) -> Snapshot {
         let mut copy = self.clone();
-        for cert in copy.certificates.values_mut() {
-            cert.private_key_pem = Sensitive(cert.private_key_pem.fingerprint());
+        for entity in copy.entities() {
+            for secret in entity.secrets {
+                *secret = Sensitive(secret.fingerprint());
+            }
         }
         copy
+    }
+
+    /// Every entity with the object it came from and its secrets: the one walk over a snapshot
+    /// that both Programmed tracking (which objects, at which generation, a snapshot carries)
+    /// and redaction use. Each struct is taken apart field by field, so an entity or a field
+    /// added later does not compile until it is placed here, and a secret cannot be missed.
+    pub fn entities(&mut self) -> Vec<Entity<'_>> {
+        let Snapshot {
+            stages,
+            certificates,
+            backends,
+        } = self;
+        let mut out = Vec::new();
+        for stage in stages.iter_mut() {
+            let Stage {
+                source,
+                api: _,
+                hostnames: _,
+                base_path: _,
+                variables: _,
+                certificate: _,
+                routes,
+                api_type: _,
+                access_log: _,
+            } = stage;
+            out.push(Entity::new(source, Vec::new()));
+            for route in routes.iter_mut() {
+                let Route {
+                    source,
+                    path: _,
+                    methods: _,
+                    integration,
+                } = route;
+                match integration {
+                    Integration::HttpProxy(HttpProxy {
+                        uri: _,
+                        backend: _,
+                        timeout_ms: _,
+                        http2: _,
+                    })
+                    | Integration::Mock(Mock {
+                        status_code: _,
+                        headers: _,
+                        body: _,
+                    }) => {}
+                }
+                out.push(Entity::new(source, Vec::new()));
+            }
+        }
+        for certificate in certificates.values_mut() {
+            let Certificate {
+                source,
+                certificate_chain_pem: _,
+                private_key_pem,
+            } = certificate;
+            out.push(Entity::new(source, vec![private_key_pem]));
+        }
+        for backend in backends.values_mut() {
+            let Backend {
+                source,
+                endpoints: _,
+            } = backend;
+            out.push(Entity::new(source, Vec::new()));
+        }
+        out
     }
 
     /// Number of routes over all stages.
@@ -251,87 +151,18 @@ impl Snapshot {
     }
 }
 
-/// A snapshot as delivered: schema, version and content hash around the content.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Versioned {
-    /// [`SCHEMA_VERSION`] of the sender.
-    pub schema: u32,
-    /// Monotonic version assigned by the controller when the content changed.
-    pub version: u64,
-    /// [`Snapshot::content_hash`] of `snapshot`.
-    pub hash: String,
-    /// The content.
-    pub snapshot: Snapshot,
+/// One entity of a snapshot, as [`Snapshot::entities`] visits it.
+#[derive(Debug)]
+pub struct Entity<'a> {
+    /// The object it was translated from.
+    pub source: &'a SourceRef,
+    /// Its secrets, to be redacted wherever the snapshot is shown.
+    pub secrets: Vec<&'a mut Sensitive>,
 }
 
-/// Why a delivered snapshot was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum IntegrityError {
-    /// Sent with another schema version.
-    Schema { got: u32 },
-    /// The hash does not match the content.
-    Hash { claimed: String, actual: String },
-}
-
-impl fmt::Display for IntegrityError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IntegrityError::Schema { got } => {
-                write!(
-                    f,
-                    "snapshot schema {got} is not the supported {SCHEMA_VERSION}"
-                )
-            }
-            IntegrityError::Hash { claimed, actual } => {
-                write!(
-                    f,
-                    "snapshot hash {claimed} does not match its content ({actual})"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for IntegrityError {}
-
-impl Versioned {
-    /// Wraps content with its hash.
-    pub fn new(version: u64, snapshot: Snapshot) -> Self {
-        Versioned {
-            schema: SCHEMA_VERSION,
-            version,
-            hash: snapshot.content_hash(),
-            snapshot,
-        }
-    }
-
-    /// The wire form of a snapshot already encoded by [`Snapshot::encoded`]: byte for byte what
-    /// serialising the `Versioned` gives, without serialising the content again.
-    pub fn wire(version: u64, hash: &str, snapshot_json: &[u8]) -> Vec<u8> {
-        let head = format!(
-            r#"{{"schema":{SCHEMA_VERSION},"version":{version},"hash":"{hash}","snapshot":"#
-        );
-        let mut body = Vec::with_capacity(head.len() + snapshot_json.len() + 1);
-        body.extend_from_slice(head.as_bytes());
-        body.extend_from_slice(snapshot_json);
-        body.push(b'}');
-        body
-    }
-
-    /// Checks schema and hash, as a receiver must before applying.
-    pub fn verify(&self) -> Result<(), IntegrityError> {
-        if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&self.schema) {
-            return Err(IntegrityError::Schema { got: self.schema });
-        }
-        let actual = self.snapshot.content_hash();
-        if actual != self.hash {
-            return Err(IntegrityError::Hash {
-                claimed: self.hash.clone(),
-                actual,
-            });
-        }
-        Ok(())
+impl<'a> Entity<'a> {
+    fn new(source: &'a SourceRef, secrets: Vec<&'a mut Sensitive>) -> Entity<'a> {
+        Entity { source, secrets }
     }
 }
 

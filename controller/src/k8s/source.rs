@@ -6,10 +6,10 @@
 //! before every cache has its first full list: a partial view would withdraw routes.
 
 use crate::convert;
-use crate::manifest::ObjectKey;
+use crate::model::{Input, Kind, Meta, ObjectKey, Resource};
 use crate::reconcile::Reconciler;
 use crate::server::Hub;
-use crate::translate::{Input, Meta, Resource, Status};
+use crate::translate::Status;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Api, DynamicObject};
@@ -86,29 +86,26 @@ pub async fn start(
     let (stages, w) = reflector::store();
     spawn(
         api::<Stage>(&client, namespace),
-        watcher::Config::default(),
         w,
         &hub,
         &trigger,
-        "Stage",
+        Kind::Stage,
     );
     let (routes, w) = reflector::store();
     spawn(
         api::<ApiRoute>(&client, namespace),
-        watcher::Config::default(),
         w,
         &hub,
         &trigger,
-        "ApiRoute",
+        Kind::ApiRoute,
     );
     let (services, w) = reflector::store();
     spawn(
         api::<Service>(&client, namespace),
-        watcher::Config::default(),
         w,
         &hub,
         &trigger,
-        "Service",
+        Kind::Service,
     );
     let w = Writer::new(slices_resource.clone());
     let slices = w.as_reader();
@@ -118,22 +115,14 @@ pub async fn start(
         Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &slices_resource),
         None => Api::<DynamicObject>::all_with(client.clone(), &slices_resource),
     };
-    spawn(
-        slices_api,
-        watcher::Config::default().labels(convert::SERVICE_NAME_LABEL),
-        w,
-        &hub,
-        &trigger,
-        "EndpointSlice",
-    );
+    spawn(slices_api, w, &hub, &trigger, Kind::EndpointSlice);
     let (secrets, w) = reflector::store();
     spawn(
         api::<Secret>(&client, namespace),
-        watcher::Config::default().fields("type=kubernetes.io/tls"),
         w,
         &hub,
         &trigger,
-        "Secret",
+        Kind::Secret,
     );
     Stores {
         stages,
@@ -144,23 +133,24 @@ pub async fn start(
     }
 }
 
-fn spawn<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    writer: Writer<K>,
-    hub: &Arc<Hub>,
-    trigger: &Arc<Notify>,
-    kind: &'static str,
-) where
+/// What of a kind is watched: only the objects translate can use.
+fn watch_config(kind: Kind) -> watcher::Config {
+    match kind {
+        Kind::Secret => watcher::Config::default().fields("type=kubernetes.io/tls"),
+        Kind::EndpointSlice => watcher::Config::default().labels(convert::SERVICE_NAME_LABEL),
+        Kind::ApiRoute | Kind::Service | Kind::Stage => watcher::Config::default(),
+    }
+}
+
+fn spawn<K>(api: Api<K>, writer: Writer<K>, hub: &Arc<Hub>, trigger: &Arc<Notify>, kind: Kind)
+where
     K: KubeResource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
     let hub = hub.clone();
     let trigger = trigger.clone();
-    // For Stages and ApiRoutes only a new generation changes what translate reads: our own
-    // status writes (and label or annotation edits) come back as events too, and must not
-    // cost a translate each. Other kinds have no generation worth trusting.
-    let by_generation = matches!(kind, "Stage" | "ApiRoute");
+    let by_generation = kind.translates_on_generation();
+    let config = watch_config(kind);
     tokio::spawn(async move {
         let stream = watcher(api, config)
             .default_backoff()
@@ -178,7 +168,7 @@ fn spawn<K>(
                 }
                 Err(error) => {
                     hub.metrics.error("watch");
-                    warn!(kind, %error, "watch failed; retrying with backoff");
+                    warn!(kind = kind.as_str(), %error, "watch failed; retrying with backoff");
                 }
             }
         }

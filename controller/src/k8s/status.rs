@@ -9,21 +9,24 @@
 
 use super::source::{Statuses, Stores};
 use super::FIELD_MANAGER;
-use crate::manifest::{Kind, ObjectKey};
+use crate::model::{ObjectKey, StatusKind};
 use crate::server::{first_version, DataplaneView, Hub};
 use crate::translate::Status;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
-use serde_json::json;
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tollhouse_api::{ApiRoute, Stage};
+use tollhouse_api::{
+    ApiRoute, ConditionStatus, ConditionType, Reason, ResourceStatus, Stage, StageStatus,
+};
 use tracing::{debug, info, warn};
 
 /// Patches in flight at once.
@@ -51,9 +54,9 @@ pub struct StatusConfig {
 /// One condition as written (`lastTransitionTime` kept separately for comparison).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Cond {
-    kind: String,
-    status: String,
-    reason: String,
+    kind: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
     message: String,
 }
 
@@ -79,7 +82,7 @@ struct StageExtra {
 struct Written {
     uid: String,
     desired: Desired,
-    transitions: BTreeMap<String, String>,
+    transitions: BTreeMap<ConditionType, Time>,
     inputs: Option<Inputs>,
 }
 
@@ -95,7 +98,7 @@ struct Inputs {
 }
 
 /// Where an object stands with the dataplanes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Programmed {
     /// Not in the served snapshot.
     NotInSnapshot,
@@ -105,6 +108,9 @@ enum Programmed {
     Pending,
     /// Every connected dataplane serves this generation.
     Done,
+    /// Some connected dataplanes (how many) left this generation out of the snapshot they
+    /// serve, for this reason: status says what the data path does.
+    LeftOut(u32, Reason, String),
 }
 
 /// Whether some connected dataplane serves an older snapshot than the current one.
@@ -117,8 +123,21 @@ fn behind(view: &DataplaneView) -> bool {
         .any(|d| d.is_some_and(|applied| applied < *current))
 }
 
-/// Where an object with this first version stands with the dataplanes of `view`.
-fn programmed_state(first: Option<u64>, view: &DataplaneView) -> Programmed {
+/// Where an object (`key` at `generation`) with this first version stands with the dataplanes
+/// of `view`.
+fn programmed_state(
+    key: &ObjectKey,
+    generation: i64,
+    first: Option<u64>,
+    view: &DataplaneView,
+) -> Programmed {
+    if let Some(by) = view
+        .left_out
+        .get(key)
+        .filter(|by| by.generation == generation)
+    {
+        return Programmed::LeftOut(by.dataplanes, by.reason, by.message.clone());
+    }
     match first {
         None => Programmed::NotInSnapshot,
         Some(_) if view.connected.is_empty() => Programmed::NoDataplanes,
@@ -216,24 +235,27 @@ async fn write_round(
     written: &mut HashMap<ObjectKey, Written>,
 ) -> bool {
     written.retain(|key, _| statuses.contains_key(key));
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
     let generations = hub.generations();
     let mut jobs = Vec::new();
     for (key, status) in statuses {
-        let (stage, route) = match key.kind {
-            Kind::Stage => (
+        // Every kind with a status is handled here: a new one does not compile until it is.
+        let Some(status_kind) = key.kind.status() else {
+            continue;
+        };
+        let (stage, route) = match status_kind {
+            StatusKind::Stage => (
                 stores
                     .stages
                     .get(&ObjectRef::new(&key.name).within(&key.namespace)),
                 None,
             ),
-            Kind::ApiRoute => (
+            StatusKind::ApiRoute => (
                 None,
                 stores
                     .routes
                     .get(&ObjectRef::new(&key.name).within(&key.namespace)),
             ),
-            _ => continue,
         };
         let uid = match (&stage, &route) {
             (Some(s), _) => s.meta().uid.clone(),
@@ -242,7 +264,7 @@ async fn write_round(
         };
         let Some(uid) = uid else { continue };
         let first = first_version(&generations, key, status.observed_generation);
-        let programmed = programmed_state(first, view);
+        let programmed = programmed_state(key, status.observed_generation, first, view);
         let extra = stage.as_ref().map(|s| stage_extra(&s.spec, view, config));
         if let Some(w) = written.get(key) {
             let unchanged = w.uid == uid
@@ -253,7 +275,7 @@ async fn write_round(
                 continue;
             }
         }
-        let mut desired = desire(status, programmed, extra.clone());
+        let mut desired = desire(status, programmed.clone(), extra.clone());
         let base = match written.get(key) {
             Some(w) if w.uid == uid => Some(w.clone()),
             _ => {
@@ -316,7 +338,7 @@ async fn write_round(
                     None
                 }
             });
-            transitions.insert(c.kind.clone(), kept.unwrap_or_else(|| now.clone()));
+            transitions.insert(c.kind, kept.unwrap_or_else(|| now.clone()));
         }
         let events = new_rejections(base.as_ref().map(|b| &b.desired), &desired);
         jobs.push((
@@ -375,24 +397,28 @@ async fn write_round(
     all_ok
 }
 
+/// What the server holds, in the typed form. A condition of a type this build does not know is
+/// skipped; a reason it does not know reads as `Unknown`, which never equals what is desired,
+/// so it is rewritten.
 fn from_server(
     generation: Option<i64>,
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     stage: Option<StageExtra>,
-) -> (Desired, BTreeMap<String, String>) {
-    let conds = conditions
-        .iter()
-        .map(|c| Cond {
-            kind: c.type_.clone(),
-            status: c.status.clone(),
-            reason: c.reason.clone(),
+) -> (Desired, BTreeMap<ConditionType, Time>) {
+    let mut conds = Vec::with_capacity(conditions.len());
+    let mut transitions = BTreeMap::new();
+    for c in conditions {
+        let Some(kind) = ConditionType::from_name(&c.type_) else {
+            continue;
+        };
+        conds.push(Cond {
+            kind,
+            status: ConditionStatus::from_name(&c.status).unwrap_or(ConditionStatus::Unknown),
+            reason: Reason::from_name(&c.reason).unwrap_or(Reason::Unknown),
             message: c.message.clone(),
-        })
-        .collect();
-    let transitions = conditions
-        .iter()
-        .map(|c| (c.type_.clone(), c.last_transition_time.0.to_string()))
-        .collect();
+        });
+        transitions.insert(kind, c.last_transition_time.clone());
+    }
     (
         Desired {
             generation: generation.unwrap_or(0),
@@ -403,11 +429,16 @@ fn from_server(
     )
 }
 
-fn cond(kind: &str, status: &str, reason: &str, message: impl Into<String>) -> Cond {
+fn cond(
+    kind: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
+    message: impl Into<String>,
+) -> Cond {
     Cond {
-        kind: kind.into(),
-        status: status.into(),
-        reason: reason.into(),
+        kind,
+        status,
+        reason,
         message: message.into(),
     }
 }
@@ -416,51 +447,58 @@ fn cond(kind: &str, status: &str, reason: &str, message: impl Into<String>) -> C
 /// from translate's Ready and Programmed.
 fn desire(status: &Status, programmed: Programmed, stage: Option<StageExtra>) -> Desired {
     // Messages carry no counts or versions: they would rewrite every object on every publish.
+    use ConditionStatus::{False, True};
     let programmed = match programmed {
         Programmed::NotInSnapshot => cond(
-            "Programmed",
-            "False",
-            "NotProgrammed",
+            ConditionType::Programmed,
+            False,
+            Reason::NotProgrammed,
             "the object is not part of the served snapshot; see Ready",
         ),
         Programmed::NoDataplanes => cond(
-            "Programmed",
-            "False",
-            "NoDataplanes",
+            ConditionType::Programmed,
+            False,
+            Reason::NoDataplanes,
             "no dataplane is connected to the controller",
         ),
         Programmed::Done => cond(
-            "Programmed",
-            "True",
-            "Programmed",
+            ConditionType::Programmed,
+            True,
+            Reason::Programmed,
             "every connected dataplane serves this generation",
         ),
         Programmed::Pending => cond(
-            "Programmed",
-            "False",
-            "Pending",
+            ConditionType::Programmed,
+            False,
+            Reason::Pending,
             "waiting for the connected dataplanes to apply this generation",
+        ),
+        Programmed::LeftOut(dataplanes, reason, ref message) => cond(
+            ConditionType::Programmed,
+            False,
+            reason,
+            format!("{dataplanes} connected dataplane(s) left it out: {message}"),
         ),
     };
     let mut conditions: Vec<Cond> = Vec::with_capacity(4);
     let mut ready = None;
     for c in &status.conditions {
         let c = cond(c.kind, c.status, c.reason, c.message.clone());
-        if c.kind == "Ready" {
+        if c.kind == ConditionType::Ready {
             ready = Some(c);
         } else {
             conditions.push(c);
         }
     }
     let ready = match ready {
-        Some(r) if r.status == "True" && programmed.status != "True" => cond(
-            "Ready",
-            "False",
-            &programmed.reason,
+        Some(r) if r.status == True && programmed.status != True => cond(
+            ConditionType::Ready,
+            False,
+            programmed.reason,
             programmed.message.clone(),
         ),
         Some(r) => r,
-        None => cond("Ready", "False", "Unknown", ""),
+        None => cond(ConditionType::Ready, False, Reason::Unknown, ""),
     };
     conditions.push(programmed);
     conditions.push(ready);
@@ -513,26 +551,25 @@ fn stage_extra(
 /// Ready it implies, and a Stage's dataplane counts) when the only news is that no dataplane
 /// has reported yet.
 fn hold_while_dataplanes_reconnect(before: &Desired, desired: &mut Desired) {
+    use ConditionType::{Programmed, Ready};
     if before.generation != desired.generation {
         return;
     }
+    let reconnecting = |r: Reason| matches!(r, Reason::NoDataplanes | Reason::Pending);
     let waiting = desired.conditions.iter().any(|c| {
-        c.kind == "Programmed"
-            && c.status == "False"
-            && matches!(c.reason.as_str(), "NoDataplanes" | "Pending")
+        c.kind == Programmed && c.status == ConditionStatus::False && reconnecting(c.reason)
     });
     let was_programmed = before
         .conditions
         .iter()
-        .any(|c| c.kind == "Programmed" && c.status == "True");
+        .any(|c| c.kind == Programmed && c.status == ConditionStatus::True);
     if waiting && was_programmed {
-        for kind in ["Programmed", "Ready"] {
+        for kind in [Programmed, Ready] {
             let old = before.conditions.iter().find(|c| c.kind == kind);
             let new = desired.conditions.iter_mut().find(|c| c.kind == kind);
             if let (Some(old), Some(new)) = (old, new) {
                 // Ready only if nothing but Programmed was holding it back.
-                if kind == "Programmed" || matches!(new.reason.as_str(), "NoDataplanes" | "Pending")
-                {
+                if kind == Programmed || reconnecting(new.reason) {
                     *new = old.clone();
                 }
             }
@@ -551,23 +588,23 @@ fn hold_while_dataplanes_reconnect(before: &Desired, desired: &mut Desired) {
 fn new_rejections(before: Option<&Desired>, after: &Desired) -> Vec<Cond> {
     let mut out: Vec<Cond> = Vec::new();
     for c in &after.conditions {
-        if c.status != "False" || c.kind == "Programmed" {
+        if c.status != ConditionStatus::False || c.kind == ConditionType::Programmed {
             continue;
         }
         if matches!(
-            c.reason.as_str(),
-            "Pending" | "NoDataplanes" | "NotProgrammed"
+            c.reason,
+            Reason::Pending | Reason::NoDataplanes | Reason::NotProgrammed
         ) {
             continue;
         }
-        if c.kind == "Ready" && out.iter().any(|o| o.reason == c.reason) {
+        if c.kind == ConditionType::Ready && out.iter().any(|o| o.reason == c.reason) {
             continue;
         }
         let seen = before.is_some_and(|b| {
             b.generation == after.generation
                 && b.conditions.iter().any(|p| {
                     p.kind == c.kind
-                        && p.status == "False"
+                        && p.status == ConditionStatus::False
                         && p.reason == c.reason
                         && p.message == c.message
                 })
@@ -579,44 +616,73 @@ fn new_rejections(before: Option<&Desired>, after: &Desired) -> Vec<Cond> {
     out
 }
 
+/// A server-side apply of the status subresource: the typed status of the kind.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusPatch<S> {
+    api_version: &'static str,
+    kind: &'static str,
+    status: S,
+}
+
 async fn patch(client: &Client, key: &ObjectKey, w: &Written) -> Result<(), kube::Error> {
-    let conditions: Vec<serde_json::Value> = w
+    let generation = w.desired.generation;
+    let conditions: Vec<_> = w
         .desired
         .conditions
         .iter()
         .map(|c| {
-            json!({
-                "type": c.kind,
-                "status": c.status,
-                "reason": c.reason,
-                "message": c.message,
-                "observedGeneration": w.desired.generation,
-                "lastTransitionTime": w.transitions.get(&c.kind),
-            })
+            tollhouse_api::condition(
+                c.kind,
+                c.status,
+                c.reason,
+                c.message.clone(),
+                generation,
+                w.transitions
+                    .get(&c.kind)
+                    .cloned()
+                    .unwrap_or_else(|| Time(k8s_openapi::jiff::Timestamp::now())),
+            )
         })
         .collect();
-    let mut status = json!({
-        "observedGeneration": w.desired.generation,
-        "conditions": conditions,
-    });
-    if let Some(extra) = &w.desired.stage {
-        status["invokeUrls"] = json!(extra.invoke_urls);
-        status["snapshotVersion"] = json!(extra.snapshot_version);
-        status["servingDataplanes"] = json!(extra.serving);
-        status["connectedDataplanes"] = json!(extra.connected);
-    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    match key.kind {
-        Kind::Stage => {
-            let body =
-                json!({"apiVersion": Stage::api_version(&()), "kind": "Stage", "status": status});
+    let Some(status_kind) = key.kind.status() else {
+        return Ok(());
+    };
+    match status_kind {
+        StatusKind::Stage => {
+            let extra = w.desired.stage.clone().unwrap_or(StageExtra {
+                invoke_urls: Vec::new(),
+                snapshot_version: None,
+                serving: 0,
+                connected: 0,
+            });
+            let body = StatusPatch {
+                api_version: tollhouse_api::API_VERSION,
+                kind: status_kind.kind().as_str(),
+                status: StageStatus {
+                    conditions,
+                    observed_generation: Some(generation),
+                    invoke_urls: extra.invoke_urls,
+                    snapshot_version: extra.snapshot_version,
+                    serving_dataplanes: Some(extra.serving),
+                    connected_dataplanes: Some(extra.connected),
+                },
+            };
             Api::<Stage>::namespaced(client.clone(), &key.namespace)
                 .patch_status(&key.name, &params, &Patch::Apply(body))
                 .await
                 .map(|_| ())
         }
-        _ => {
-            let body = json!({"apiVersion": ApiRoute::api_version(&()), "kind": "ApiRoute", "status": status});
+        StatusKind::ApiRoute => {
+            let body = StatusPatch {
+                api_version: tollhouse_api::API_VERSION,
+                kind: status_kind.kind().as_str(),
+                status: ResourceStatus {
+                    conditions,
+                    observed_generation: Some(generation),
+                },
+            };
             Api::<ApiRoute>::namespaced(client.clone(), &key.namespace)
                 .patch_status(&key.name, &params, &Patch::Apply(body))
                 .await
@@ -629,7 +695,7 @@ async fn publish_event(recorder: &Recorder, hub: &Hub, reference: &ObjectReferen
     let note: String = c.message.chars().take(1000).collect();
     let event = Event {
         type_: EventType::Warning,
-        reason: c.reason.clone(),
+        reason: c.reason.as_str().to_string(),
         note: Some(format!("{}: {note}", c.kind)),
         action: "Translate".into(),
         secondary: None,
@@ -643,30 +709,37 @@ async fn publish_event(recorder: &Recorder, hub: &Hub, reference: &ObjectReferen
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Kind;
     use crate::translate::Condition;
+    use serde_json::json;
+
+    /// A condition from its names, as they appear in status.
+    pub(super) fn named(kind: &str, status: &str, reason: &str, message: &str) -> Cond {
+        cond(
+            ConditionType::from_name(kind).unwrap(),
+            ConditionStatus::from_name(status).unwrap(),
+            Reason::from_name(reason).unwrap(),
+            message,
+        )
+    }
+
+    fn typed(kind: &str, status: &str, reason: &str, message: &str) -> Condition {
+        let c = named(kind, status, reason, message);
+        Condition {
+            kind: c.kind,
+            status: c.status,
+            reason: c.reason,
+            message: c.message,
+        }
+    }
 
     fn status(ready: (&'static str, &'static str)) -> Status {
         Status {
             observed_generation: 3,
             conditions: vec![
-                Condition {
-                    kind: "Accepted",
-                    status: "True",
-                    reason: "Accepted",
-                    message: "ok".into(),
-                },
-                Condition {
-                    kind: "ResolvedRefs",
-                    status: "True",
-                    reason: "ResolvedRefs",
-                    message: "ok".into(),
-                },
-                Condition {
-                    kind: "Ready",
-                    status: ready.0,
-                    reason: ready.1,
-                    message: "m".into(),
-                },
+                typed("Accepted", "True", "Accepted", "ok"),
+                typed("ResolvedRefs", "True", "ResolvedRefs", "ok"),
+                typed("Ready", ready.0, ready.1, "m"),
             ],
         }
     }
@@ -720,9 +793,10 @@ mod tests {
         let view = |connected: Vec<Option<u64>>| DataplaneView {
             current: Some((50, "h".into())),
             connected,
+            left_out: Default::default(),
         };
         let ready = status(("True", "Ready"));
-        let none = programmed_state(first, &view(vec![]));
+        let none = programmed_state(&key, 3, first, &view(vec![]));
         assert_eq!(
             kinds(&desire(&ready, none, None)),
             vec![
@@ -732,13 +806,13 @@ mod tests {
                 ("Ready", "False", "NoDataplanes")
             ]
         );
-        let behind = programmed_state(first, &view(vec![Some(40), Some(50)]));
+        let behind = programmed_state(&key, 3, first, &view(vec![Some(40), Some(50)]));
         assert_eq!(
             kinds(&desire(&ready, behind, None))[2],
             ("Programmed", "False", "Pending")
         );
         let all = view(vec![Some(50), Some(50)]);
-        let d = desire(&ready, programmed_state(first, &all), None);
+        let d = desire(&ready, programmed_state(&key, 3, first, &all), None);
         assert_eq!(
             kinds(&d)[2..],
             [
@@ -754,7 +828,7 @@ mod tests {
         );
         // An object not in the snapshot is not programmed, whatever the dataplanes do.
         let gone = ObjectKey::new(Kind::ApiRoute, "ns", "gone");
-        let state = programmed_state(hub.first_version(&gone, 3), &all);
+        let state = programmed_state(&gone, 3, hub.first_version(&gone, 3), &all);
         let d = desire(&status(("False", "NotServed")), state, None);
         assert_eq!(
             kinds(&d)[2..],
@@ -770,12 +844,12 @@ mod tests {
     #[test]
     fn served_but_unresolved_is_programmed_and_not_ready() {
         let mut unresolved = status(("False", "UndefinedStageVariable"));
-        unresolved.conditions[1] = Condition {
-            kind: "ResolvedRefs",
-            status: "False",
-            reason: "UndefinedStageVariable",
-            message: "Stage ns/prod has no variable `host`".into(),
-        };
+        unresolved.conditions[1] = typed(
+            "ResolvedRefs",
+            "False",
+            "UndefinedStageVariable",
+            "Stage ns/prod has no variable `host`",
+        );
         let d = desire(&unresolved, Programmed::Done, None);
         assert_eq!(
             kinds(&d)[1..],
@@ -795,19 +869,55 @@ mod tests {
         );
     }
 
+    /// A dataplane that left the object out of the snapshot it serves turns Programmed, and so
+    /// Ready, False with the dataplane's reason, even when every dataplane serves the current
+    /// snapshot: status never says more than the data path does.
+    #[test]
+    fn what_a_dataplane_left_out_is_not_programmed() {
+        let key = ObjectKey::new(Kind::Stage, "ns", "prod");
+        let mut view = DataplaneView {
+            current: Some((50, "h".into())),
+            connected: vec![Some(50), Some(50)],
+            left_out: Default::default(),
+        };
+        view.left_out.insert(
+            key.clone(),
+            crate::server::LeftOutBy {
+                generation: 3,
+                dataplanes: 1,
+                reason: Reason::InvalidCertificate,
+                message: "stage ns/prod left out: certificate ns/web unavailable".into(),
+            },
+        );
+        let state = programmed_state(&key, 3, Some(50), &view);
+        let d = desire(&status(("True", "Ready")), state, None);
+        assert_eq!(
+            kinds(&d)[2..],
+            [
+                ("Programmed", "False", "InvalidCertificate"),
+                ("Ready", "False", "InvalidCertificate")
+            ]
+        );
+        assert!(d.conditions[3]
+            .message
+            .contains("1 connected dataplane(s) left it out"));
+        // A report about an older generation says nothing about this one.
+        assert_eq!(programmed_state(&key, 4, Some(50), &view), Programmed::Done);
+    }
+
     #[test]
     fn a_rejection_is_announced_once() {
         let mut before = Desired {
             generation: 3,
-            conditions: vec![cond("Accepted", "True", "Accepted", "ok")],
+            conditions: vec![named("Accepted", "True", "Accepted", "ok")],
             stage: None,
         };
         let after = Desired {
             generation: 3,
             conditions: vec![
-                cond("Accepted", "False", "Conflict", "older route"),
-                cond("Programmed", "False", "NotProgrammed", "x"),
-                cond("Ready", "False", "Conflict", "older route"),
+                named("Accepted", "False", "Conflict", "older route"),
+                named("Programmed", "False", "NotProgrammed", "x"),
+                named("Ready", "False", "Conflict", "older route"),
             ],
             stage: None,
         };
@@ -818,22 +928,23 @@ mod tests {
         );
         assert!(new_rejections(Some(&after), &after).is_empty());
         // Waiting for dataplanes is no rejection.
-        before.conditions = vec![cond("Ready", "False", "Pending", "w")];
+        before.conditions = vec![named("Ready", "False", "Pending", "w")];
         assert!(new_rejections(None, &before).is_empty());
     }
 }
 
 #[cfg(test)]
 mod grace_tests {
+    use super::tests::named;
     use super::*;
 
     fn desired(generation: i64, programmed: (&str, &str), ready: (&str, &str)) -> Desired {
         Desired {
             generation,
             conditions: vec![
-                cond("Accepted", "True", "Accepted", ""),
-                cond("Programmed", programmed.0, programmed.1, ""),
-                cond("Ready", ready.0, ready.1, ""),
+                named("Accepted", "True", "Accepted", ""),
+                named("Programmed", programmed.0, programmed.1, ""),
+                named("Ready", ready.0, ready.1, ""),
             ],
             stage: None,
         }
@@ -853,7 +964,7 @@ mod grace_tests {
         assert_eq!(edited, want);
         let mut rejected = desired(1, ("False", "Pending"), ("False", "NoReadyEndpoints"));
         hold_while_dataplanes_reconnect(&before, &mut rejected);
-        assert_eq!(rejected.conditions[1].status, "True");
-        assert_eq!(rejected.conditions[2].reason, "NoReadyEndpoints");
+        assert_eq!(rejected.conditions[1].status, ConditionStatus::True);
+        assert_eq!(rejected.conditions[2].reason, Reason::NoReadyEndpoints);
     }
 }

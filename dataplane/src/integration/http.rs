@@ -15,10 +15,10 @@ use crate::flavour::{Flavour, X_AMZN_REQUEST_ID, X_AMZN_TRACE_ID};
 use crate::upstream::{bounded, PooledBody, Upstream};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
-use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tollhouse_template::{BoundUri, Origin, PathTemplate, UriError, UriForm, UriTemplate};
 
 /// An HTTP proxy target.
 pub struct HttpTarget {
@@ -30,28 +30,15 @@ pub struct HttpTarget {
 }
 
 enum TargetUri {
-    /// Scheme and authority parsed once; a request builds only the path and query.
-    Fixed(Origin),
+    /// Scheme and authority fixed when compiled; a request builds only the path and query.
+    Fixed {
+        origin: Origin,
+        host: HeaderValue,
+        path: BoundUri,
+    },
     /// A Service backend: the authority is the next ready endpoint; the path is the template,
     /// or (`None`) the request's path below the stage's base path.
-    Pool(Arc<EndpointPool>, Option<Vec<UriPart>>),
-}
-
-struct Origin {
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
-    host: HeaderValue,
-    path: Vec<UriPart>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum UriPart {
-    Literal(String),
-    Param {
-        index: usize,
-        greedy: bool,
-        in_query: bool,
-    },
+    Pool(Arc<EndpointPool>, Option<BoundUri>),
 }
 
 /// The ready endpoints of one Service port, taken in turn (round robin).
@@ -91,43 +78,12 @@ impl EndpointPool {
 /// Why a URI template cannot be compiled.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CompileError {
-    /// The template uses a stage variable the Stage does not define: the route is served
-    /// and its calls fail (reference §3a R7).
-    UndefinedStageVariable(String),
-    /// The template is unusable; the route is left out.
+    /// With the Stage's variables the URI cannot be built (a variable is undefined, or its
+    /// value makes the URI invalid): the route is served and its calls fail (reference §3a R7),
+    /// as the controller's status says.
+    Unbindable(UriError),
+    /// The template itself is unusable; the route is left out.
     Invalid(String),
-}
-
-/// Bytes a path value may not carry raw: a greedy value may span segments, others may not.
-const PATH_GREEDY: &AsciiSet = &CONTROLS.add(b' ').add(b';').add(b'\\').add(b'?').add(b'#');
-const PATH_SEGMENT: &AsciiSet = &PATH_GREEDY.add(b'/');
-const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT.add(b'&').add(b'=').add(b'+');
-
-fn render(parts: &[UriPart], params: &[&str], query: Option<&str>) -> String {
-    let mut s = String::with_capacity(128);
-    for part in parts {
-        match part {
-            UriPart::Literal(l) => s.push_str(l),
-            UriPart::Param {
-                index,
-                greedy,
-                in_query,
-            } => {
-                let value = params.get(*index).copied().unwrap_or_default();
-                let set = match (in_query, greedy) {
-                    (true, _) => QUERY_VALUE,
-                    (false, true) => PATH_GREEDY,
-                    (false, false) => PATH_SEGMENT,
-                };
-                s.extend(percent_encode(value.as_bytes(), set));
-            }
-        }
-    }
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        s.push(if s.contains('?') { '&' } else { '?' });
-        s.push_str(q);
-    }
-    s
 }
 
 /// Why no upstream URI could be built for a request.
@@ -149,95 +105,55 @@ impl From<TargetError> for GatewayError {
 }
 
 impl HttpTarget {
-    /// Compiles a URI template: `${stageVariables.x}` is substituted now, `{param}` becomes a
-    /// slot. `params` are the route's parameter names in template order, the last greedy
-    /// when `greedy`.
+    /// Compiles a URI template with the grammar the controller checked it with: the route's
+    /// path template `route` names its parameters, `${stageVariables.x}` is bound now and a
+    /// `{param}` becomes a slot filled per request. With a `pool` the template is a path (or
+    /// empty: the request's own path is sent).
     pub fn compile(
-        template: &str,
+        uri: &str,
         variables: &BTreeMap<String, String>,
-        params: &[String],
-        greedy: bool,
+        route: &PathTemplate,
         pool: Option<Arc<EndpointPool>>,
         timeout: Duration,
         http2: bool,
     ) -> Result<HttpTarget, CompileError> {
-        let invalid = |m: String| CompileError::Invalid(m);
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = template;
-        let mut in_query = false;
-        let mut authority_done = pool.is_some();
-        while !rest.is_empty() {
-            if let Some(after) = rest.strip_prefix("${stageVariables.") {
-                let end = after
-                    .find('}')
-                    .ok_or_else(|| invalid("unterminated ${stageVariables.".into()))?;
-                let name = &after[..end];
-                let value = variables
-                    .get(name)
-                    .ok_or_else(|| CompileError::UndefinedStageVariable(name.to_string()))?;
-                literal.push_str(value);
-                rest = &after[end + 1..];
-            } else if let Some(after) = rest.strip_prefix('{') {
-                let end = after
-                    .find('}')
-                    .ok_or_else(|| invalid("unterminated {param}".into()))?;
-                let name = &after[..end];
-                let index = params
-                    .iter()
-                    .position(|p| p == name)
-                    .ok_or_else(|| invalid(format!("unknown path parameter {name:?}")))?;
-                if !authority_done && !past_authority(&literal) {
-                    return Err(invalid(format!(
-                        "path parameter {name:?} in the scheme or host: only the path and query may take request values"
+        let form = if pool.is_some() {
+            UriForm::Path
+        } else {
+            UriForm::Absolute
+        };
+        let bound = if uri.is_empty() && pool.is_some() {
+            None
+        } else {
+            let template = UriTemplate::parse(uri, form, route).map_err(|e| match e {
+                UriError::Invalid(why) => CompileError::Invalid(why),
+                e @ UriError::UndefinedVariable(_) => CompileError::Invalid(e.to_string()),
+            })?;
+            Some(template.bind(variables).map_err(CompileError::Unbindable)?)
+        };
+        let uri = match (pool, bound) {
+            (Some(pool), path) => TargetUri::Pool(pool, path),
+            (None, Some(path)) => {
+                let Some(origin) = path.origin().cloned() else {
+                    return Err(CompileError::Invalid(format!(
+                        "uri {uri:?} must start with http:// or https://"
                     )));
-                }
-                authority_done = true;
-                in_query |= literal.contains('?');
-                if !literal.is_empty() {
-                    parts.push(UriPart::Literal(std::mem::take(&mut literal)));
-                }
-                parts.push(UriPart::Param {
-                    index,
-                    greedy: greedy && index + 1 == params.len(),
-                    in_query,
-                });
-                rest = &after[end + 1..];
-            } else {
-                let next = rest
-                    .find(['$', '{'])
-                    .map(|i| if i == 0 { 1 } else { i })
-                    .unwrap_or(rest.len());
-                literal.push_str(&rest[..next]);
-                rest = &rest[next..];
+                };
+                let host = HeaderValue::from_str(origin.authority.as_str())
+                    .map_err(|e| CompileError::Unbindable(UriError::Invalid(e.to_string())))?;
+                TargetUri::Fixed { origin, host, path }
             }
-        }
-        if !literal.is_empty() {
-            parts.push(UriPart::Literal(literal));
-        }
-        let placeholders: Vec<&str> = params.iter().map(|_| "x").collect();
-        if let Some(pool) = pool {
-            let path = if parts.is_empty() { None } else { Some(parts) };
-            if let Some(p) = &path {
-                http::uri::PathAndQuery::try_from(render(p, &placeholders, None))
-                    .map_err(|e| invalid(format!("invalid path template: {e}")))?;
+            (None, None) => {
+                return Err(CompileError::Invalid(
+                    "an HTTP_PROXY integration needs a uri or a backendRef".into(),
+                ))
             }
-            return Ok(HttpTarget {
-                uri: TargetUri::Pool(pool, path),
-                timeout,
-                http2,
-            });
-        }
-        let origin = Origin::split(parts).map_err(invalid)?;
-        let target = HttpTarget {
-            uri: TargetUri::Fixed(origin),
+        };
+        Ok(HttpTarget {
+            uri,
             timeout,
             http2,
-        };
-        target
-            .uri(&placeholders, "", None)
-            .map_err(|e| invalid(format!("invalid URI: {e:?}")))?;
-        Ok(target)
+        })
     }
 
     /// Builds the upstream URI from parameter values, the request's path below the stage's base
@@ -249,15 +165,15 @@ impl HttpTarget {
         query: Option<&str>,
     ) -> Result<http::Uri, TargetError> {
         let (scheme, authority, path) = match &self.uri {
-            TargetUri::Fixed(o) => (
-                o.scheme.clone(),
-                o.authority.clone(),
-                render(&o.path, params, query),
+            TargetUri::Fixed { origin, path, .. } => (
+                origin.scheme.clone(),
+                origin.authority.clone(),
+                path.render(params, query),
             ),
             TargetUri::Pool(pool, template) => {
                 let endpoint = pool.pick().ok_or(TargetError::NoEndpoints)?;
                 let path = match template {
-                    Some(parts) => render(parts, params, query),
+                    Some(t) => t.render(params, query),
                     None => {
                         let mut p = String::with_capacity(rest.len() + 64);
                         p.push_str(if rest.is_empty() { "/" } else { rest });
@@ -283,55 +199,9 @@ impl HttpTarget {
     /// The `Host` header for the upstream, when the authority is fixed.
     pub fn host(&self) -> Option<&HeaderValue> {
         match &self.uri {
-            TargetUri::Fixed(o) => Some(&o.host),
+            TargetUri::Fixed { host, .. } => Some(host),
             TargetUri::Pool(..) => None,
         }
-    }
-}
-
-/// Whether a literal prefix of a URI has reached its path (`scheme://authority/`).
-fn past_authority(literal: &str) -> bool {
-    match literal.find("://") {
-        Some(i) => literal[i + 3..].contains(['/', '?']),
-        None => false,
-    }
-}
-
-impl Origin {
-    fn split(mut parts: Vec<UriPart>) -> Result<Origin, String> {
-        let Some(UriPart::Literal(first)) = parts.first() else {
-            return Err("URI must be absolute http:// or https://".into());
-        };
-        let after_scheme = first
-            .find("://")
-            .map(|i| i + 3)
-            .ok_or("URI must be absolute http:// or https://")?;
-        let end = first[after_scheme..]
-            .find(['/', '?'])
-            .map_or(first.len(), |i| after_scheme + i);
-        let scheme = http::uri::Scheme::try_from(&first[..after_scheme - 3])
-            .map_err(|e| format!("invalid URI: {e}"))?;
-        if !matches!(scheme.as_str(), "http" | "https") {
-            return Err("URI must be absolute http:// or https://".into());
-        }
-        let authority = http::uri::Authority::try_from(&first[after_scheme..end])
-            .map_err(|e| format!("invalid URI host: {e}"))?;
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
-        let rest = &first[end..];
-        let path_start = if rest.starts_with('/') {
-            rest.to_string()
-        } else {
-            format!("/{rest}")
-        };
-        if let Some(slot) = parts.first_mut() {
-            *slot = UriPart::Literal(path_start);
-        }
-        Ok(Origin {
-            scheme,
-            authority,
-            host,
-            path: parts,
-        })
     }
 }
 
@@ -529,13 +399,29 @@ mod tests {
         BTreeMap::from([("backend".to_string(), "10.0.0.1:8080".to_string())])
     }
 
+    /// A route `/{a}/{b}…` with `params` (the last greedy when `greedy`).
     fn target(uri: &str, params: &[&str], greedy: bool) -> Result<HttpTarget, CompileError> {
-        let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+        let segments: Vec<String> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let plus = if greedy && i + 1 == params.len() {
+                    "+"
+                } else {
+                    ""
+                };
+                format!("/{{{p}{plus}}}")
+            })
+            .collect();
+        let path = if segments.is_empty() {
+            "/".to_string()
+        } else {
+            segments.concat()
+        };
         HttpTarget::compile(
             uri,
             &vars(),
-            &params,
-            greedy,
+            &PathTemplate::parse(&path).unwrap(),
             None,
             Duration::from_secs(1),
             false,
@@ -581,7 +467,9 @@ mod tests {
     fn undefined_stage_variables_are_reported_as_such() {
         assert_eq!(
             target("https://${stageVariables.url}/", &[], false).err(),
-            Some(CompileError::UndefinedStageVariable("url".into()))
+            Some(CompileError::Unbindable(UriError::UndefinedVariable(
+                "url".into()
+            )))
         );
     }
 

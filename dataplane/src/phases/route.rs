@@ -58,8 +58,9 @@ pub struct RouteMatch<'p> {
 }
 
 impl Routes {
-    /// Builds the tries; routes that cannot be placed are returned with why.
-    pub fn build(inputs: Vec<RouteInput>) -> (Routes, Vec<(String, String)>) {
+    /// Builds the tries; routes that cannot be placed are returned (their index in `inputs`)
+    /// with why.
+    pub fn build(inputs: Vec<RouteInput>) -> (Routes, Vec<(usize, String)>) {
         let defs: Vec<RouteDef<'_>> = inputs
             .iter()
             .map(|i| RouteDef {
@@ -68,13 +69,6 @@ impl Routes {
             })
             .collect();
         let (table, failed) = RouteTable::build(&defs);
-        let failed = failed
-            .into_iter()
-            .map(|(idx, why)| {
-                let name = inputs.get(idx).map_or("?", |i| i.route.label.as_str());
-                (name.to_string(), why)
-            })
-            .collect();
         let routes = inputs.into_iter().map(|i| i.route).collect();
         (Routes { table, routes }, failed)
     }
