@@ -407,9 +407,10 @@ fn standby_takes_over_when_the_leader_dies() {
     assert_eq!(backend_of(&dp, "/prod/pets-v2"), Ok("a".into()));
 }
 
-/// A controller restart rewrites nothing: same conditions and transition times, no new Events,
-/// and the dataplane (serving identical content) counts as programmed again without being sent
-/// the snapshot anew.
+/// A controller restart rewrites nothing: no Stage or ApiRoute is written (same
+/// `resourceVersion` and `managedFields`, so the same conditions, transition times and a
+/// Stage's `snapshotVersion`), no new Events, and the dataplane (serving identical content)
+/// counts as programmed again without being sent the snapshot anew.
 #[test]
 fn a_restarted_controller_rewrites_nothing() {
     let w = World::new("restart");
@@ -418,8 +419,11 @@ fn a_restarted_controller_rewrites_nothing() {
     let port = free_port();
     let mut c = KubeController::start_on(w.kubeconfig, &w.ns, &logs, port, &[]);
     let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    let beta = STAGE
+        .replace("name: prod", "name: beta")
+        .replace("/prod", "/beta");
     w.apply(&format!(
-        "{}---\n{}{}{}---\n{STAGE}",
+        "{}---\n{}{}{}---\n{STAGE}---\n{beta}",
         w.service("web"),
         w.slices("web", &[(a.port, true)]),
         route("pets", "/pets", "web"),
@@ -432,11 +436,24 @@ fn a_restarted_controller_rewrites_nothing() {
         "False",
         "BackendNotFound",
     );
+    for stage in ["stage/prod", "stage/beta"] {
+        w.wait_programmed(stage);
+        wait_for(
+            &format!("{stage} served by the dataplane"),
+            Duration::from_secs(30),
+            || {
+                let s = w.get(stage)["status"].clone();
+                (s["servingDataplanes"] == 1 && s["connectedDataplanes"] == 1).then_some(())
+            },
+        );
+    }
+    let writes_before = settled_writes(&w);
     let before = w.get("apiroute/pets")["status"].clone();
     let events_before = event_count(&w);
     let hash = dp.hash();
 
     c.proc.terminate(Duration::from_secs(10));
+    let restarted = Instant::now();
     let c2 = KubeController::start_on(w.kubeconfig, &w.ns, &logs, port, &[]);
     // The dataplane reconnects and is counted again.
     wait_for("dataplane reconnected", Duration::from_secs(30), || {
@@ -445,19 +462,108 @@ fn a_restarted_controller_rewrites_nothing() {
             .any(|l| l == "tollhouse_controller_connected_dataplanes 1")
             .then_some(())
     });
-    // Give the new controller a moment to write whatever it would write.
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the new controller write whatever it would write, also in the round at the end of
+    // its grace for reconnecting dataplanes (`GRACE` in controller/src/k8s/status.rs, 10 s).
+    let settle = Duration::from_secs(13);
+    if let Some(left) = settle.checked_sub(restarted.elapsed()) {
+        std::thread::sleep(left);
+    }
+    let writes_after = writes(&w);
+    let rewritten: Vec<&String> = writes_before
+        .keys()
+        .filter(|k| writes_after.get(*k) != writes_before.get(*k))
+        .collect();
+    assert!(
+        rewritten.is_empty() && writes_after.len() == writes_before.len(),
+        "the restart rewrote {rewritten:?}:\n{writes_after:#?}"
+    );
+    let m = http()
+        .get(c2.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l == "tollhouse_controller_status_patches_total 0"),
+        "the restarted controller patched status:\n{m}"
+    );
     assert_eq!(w.get("apiroute/pets")["status"], before);
     assert_eq!(event_count(&w), events_before);
     assert_eq!(dp.hash(), hash, "identical content is not sent again");
     assert_eq!(backend_of(&dp, "/prod/pets"), Ok("a".into()));
-    // And it still programs changes.
+    // And it still programs changes, and the Stages show the version of the new snapshot.
+    let version_before = w.get("stage/prod")["status"]["snapshotVersion"].clone();
     w.apply(&route("pets", "/pets-again", "web"));
     wait_for("generation 2 observed", Duration::from_secs(30), || {
         (w.get("apiroute/pets")["status"]["observedGeneration"] == 2).then_some(())
     });
     w.wait_programmed("apiroute/pets");
     assert_eq!(backend_of(&dp, "/prod/pets-again"), Ok("a".into()));
+    let served = wait_for(
+        "stage/prod with the new version",
+        Duration::from_secs(30),
+        || {
+            let s = w.get("stage/prod")["status"].clone();
+            (s["snapshotVersion"] != version_before && s["servingDataplanes"] == 1)
+                .then(|| s["snapshotVersion"].as_u64())
+                .flatten()
+        },
+    );
+    let m = http()
+        .get(c2.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l == format!("tollhouse_controller_snapshot_version {served}")),
+        "stage/prod shows version {served}, the controller serves another:\n{m}"
+    );
+}
+
+/// `resourceVersion` and `managedFields` of every Stage and ApiRoute in the namespace, by
+/// kind and name: what any write changes.
+fn writes(w: &World) -> std::collections::BTreeMap<String, Value> {
+    let list: Value = serde_json::from_str(&w.kubectl(&[
+        "get",
+        "stages,apiroutes",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .all(|o| o["metadata"]["managedFields"].is_array()),
+        "no managedFields: {list}"
+    );
+    items
+        .iter()
+        .map(|o| {
+            let m = &o["metadata"];
+            (
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    m["name"].as_str().unwrap()
+                ),
+                serde_json::json!([m["resourceVersion"], m["managedFields"]]),
+            )
+        })
+        .collect()
+}
+
+/// [`writes`] once it has held still for a second.
+fn settled_writes(w: &World) -> std::collections::BTreeMap<String, Value> {
+    wait_for("status writes to settle", Duration::from_secs(30), || {
+        let a = writes(w);
+        std::thread::sleep(Duration::from_secs(1));
+        (writes(w) == a).then_some(a)
+    })
 }
 
 fn event_count(w: &World) -> usize {
