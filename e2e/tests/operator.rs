@@ -4,12 +4,14 @@
 //! The controller always runs as the `tollhouse-controller` ServiceAccount of
 //! `deploy/controller-rbac.yaml` (a token minted for it), so it works with exactly the rights
 //! the chart grants. Each test has its own namespace and its own controller watching only that
-//! namespace, so tests share one API server and run in parallel.
+//! namespace, so tests share one API server and run in parallel. The exceptions run on a second
+//! server, one at a time (`harness::operator::v1_env`): the controller watching every namespace,
+//! as the chart's default does, and the `discovery.k8s.io/v1` EndpointSlices.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 
-use harness::operator::{env, KubeController, World, SA};
+use harness::operator::{env, v1_env, KubeController, World, SA, SLICES_V1};
 use harness::{free_port, http, wait_for, Backend, Dataplane};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -693,5 +695,159 @@ fn an_api_server_outage_loses_nothing() {
     assert!(
         !metrics.contains("tollhouse_controller_errors_total{kind=\"watch\"} 0"),
         "watch errors were counted:\n{metrics}"
+    );
+}
+
+/// How a pod's endpoint stands in a v1 EndpointSlice, as the endpointslice controller writes
+/// its `conditions`.
+#[derive(Clone, Copy)]
+enum Pod {
+    /// `ready`, `serving`.
+    Ready,
+    /// Shutting down: not `ready`, still `serving` its last requests, `terminating`.
+    Terminating,
+    /// Not yet passing its readiness probe: neither `ready` nor `serving`.
+    Starting,
+}
+
+/// `discovery.k8s.io/v1` EndpointSlices as Kubernetes 1.21+ writes them (`nodeName`, `zone`,
+/// `targetRef`, the three conditions): one per pod on 127.0.0.1, each with its port.
+fn v1_slices(service: &str, pods: &[(u16, Pod)]) -> String {
+    let mut out = String::new();
+    for (i, (port, pod)) in pods.iter().enumerate() {
+        let (ready, serving, terminating) = match pod {
+            Pod::Ready => (true, true, false),
+            Pod::Terminating => (false, true, true),
+            Pod::Starting => (false, false, false),
+        };
+        out.push_str(&format!(
+            "---\napiVersion: {SLICES_V1}\nkind: EndpointSlice\nmetadata:\n  name: {service}-{i}\n  labels:\n    kubernetes.io/service-name: {service}\n    endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io\naddressType: IPv4\nports:\n  - {{name: http, port: {port}, protocol: TCP, appProtocol: http}}\nendpoints:\n  - addresses: [127.0.0.1]\n    conditions: {{ready: {ready}, serving: {serving}, terminating: {terminating}}}\n    nodeName: worker-{i}\n    zone: zone-{i}\n    hints: {{forZones: [{{name: zone-{i}}}]}}\n    targetRef: {{kind: Pod, name: {service}-pod-{i}, namespace: default}}\n"
+        ));
+    }
+    out
+}
+
+/// Kubernetes 1.21+ serves EndpointSlices as `discovery.k8s.io/v1` (1.25+ only so). On the
+/// second test server, which serves them as v1 only (`harness::operator::v1_env`), the
+/// controller picks v1 by discovery and follows v1 slices: a ready endpoint gets traffic, a terminating
+/// one (not ready, still serving) and a starting one get none, and a Service whose every pod is
+/// terminating answers 503 and says so in the route's status.
+#[test]
+fn routes_follow_v1_endpoint_slices() {
+    let (_turn, env, kubeconfig) = v1_env();
+    let w = World::on(env, kubeconfig, SLICES_V1, "slices-v1");
+    let logs = w.logs();
+    let a = Backend::start("a", &logs);
+    let b = Backend::start("b", &logs);
+    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    // Base paths of its own: the other test on this server serves every namespace.
+    let stage = STAGE.replace("/prod", "/v1slices");
+    w.apply(&format!(
+        "{}{}---\n{stage}",
+        w.service("web"),
+        route("pets", "/pets", "web")
+    ));
+    // Server-side, as every later update of the slices must be (`World::apply_server_side`).
+    w.apply_server_side(&v1_slices(
+        "web",
+        &[(a.port, Pod::Ready), (b.port, Pod::Starting)],
+    ));
+    w.wait_programmed("apiroute/pets");
+    let log = c.proc.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("EndpointSlice API found by discovery")
+                && l.trim_end().ends_with("api_version=discovery.k8s.io/v1")),
+        "the controller did not pick discovery.k8s.io/v1:\n{log}"
+    );
+    for _ in 0..6 {
+        assert_eq!(backend_of(&dp, "/v1slices/pets"), Ok("a".into()));
+    }
+
+    // A rollout: a terminates, b turns ready.
+    w.apply_server_side(&v1_slices(
+        "web",
+        &[(a.port, Pod::Terminating), (b.port, Pod::Ready)],
+    ));
+    wait_for("only b serves", Duration::from_secs(30), || {
+        let all_b = (0..6).all(|_| backend_of(&dp, "/v1slices/pets") == Ok("b".into()));
+        all_b.then_some(())
+    });
+
+    // Every pod terminating: no ready endpoint.
+    w.apply_server_side(&v1_slices(
+        "web",
+        &[(a.port, Pod::Terminating), (b.port, Pod::Terminating)],
+    ));
+    let ready = w.wait_condition("apiroute/pets", "Ready", "False", "NoReadyEndpoints");
+    assert!(
+        ready["message"].as_str().unwrap().contains("web"),
+        "{ready}"
+    );
+    assert_eq!(backend_of(&dp, "/v1slices/pets"), Err(503));
+}
+
+/// The chart's default: no `--watch-namespace`, so the controller watches every namespace with
+/// its ClusterRole (on the second server, where no other test's controller runs meanwhile).
+/// Objects of the same names in two namespaces, one created after the controller started, are
+/// served from each namespace's own Service and get their status; a backendRef resolves only
+/// in the route's own namespace.
+#[test]
+fn a_cluster_wide_controller_serves_every_namespace() {
+    let (_turn, env, kubeconfig) = v1_env();
+    let east = World::on(env, kubeconfig, SLICES_V1, "east");
+    let logs = east.logs();
+    let a = Backend::start("a", &logs);
+    let b = Backend::start("b", &logs);
+    let c = KubeController::start_cluster_wide(kubeconfig, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &east.dir.path().join("state"), &logs);
+    let objects = |w: &World, port: u16, base: &str| {
+        format!(
+            "{}---\n{}{}---\n{}",
+            w.service("web"),
+            w.slices("web", &[(port, true)]),
+            route("pets", "/pets", "web"),
+            STAGE.replace("/prod", base)
+        )
+    };
+    east.apply(&format!(
+        "{}---\n{}",
+        objects(&east, a.port, "/east"),
+        east.service("only-east")
+    ));
+    // A namespace that did not exist when the controller started.
+    let west = World::on(env, kubeconfig, SLICES_V1, "west");
+    west.apply(&format!(
+        "{}{}",
+        objects(&west, b.port, "/west"),
+        route("elsewhere", "/elsewhere", "only-east")
+    ));
+    for w in [&east, &west] {
+        w.wait_programmed("apiroute/pets");
+        w.wait_programmed("stage/prod");
+    }
+    assert_eq!(backend_of(&dp, "/east/pets"), Ok("a".into()));
+    assert_eq!(backend_of(&dp, "/west/pets"), Ok("b".into()));
+    for (w, base) in [(&east, "/east"), (&west, "/west")] {
+        let status = w.get("stage/prod")["status"].clone();
+        assert_eq!(
+            status["invokeUrls"],
+            serde_json::json!([format!("http://gateway.example{base}")]),
+            "{status}"
+        );
+    }
+    let refs = west.wait_condition(
+        "apiroute/elsewhere",
+        "ResolvedRefs",
+        "False",
+        "BackendNotFound",
+    );
+    assert!(
+        refs["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}/only-east", west.ns)),
+        "{refs}"
     );
 }
