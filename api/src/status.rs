@@ -31,7 +31,10 @@ pub struct StageStatus {
     /// Where clients call this stage: one URL per host name (or the gateway's public URL).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invoke_urls: Vec<String>,
-    /// The snapshot version the controller serves now.
+    /// The snapshot version the controller serves now. A controller that has just started
+    /// leading keeps the version shown here until it publishes a change: its first snapshot is
+    /// most often the content already served under a new number, which dataplanes serving it
+    /// are not sent again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_version: Option<u64>,
     /// Connected dataplanes that have applied that snapshot version.

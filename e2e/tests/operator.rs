@@ -4,12 +4,14 @@
 //! The controller always runs as the `tollhouse-controller` ServiceAccount of
 //! `deploy/controller-rbac.yaml` (a token minted for it), so it works with exactly the rights
 //! the chart grants. Each test has its own namespace and its own controller watching only that
-//! namespace, so tests share one API server and run in parallel.
+//! namespace, so tests share one API server and run in parallel. The exceptions run on a second
+//! server, one at a time (`harness::operator::v1_env`): the controller watching every namespace,
+//! as the chart's default does, and the `discovery.k8s.io/v1` EndpointSlices.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 
-use harness::operator::{env, KubeController, World, SA};
+use harness::operator::{env, v1_env, KubeController, World, SA, SLICES_V1};
 use harness::{free_port, http, wait_for, Backend, Dataplane};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -407,9 +409,10 @@ fn standby_takes_over_when_the_leader_dies() {
     assert_eq!(backend_of(&dp, "/prod/pets-v2"), Ok("a".into()));
 }
 
-/// A controller restart rewrites nothing: same conditions and transition times, no new Events,
-/// and the dataplane (serving identical content) counts as programmed again without being sent
-/// the snapshot anew.
+/// A controller restart rewrites nothing: no Stage or ApiRoute is written (same
+/// `resourceVersion` and `managedFields`, so the same conditions, transition times and a
+/// Stage's `snapshotVersion`), no new Events, and the dataplane (serving identical content)
+/// counts as programmed again without being sent the snapshot anew.
 #[test]
 fn a_restarted_controller_rewrites_nothing() {
     let w = World::new("restart");
@@ -418,8 +421,11 @@ fn a_restarted_controller_rewrites_nothing() {
     let port = free_port();
     let mut c = KubeController::start_on(w.kubeconfig, &w.ns, &logs, port, &[]);
     let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    let beta = STAGE
+        .replace("name: prod", "name: beta")
+        .replace("/prod", "/beta");
     w.apply(&format!(
-        "{}---\n{}{}{}---\n{STAGE}",
+        "{}---\n{}{}{}---\n{STAGE}---\n{beta}",
         w.service("web"),
         w.slices("web", &[(a.port, true)]),
         route("pets", "/pets", "web"),
@@ -432,11 +438,24 @@ fn a_restarted_controller_rewrites_nothing() {
         "False",
         "BackendNotFound",
     );
+    for stage in ["stage/prod", "stage/beta"] {
+        w.wait_programmed(stage);
+        wait_for(
+            &format!("{stage} served by the dataplane"),
+            Duration::from_secs(30),
+            || {
+                let s = w.get(stage)["status"].clone();
+                (s["servingDataplanes"] == 1 && s["connectedDataplanes"] == 1).then_some(())
+            },
+        );
+    }
+    let writes_before = settled_writes(&w);
     let before = w.get("apiroute/pets")["status"].clone();
     let events_before = event_count(&w);
     let hash = dp.hash();
 
     c.proc.terminate(Duration::from_secs(10));
+    let restarted = Instant::now();
     let c2 = KubeController::start_on(w.kubeconfig, &w.ns, &logs, port, &[]);
     // The dataplane reconnects and is counted again.
     wait_for("dataplane reconnected", Duration::from_secs(30), || {
@@ -445,19 +464,108 @@ fn a_restarted_controller_rewrites_nothing() {
             .any(|l| l == "tollhouse_controller_connected_dataplanes 1")
             .then_some(())
     });
-    // Give the new controller a moment to write whatever it would write.
-    std::thread::sleep(Duration::from_secs(2));
+    // Let the new controller write whatever it would write, also in the round at the end of
+    // its grace for reconnecting dataplanes (`GRACE` in controller/src/k8s/status.rs, 10 s).
+    let settle = Duration::from_secs(13);
+    if let Some(left) = settle.checked_sub(restarted.elapsed()) {
+        std::thread::sleep(left);
+    }
+    let writes_after = writes(&w);
+    let rewritten: Vec<&String> = writes_before
+        .keys()
+        .filter(|k| writes_after.get(*k) != writes_before.get(*k))
+        .collect();
+    assert!(
+        rewritten.is_empty() && writes_after.len() == writes_before.len(),
+        "the restart rewrote {rewritten:?}:\n{writes_after:#?}"
+    );
+    let m = http()
+        .get(c2.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l == "tollhouse_controller_status_patches_total 0"),
+        "the restarted controller patched status:\n{m}"
+    );
     assert_eq!(w.get("apiroute/pets")["status"], before);
     assert_eq!(event_count(&w), events_before);
     assert_eq!(dp.hash(), hash, "identical content is not sent again");
     assert_eq!(backend_of(&dp, "/prod/pets"), Ok("a".into()));
-    // And it still programs changes.
+    // And it still programs changes, and the Stages show the version of the new snapshot.
+    let version_before = w.get("stage/prod")["status"]["snapshotVersion"].clone();
     w.apply(&route("pets", "/pets-again", "web"));
     wait_for("generation 2 observed", Duration::from_secs(30), || {
         (w.get("apiroute/pets")["status"]["observedGeneration"] == 2).then_some(())
     });
     w.wait_programmed("apiroute/pets");
     assert_eq!(backend_of(&dp, "/prod/pets-again"), Ok("a".into()));
+    let served = wait_for(
+        "stage/prod with the new version",
+        Duration::from_secs(30),
+        || {
+            let s = w.get("stage/prod")["status"].clone();
+            (s["snapshotVersion"] != version_before && s["servingDataplanes"] == 1)
+                .then(|| s["snapshotVersion"].as_u64())
+                .flatten()
+        },
+    );
+    let m = http()
+        .get(c2.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l == format!("tollhouse_controller_snapshot_version {served}")),
+        "stage/prod shows version {served}, the controller serves another:\n{m}"
+    );
+}
+
+/// `resourceVersion` and `managedFields` of every Stage and ApiRoute in the namespace, by
+/// kind and name: what any write changes.
+fn writes(w: &World) -> std::collections::BTreeMap<String, Value> {
+    let list: Value = serde_json::from_str(&w.kubectl(&[
+        "get",
+        "stages,apiroutes",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .all(|o| o["metadata"]["managedFields"].is_array()),
+        "no managedFields: {list}"
+    );
+    items
+        .iter()
+        .map(|o| {
+            let m = &o["metadata"];
+            (
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    m["name"].as_str().unwrap()
+                ),
+                serde_json::json!([m["resourceVersion"], m["managedFields"]]),
+            )
+        })
+        .collect()
+}
+
+/// [`writes`] once it has held still for a second.
+fn settled_writes(w: &World) -> std::collections::BTreeMap<String, Value> {
+    wait_for("status writes to settle", Duration::from_secs(30), || {
+        let a = writes(w);
+        std::thread::sleep(Duration::from_secs(1));
+        (writes(w) == a).then_some(a)
+    })
 }
 
 fn event_count(w: &World) -> usize {
@@ -587,5 +695,159 @@ fn an_api_server_outage_loses_nothing() {
     assert!(
         !metrics.contains("tollhouse_controller_errors_total{kind=\"watch\"} 0"),
         "watch errors were counted:\n{metrics}"
+    );
+}
+
+/// How a pod's endpoint stands in a v1 EndpointSlice, as the endpointslice controller writes
+/// its `conditions`.
+#[derive(Clone, Copy)]
+enum Pod {
+    /// `ready`, `serving`.
+    Ready,
+    /// Shutting down: not `ready`, still `serving` its last requests, `terminating`.
+    Terminating,
+    /// Not yet passing its readiness probe: neither `ready` nor `serving`.
+    Starting,
+}
+
+/// `discovery.k8s.io/v1` EndpointSlices as Kubernetes 1.21+ writes them (`nodeName`, `zone`,
+/// `targetRef`, the three conditions): one per pod on 127.0.0.1, each with its port.
+fn v1_slices(service: &str, pods: &[(u16, Pod)]) -> String {
+    let mut out = String::new();
+    for (i, (port, pod)) in pods.iter().enumerate() {
+        let (ready, serving, terminating) = match pod {
+            Pod::Ready => (true, true, false),
+            Pod::Terminating => (false, true, true),
+            Pod::Starting => (false, false, false),
+        };
+        out.push_str(&format!(
+            "---\napiVersion: {SLICES_V1}\nkind: EndpointSlice\nmetadata:\n  name: {service}-{i}\n  labels:\n    kubernetes.io/service-name: {service}\n    endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io\naddressType: IPv4\nports:\n  - {{name: http, port: {port}, protocol: TCP, appProtocol: http}}\nendpoints:\n  - addresses: [127.0.0.1]\n    conditions: {{ready: {ready}, serving: {serving}, terminating: {terminating}}}\n    nodeName: worker-{i}\n    zone: zone-{i}\n    hints: {{forZones: [{{name: zone-{i}}}]}}\n    targetRef: {{kind: Pod, name: {service}-pod-{i}, namespace: default}}\n"
+        ));
+    }
+    out
+}
+
+/// Kubernetes 1.21+ serves EndpointSlices as `discovery.k8s.io/v1` (1.25+ only so). On the
+/// second test server, which serves them as v1 only (`harness::operator::v1_env`), the
+/// controller picks v1 by discovery and follows v1 slices: a ready endpoint gets traffic, a terminating
+/// one (not ready, still serving) and a starting one get none, and a Service whose every pod is
+/// terminating answers 503 and says so in the route's status.
+#[test]
+fn routes_follow_v1_endpoint_slices() {
+    let (_turn, env, kubeconfig) = v1_env();
+    let w = World::on(env, kubeconfig, SLICES_V1, "slices-v1");
+    let logs = w.logs();
+    let a = Backend::start("a", &logs);
+    let b = Backend::start("b", &logs);
+    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    // Base paths of its own: the other test on this server serves every namespace.
+    let stage = STAGE.replace("/prod", "/v1slices");
+    w.apply(&format!(
+        "{}{}---\n{stage}",
+        w.service("web"),
+        route("pets", "/pets", "web")
+    ));
+    // Server-side, as every later update of the slices must be (`World::apply_server_side`).
+    w.apply_server_side(&v1_slices(
+        "web",
+        &[(a.port, Pod::Ready), (b.port, Pod::Starting)],
+    ));
+    w.wait_programmed("apiroute/pets");
+    let log = c.proc.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("EndpointSlice API found by discovery")
+                && l.trim_end().ends_with("api_version=discovery.k8s.io/v1")),
+        "the controller did not pick discovery.k8s.io/v1:\n{log}"
+    );
+    for _ in 0..6 {
+        assert_eq!(backend_of(&dp, "/v1slices/pets"), Ok("a".into()));
+    }
+
+    // A rollout: a terminates, b turns ready.
+    w.apply_server_side(&v1_slices(
+        "web",
+        &[(a.port, Pod::Terminating), (b.port, Pod::Ready)],
+    ));
+    wait_for("only b serves", Duration::from_secs(30), || {
+        let all_b = (0..6).all(|_| backend_of(&dp, "/v1slices/pets") == Ok("b".into()));
+        all_b.then_some(())
+    });
+
+    // Every pod terminating: no ready endpoint.
+    w.apply_server_side(&v1_slices(
+        "web",
+        &[(a.port, Pod::Terminating), (b.port, Pod::Terminating)],
+    ));
+    let ready = w.wait_condition("apiroute/pets", "Ready", "False", "NoReadyEndpoints");
+    assert!(
+        ready["message"].as_str().unwrap().contains("web"),
+        "{ready}"
+    );
+    assert_eq!(backend_of(&dp, "/v1slices/pets"), Err(503));
+}
+
+/// The chart's default: no `--watch-namespace`, so the controller watches every namespace with
+/// its ClusterRole (on the second server, where no other test's controller runs meanwhile).
+/// Objects of the same names in two namespaces, one created after the controller started, are
+/// served from each namespace's own Service and get their status; a backendRef resolves only
+/// in the route's own namespace.
+#[test]
+fn a_cluster_wide_controller_serves_every_namespace() {
+    let (_turn, env, kubeconfig) = v1_env();
+    let east = World::on(env, kubeconfig, SLICES_V1, "east");
+    let logs = east.logs();
+    let a = Backend::start("a", &logs);
+    let b = Backend::start("b", &logs);
+    let c = KubeController::start_cluster_wide(kubeconfig, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &east.dir.path().join("state"), &logs);
+    let objects = |w: &World, port: u16, base: &str| {
+        format!(
+            "{}---\n{}{}---\n{}",
+            w.service("web"),
+            w.slices("web", &[(port, true)]),
+            route("pets", "/pets", "web"),
+            STAGE.replace("/prod", base)
+        )
+    };
+    east.apply(&format!(
+        "{}---\n{}",
+        objects(&east, a.port, "/east"),
+        east.service("only-east")
+    ));
+    // A namespace that did not exist when the controller started.
+    let west = World::on(env, kubeconfig, SLICES_V1, "west");
+    west.apply(&format!(
+        "{}{}",
+        objects(&west, b.port, "/west"),
+        route("elsewhere", "/elsewhere", "only-east")
+    ));
+    for w in [&east, &west] {
+        w.wait_programmed("apiroute/pets");
+        w.wait_programmed("stage/prod");
+    }
+    assert_eq!(backend_of(&dp, "/east/pets"), Ok("a".into()));
+    assert_eq!(backend_of(&dp, "/west/pets"), Ok("b".into()));
+    for (w, base) in [(&east, "/east"), (&west, "/west")] {
+        let status = w.get("stage/prod")["status"].clone();
+        assert_eq!(
+            status["invokeUrls"],
+            serde_json::json!([format!("http://gateway.example{base}")]),
+            "{status}"
+        );
+    }
+    let refs = west.wait_condition(
+        "apiroute/elsewhere",
+        "ResolvedRefs",
+        "False",
+        "BackendNotFound",
+    );
+    assert!(
+        refs["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}/only-east", west.ns)),
+        "{refs}"
     );
 }

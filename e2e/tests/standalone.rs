@@ -8,7 +8,7 @@ mod harness;
 use harness::*;
 use reqwest::blocking::Client;
 use serde_json::Value;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -424,9 +424,20 @@ fn tls_certificates_follow_sni() {
     assert!(!s.dataplane.proc.log_text().contains("PRIVATE KEY"));
 }
 
-/// Editing a file is served within a second, with zero failed requests while a client loops.
+/// One answer seen by a looping client: when its request started and ended, and the body of a
+/// 200 (or what went wrong instead).
+struct Seen {
+    start: Instant,
+    end: Instant,
+    answer: Result<String, String>,
+}
+
+/// Editing a file while clients loop: no request fails, and the answers come in order. Every
+/// answer before the edit is v1; each client sees v1, then v2, and never v1 again; and once any
+/// client has had v2, no request started later gets v1. (How long the edit takes to be served
+/// is a benchmark figure, not asserted here: `bench/live-edit.sh`.)
 #[test]
-fn live_edit_is_served_within_a_second_without_failures() {
+fn live_edit_is_served_in_order_without_failures() {
     let v = |body: &str| {
         docs(&[
             stage("prod", ""),
@@ -436,61 +447,132 @@ fn live_edit_is_served_within_a_second_without_failures() {
     let s = Stack::start("live", &[("api.yaml", v("v1"))]);
     let url = s.dataplane.url("/hello");
     let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicUsize::new(0));
-    let seen_v2 = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let seen_v2 = Arc::new(AtomicBool::new(false));
     let loopers: Vec<_> = (0..4)
         .map(|_| {
-            let (stop, failures, total, seen_v2, url) = (
-                stop.clone(),
-                failures.clone(),
-                total.clone(),
-                seen_v2.clone(),
-                url.clone(),
-            );
+            let (stop, seen_v2, url) = (stop.clone(), seen_v2.clone(), url.clone());
             std::thread::spawn(move || {
                 let c = http();
+                let mut seen = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    total.fetch_add(1, Ordering::Relaxed);
-                    match c
-                        .get(&url)
-                        .send()
-                        .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
-                    {
-                        Ok((200, body)) if body == "v1" => {}
-                        Ok((200, body)) if body == "v2" => {
-                            seen_v2.lock().unwrap().get_or_insert_with(Instant::now);
-                        }
-                        _ => {
-                            failures.fetch_add(1, Ordering::Relaxed);
-                        }
+                    let start = Instant::now();
+                    let answer = match c.get(&url).send() {
+                        Ok(r) if r.status() == 200 => r.text().map_err(|e| e.to_string()),
+                        Ok(r) => Err(format!("status {}", r.status())),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if answer.as_deref() == Ok("v2") {
+                        seen_v2.store(true, Ordering::Relaxed);
                     }
+                    seen.push(Seen {
+                        start,
+                        end: Instant::now(),
+                        answer,
+                    });
                 }
+                seen
             })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let edited = Instant::now();
     s.write("api.yaml", &v("v2"));
-    wait_for("v2 to be served", Duration::from_secs(5), || {
-        *seen_v2.lock().unwrap()
+    // A bound against hanging, not a latency requirement.
+    wait_for("v2 to be served", Duration::from_secs(30), || {
+        seen_v2.load(Ordering::Relaxed).then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
-    for t in loopers {
-        t.join().unwrap();
+    let clients: Vec<Vec<Seen>> = loopers.into_iter().map(|t| t.join().unwrap()).collect();
+    let all = || clients.iter().flatten();
+    let failed: Vec<&String> = all().filter_map(|x| x.answer.as_ref().err()).collect();
+    let total = all().count();
+    eprintln!("{total} requests, {} failed", failed.len());
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(total > 10, "only {total} requests");
+    for x in all() {
+        let body = x.answer.as_deref().unwrap();
+        assert!(body == "v1" || body == "v2", "unexpected body {body:?}");
+        if x.end < edited {
+            assert_eq!(body, "v1", "answered before the edit");
+        }
     }
-    let latency = seen_v2.lock().unwrap().unwrap().duration_since(edited);
-    eprintln!(
-        "edit served after {latency:?}; {} requests, {} failed",
-        total.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed)
-    );
-    assert_eq!(failures.load(Ordering::Relaxed), 0);
-    assert!(total.load(Ordering::Relaxed) > 10);
-    assert!(
-        latency < Duration::from_secs(1),
-        "edit took {latency:?} to be served"
+    for (i, seen) in clients.iter().enumerate() {
+        let bodies: Vec<&str> = seen.iter().map(|x| x.answer.as_deref().unwrap()).collect();
+        let first_v2 = bodies.iter().position(|b| *b == "v2");
+        let Some(first_v2) = first_v2 else {
+            panic!("client {i} never saw v2: {} answers", bodies.len())
+        };
+        assert!(first_v2 > 0, "client {i} saw v2 first");
+        assert!(
+            bodies[first_v2..].iter().all(|b| *b == "v2"),
+            "client {i} went back to v1 after v2: {bodies:?}"
+        );
+    }
+    let first_v2_end = all()
+        .filter(|x| x.answer.as_deref() == Ok("v2"))
+        .map(|x| x.end)
+        .min()
+        .unwrap();
+    let late_v1 = all()
+        .filter(|x| x.start > first_v2_end && x.answer.as_deref() == Ok("v1"))
+        .count();
+    assert_eq!(late_v1, 0, "requests started after v2 was served got v1");
+}
+
+/// How long a file edit takes to be served, for `bench/live-edit.sh`: `BENCH_EDITS` (default
+/// 30) edits of one route's mock body, each timed from just before the file is replaced to the
+/// first answer with the new body (a client polling in a loop). Prints one `BENCH live_edit`
+/// line; asserts only that every edit is served.
+#[test]
+#[ignore = "a benchmark: bench/live-edit.sh runs it"]
+fn live_edit_latency() {
+    let edits: usize = std::env::var("BENCH_EDITS")
+        .ok()
+        .map_or(30, |v| v.parse().expect("BENCH_EDITS must be a number"));
+    assert!(edits > 0, "BENCH_EDITS must be positive");
+    let v = |body: &str| {
+        docs(&[
+            stage("prod", ""),
+            route("hello", "/hello", "[GET]", &mock(200, body)),
+        ])
+    };
+    let s = Stack::start("live-bench", &[("api.yaml", v("v0"))]);
+    let url = s.dataplane.url("/hello");
+    let c = http();
+    let mut ms: Vec<f64> = Vec::with_capacity(edits);
+    let mut requests = 0usize;
+    for i in 1..=edits {
+        let body = format!("v{i}");
+        // Let the previous edit settle, so that every edit starts from a quiet controller.
+        std::thread::sleep(Duration::from_millis(250));
+        let edited = Instant::now();
+        s.write("api.yaml", &v(&body));
+        // Back to back, no sleep: each poll is a keep-alive request of well under a ms.
+        let served = loop {
+            requests += 1;
+            let text = c.get(&url).send().and_then(|r| r.text());
+            if text.as_deref().is_ok_and(|t| *t == body) {
+                break Instant::now();
+            }
+            assert!(
+                edited.elapsed() < Duration::from_secs(30),
+                "{body} not served after 30 s: {text:?}"
+            );
+        };
+        ms.push(served.duration_since(edited).as_secs_f64() * 1000.0);
+    }
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let pick = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    eprintln!("edit -> served, ms: {ms:.1?}");
+    println!(
+        "BENCH live_edit edits={edits} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1} min_ms={:.1} requests={requests}",
+        pick(0.5),
+        pick(0.9),
+        pick(0.99),
+        sorted[sorted.len() - 1],
+        sorted[0],
     );
 }
 

@@ -168,6 +168,8 @@ pub async fn run(
     let mut retry = false;
     let mut leading_since: Option<tokio::time::Instant> = None;
     let mut grace_pending = false;
+    // The version of the snapshot served when this replica started leading.
+    let mut inherited: Option<u64> = None;
     loop {
         let grace_end = leading_since.map_or_else(tokio::time::Instant::now, |t| t + GRACE);
         tokio::select! {
@@ -188,6 +190,7 @@ pub async fn run(
             retry = false;
             leading_since = None;
             grace_pending = false;
+            inherited = None;
             continue;
         }
         // Right after a publish the dataplanes are still fetching it: give them a moment, so
@@ -206,6 +209,9 @@ pub async fn run(
         // One more round when the grace ends, to take back what no dataplane serves.
         grace_pending = grace;
         let view = hub.view();
+        if inherited.is_none() {
+            inherited = view.current.as_ref().map(|(v, _)| *v);
+        }
         retry = !write_round(
             &client,
             &hub,
@@ -215,6 +221,7 @@ pub async fn run(
             &current,
             &view,
             grace,
+            inherited,
             &mut written,
         )
         .await;
@@ -232,6 +239,7 @@ async fn write_round(
     statuses: &BTreeMap<ObjectKey, Status>,
     view: &DataplaneView,
     grace: bool,
+    inherited: Option<u64>,
     written: &mut HashMap<ObjectKey, Written>,
 ) -> bool {
     written.retain(|key, _| statuses.contains_key(key));
@@ -303,6 +311,9 @@ async fn write_round(
                 })
             }
         };
+        if let Some(b) = &base {
+            keep_inherited_version(&b.desired, &mut desired, inherited);
+        }
         let mut held = false;
         if grace {
             if let Some(b) = &base {
@@ -579,6 +590,22 @@ fn hold_while_dataplanes_reconnect(before: &Desired, desired: &mut Desired) {
         if new.connected < old.connected {
             new.connected = old.connected;
             new.serving = old.serving;
+        }
+    }
+}
+
+/// A replica that starts leading publishes the snapshot it starts with under a version of its
+/// own (a publish time), usually the very content the previous leader served: the dataplanes
+/// already serving it are sent nothing and keep reporting the old version. While the current
+/// snapshot is that first one (`inherited`), a Stage keeps the version it already shows, so a
+/// restart rewrites no Stage; the next snapshot goes out with its own version.
+fn keep_inherited_version(before: &Desired, desired: &mut Desired, inherited: Option<u64>) {
+    if let (Some(old), Some(new)) = (&before.stage, &mut desired.stage) {
+        if old.snapshot_version.is_some()
+            && new.snapshot_version.is_some()
+            && new.snapshot_version == inherited
+        {
+            new.snapshot_version = old.snapshot_version;
         }
     }
 }
@@ -966,5 +993,37 @@ mod grace_tests {
         hold_while_dataplanes_reconnect(&before, &mut rejected);
         assert_eq!(rejected.conditions[1].status, ConditionStatus::True);
         assert_eq!(rejected.conditions[2].reason, Reason::NoReadyEndpoints);
+    }
+
+    fn stage(version: Option<u64>, serving: u32) -> Desired {
+        Desired {
+            stage: Some(StageExtra {
+                invoke_urls: vec!["http://gw.example/prod".into()],
+                snapshot_version: version,
+                serving,
+                connected: 1,
+            }),
+            ..desired(1, ("True", "Programmed"), ("True", "Ready"))
+        }
+    }
+
+    /// A restarted leader republishes the same content as version 200: the Stage keeps the
+    /// 100 it shows (nothing to write), also when its counts change, until version 300.
+    #[test]
+    fn a_new_leader_keeps_a_stages_version_until_it_publishes_a_change() {
+        let on_server = stage(Some(100), 1);
+        let mut now = stage(Some(200), 1);
+        keep_inherited_version(&on_server, &mut now, Some(200));
+        assert_eq!(now, on_server);
+        let mut counts = stage(Some(200), 0);
+        keep_inherited_version(&on_server, &mut counts, Some(200));
+        assert_eq!(counts, stage(Some(100), 0));
+        let mut next = stage(Some(300), 1);
+        keep_inherited_version(&on_server, &mut next, Some(200));
+        assert_eq!(next, stage(Some(300), 1));
+        // A Stage that shows no version yet gets the current one.
+        let mut first = stage(Some(200), 1);
+        keep_inherited_version(&stage(None, 1), &mut first, Some(200));
+        assert_eq!(first, stage(Some(200), 1));
     }
 }

@@ -70,8 +70,23 @@ impl KubeEnv {
     pub fn start() -> KubeEnv {
         match std::env::var_os("TOLLHOUSE_KUBECONFIG").filter(|v| !v.is_empty()) {
             Some(kubeconfig) => Self::existing(PathBuf::from(kubeconfig)),
-            None => Self::private(),
+            None => Self::private(&[]),
         }
+    }
+
+    /// A private etcd and kube-apiserver even when `TOLLHOUSE_KUBECONFIG` names a cluster, for
+    /// tests that must not share their API server with the others (e.g. a controller watching
+    /// every namespace); `apiserver_args` are added to kube-apiserver's (e.g.
+    /// `--runtime-config=...`). Needs the binaries of `e2e/kube/setup.sh`; panics with
+    /// instructions when they are missing.
+    pub fn start_private(apiserver_args: &[&str]) -> KubeEnv {
+        Self::private(apiserver_args)
+    }
+
+    /// Whether this is the existing cluster of `TOLLHOUSE_KUBECONFIG` (users are impersonated)
+    /// rather than a private server (users have tokens).
+    pub fn is_existing(&self) -> bool {
+        self.existing.is_some()
     }
 
     /// One environment for every test of the test binary, started by the first caller. Its
@@ -315,8 +330,8 @@ impl KubeEnv {
         env
     }
 
-    /// Starts a private etcd and kube-apiserver.
-    fn private() -> KubeEnv {
+    /// Starts a private etcd and kube-apiserver, with `extra` kube-apiserver arguments.
+    fn private(extra: &[&str]) -> KubeEnv {
         let started = Instant::now();
         let etcd = tool("etcd", false);
         let apiserver = tool("kube-apiserver", false);
@@ -407,32 +422,28 @@ impl KubeEnv {
         let port = free_port();
         let server = format!("https://127.0.0.1:{port}");
         let file = |name: &str| d.join(name).display().to_string();
+        let mut args = vec![
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            "--insecure-port=0".into(),
+            format!("--cert-dir={}", file("certs")),
+            format!("--tls-cert-file={}", file("serving.crt")),
+            format!("--tls-private-key-file={}", file("serving.key")),
+            format!("--token-auth-file={}", file("tokens.csv")),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-account-key-file={}", file("sa.pub")),
+            format!("--service-account-signing-key-file={}", file("sa.key")),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--disable-admission-plugins=ServiceAccount".into(),
+            "--allow-privileged=true".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         procs.insert(
             0,
-            Watched::spawn(
-                "kube-apiserver",
-                &apiserver,
-                &[
-                    format!("--etcd-servers={etcd_url}"),
-                    "--bind-address=127.0.0.1".into(),
-                    "--advertise-address=127.0.0.1".into(),
-                    format!("--secure-port={port}"),
-                    "--insecure-port=0".into(),
-                    format!("--cert-dir={}", file("certs")),
-                    format!("--tls-cert-file={}", file("serving.crt")),
-                    format!("--tls-private-key-file={}", file("serving.key")),
-                    format!("--token-auth-file={}", file("tokens.csv")),
-                    "--authorization-mode=RBAC".into(),
-                    "--service-account-issuer=https://kubernetes.default.svc".into(),
-                    format!("--service-account-key-file={}", file("sa.pub")),
-                    format!("--service-account-signing-key-file={}", file("sa.key")),
-                    "--service-cluster-ip-range=10.96.0.0/16".into(),
-                    "--disable-admission-plugins=ServiceAccount".into(),
-                    "--allow-privileged=true".into(),
-                ],
-                d,
-                None,
-            ),
+            Watched::spawn("kube-apiserver", &apiserver, &args, d, None),
         );
         let tls = reqwest::blocking::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
