@@ -102,9 +102,11 @@ impl UriTemplate {
                     Some(name) if is_variable_name(name) => {
                         parts.push(Part::Variable(name.to_string()));
                     }
-                    _ => return invalid(format!(
+                    _ => {
+                        return invalid(format!(
                         "${{{inner}}} is not ${{stageVariables.name}} with a name of [A-Za-z0-9_]"
-                    )),
+                    ))
+                    }
                 }
             } else if let Some(index) = params.iter().position(|p| p == inner) {
                 // A request value in the scheme or host would let a client choose the
