@@ -472,13 +472,18 @@ impl Hub {
             .dataplanes
             .iter()
             .map(|(id, d)| {
-                serde_json::json!({
+                let mut entry = serde_json::json!({
                     "id": id,
                     "appliedVersion": d.applied,
                     "appliedHash": d.known,
                     "address": d.address.to_string(),
                     "lastSeenSecondsAgo": d.last_seen.elapsed().as_secs(),
-                })
+                });
+                // What it left out of the snapshot it serves, when anything.
+                if !d.report.is_empty() {
+                    entry["report"] = serde_json::json!(*d.report);
+                }
+                entry
             })
             .collect();
         serde_json::json!({
@@ -1004,6 +1009,44 @@ mod tests {
         // A certificate whose key is empty carries nothing secret.
         hub.publish_at(with_key(""), 300).unwrap();
         assert!(!hub.current().unwrap().private_keys);
+    }
+
+    /// A dataplane's `report=` is kept per dataplane: the objects it left out (at the
+    /// generation it had) are in the view Programmed is computed from, and in `/status`; a
+    /// report that does not parse is a 400, and a poll without one clears it.
+    #[test]
+    fn what_a_dataplane_left_out_is_kept_from_its_poll() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let hub = Hub::new();
+        hub.publish_at(stage(3), 100).unwrap();
+        let hash = hub.current().unwrap().hash.clone();
+        let report = r#"{"leftOut":[{"source":{"kind":"Stage","namespace":"ns","name":"prod","generation":3},"reason":"InvalidCertificate","message":"certificate ns/tls: tls.key is not a usable RSA, ECDSA or Ed25519 private key"}]}"#;
+        let encoded: String = report.bytes().map(|b| format!("%{b:02X}")).collect();
+        let poll = |query: String| rt.block_on(long_poll(&hub, &query, addr, Listener::Plain));
+        let r = poll(format!(
+            "known={hash}&dataplane=dp-1&applied=100&report={encoded}&wait=0"
+        ));
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let prod = crate::model::ObjectKey::new(crate::model::Kind::Stage, "ns", "prod");
+        let view = hub.view();
+        let by = view.left_out.get(&prod).expect("left out");
+        assert_eq!(
+            (by.generation, by.dataplanes, by.reason),
+            (3, 1, tollhouse_snapshot::Reason::InvalidCertificate)
+        );
+        let status = hub.status();
+        assert_eq!(
+            status["dataplanes"][0]["report"]["leftOut"][0]["reason"],
+            "InvalidCertificate"
+        );
+        let r = poll(format!("known={hash}&dataplane=dp-1&report=%7Bnope&wait=0"));
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        poll(format!("known={hash}&dataplane=dp-1&applied=100&wait=0"));
+        assert!(hub.view().left_out.is_empty());
     }
 
     #[test]

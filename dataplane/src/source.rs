@@ -879,6 +879,98 @@ mod tests {
         assert_eq!(gateway.snapshot.load().as_ref().map(|s| s.version), Some(7));
     }
 
+    /// What compiling left out goes back to the controller with every later poll, as the
+    /// `report=` JSON the controller reads, and without the key material it is about.
+    #[tokio::test]
+    async fn what_was_left_out_is_reported_with_the_next_polls() {
+        use std::sync::Mutex;
+
+        let snapshot: Snapshot = serde_json::from_value(serde_json::json!({
+            "stages": [
+                {"source": {"kind": "Stage", "namespace": "ns", "name": "ok", "generation": 1},
+                 "api": "a", "basePath": "/ok", "routes": []},
+                {"source": {"kind": "Stage", "namespace": "ns", "name": "tls", "generation": 4},
+                 "api": "a", "hostnames": ["t.example"], "basePath": "/",
+                 "certificate": "ns/dummy", "routes": []},
+            ],
+            "certificates": {"ns/dummy": {
+                "source": {"kind": "Secret", "namespace": "ns", "name": "dummy", "generation": 1},
+                "certificateChainPem": "-----BEGIN CERTIFICATE-----\nZHVtbXk=\n-----END CERTIFICATE-----\n",
+                "privateKeyPem": "-----BEGIN PRIVATE KEY-----\nc2Vrcml0\n-----END PRIVATE KEY-----\n"}},
+        }))
+        .unwrap();
+        let v = Versioned::new(9, snapshot);
+        let body = Bytes::from(serde_json::to_vec(&v).unwrap());
+        let hash = v.hash.clone();
+        let queries = Arc::new(Mutex::new(Vec::<String>::new()));
+        let controller = tiny({
+            let queries = queries.clone();
+            move |uri| {
+                let query = uri.query().unwrap_or("").to_string();
+                queries.lock().unwrap().push(query.clone());
+                if query.contains(&format!("known={hash}")) {
+                    (http::StatusCode::NOT_MODIFIED, None, Bytes::new())
+                } else {
+                    (http::StatusCode::OK, None, body.clone())
+                }
+            }
+        })
+        .await;
+        let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
+            crate::metrics::Metrics::new(),
+        )));
+        let task = tokio::spawn(run(
+            gateway.clone(),
+            SourceConfig {
+                controller: format!("http://{controller}"),
+                id: "dp-1".into(),
+                state_dir: None,
+                tls: None,
+            },
+        ));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while queries.lock().unwrap().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a second poll");
+        task.abort();
+        // The rest of the snapshot is served.
+        assert_eq!(
+            gateway.snapshot.load().as_ref().map(|s| s.stage_count()),
+            Some(1)
+        );
+        let queries = queries.lock().unwrap();
+        assert!(!queries[0].contains("report="), "{queries:?}");
+        let second = &queries[1];
+        assert!(
+            !second.contains("c2Vrcml0") && !second.contains("PRIVATE"),
+            "{second}"
+        );
+        let encoded = second
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("report="))
+            .expect("a report");
+        let json = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .unwrap();
+        let report: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(report.more, 0);
+        let [entry] = report.left_out.as_slice() else {
+            panic!("{report:?}")
+        };
+        assert_eq!(
+            (entry.source.key(), entry.source.generation, entry.reason),
+            (
+                "ns/tls".to_string(),
+                4,
+                tollhouse_snapshot::Reason::InvalidCertificate
+            )
+        );
+        assert!(second.contains("applied=9"), "{second}");
+    }
+
     #[test]
     fn tls_failures_are_found_inside_wrapped_io_errors() {
         let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
