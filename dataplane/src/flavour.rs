@@ -87,9 +87,19 @@ pub fn trace_id(headers: &HeaderMap, epoch_secs: u64) -> HeaderValue {
             return v.clone();
         }
     }
-    let r = fastrand::u128(..) >> 32;
-    let s = format!("Root=1-{:08x}-{:024x}", epoch_secs & 0xffff_ffff, r);
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("Root=1-0-0"))
+    // Hex into a stack buffer: `format!` with `{:024x}` of a u128 was a visible part of the
+    // per-request cost (docs/benchmarks.md).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"Root=1-00000000-000000000000000000000000";
+    let put = |out: &mut [u8], mut value: u128| {
+        for slot in out.iter_mut().rev() {
+            *slot = HEX[(value & 0xf) as usize];
+            value >>= 4;
+        }
+    };
+    put(&mut out[7..15], u128::from(epoch_secs & 0xffff_ffff));
+    put(&mut out[16..], fastrand::u128(..) >> 32);
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("Root=1-0-0"))
 }
 
 #[cfg(test)]
@@ -137,6 +147,17 @@ mod tests {
         let s = t.to_str().unwrap();
         assert!(s.starts_with("Root=1-5e9f0c65-"), "{s}");
         assert_eq!(s.len(), "Root=1-5e9f0c65-".len() + 24);
+        assert!(
+            s[16..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{s}"
+        );
+        assert_ne!(trace_id(&HeaderMap::new(), 0x5e9f0c65), t);
+        assert!(trace_id(&HeaderMap::new(), 0)
+            .to_str()
+            .unwrap()
+            .starts_with("Root=1-00000000-"));
         let mut h = HeaderMap::new();
         h.insert(X_AMZN_TRACE_ID, HeaderValue::from_static("Root=1-a-b"));
         assert_eq!(trace_id(&h, 0), "Root=1-a-b");
