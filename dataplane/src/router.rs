@@ -123,8 +123,9 @@ impl RouteTable {
         }
         let mut table = RouteTable::default();
         // A route that holds no slot would never answer: say so rather than drop it silently.
+        let held: std::collections::HashSet<usize> = slots.values().map(|(i, _)| *i).collect();
         let mut failed: Vec<(usize, String)> = (0..routes.len())
-            .filter(|idx| !slots.values().any(|(held, _)| held == idx))
+            .filter(|idx| !held.contains(idx))
             .map(|idx| {
                 (
                     idx,
@@ -282,6 +283,29 @@ mod tests {
         let t = table(&[("/pets", &["ANY"]), ("/pets", &["POST"])]);
         assert_eq!(t.find(GET, "/pets").unwrap().route, 0);
         assert_eq!(t.find(POST, "/pets").unwrap().route, 1);
+    }
+
+    /// A route every one of whose methods an earlier route holds would never answer: it is
+    /// reported (the compile turns that into a left-out), not dropped silently.
+    #[test]
+    fn a_wholly_shadowed_route_is_reported() {
+        let templates: Vec<Template> = ["/pets/{a}", "/pets/{b}", "/pets/{c}"]
+            .iter()
+            .map(|p| Template::parse(p).unwrap())
+            .collect();
+        let methods: [Vec<String>; 3] = [
+            vec!["GET".into()],
+            vec!["GET".into()],
+            vec!["GET".into(), "POST".into()],
+        ];
+        let routes: Vec<RouteDef<'_>> = templates
+            .iter()
+            .zip(methods.iter())
+            .map(|(template, methods)| RouteDef { template, methods })
+            .collect();
+        let (t, failed) = RouteTable::build(&routes);
+        assert_eq!(failed.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+        assert_eq!(t.find(POST, "/pets/7").unwrap().route, 2);
     }
 
     #[test]
