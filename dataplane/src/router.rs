@@ -216,7 +216,8 @@ fn insert_layered(
 mod tests {
     use super::*;
 
-    fn table(defs: &[(&str, &[&str])]) -> RouteTable {
+    /// The table of `defs` (path, methods) and the indices of the routes it could not place.
+    fn build(defs: &[(&str, &[&str])]) -> (RouteTable, Vec<usize>) {
         let templates: Vec<Template> = defs
             .iter()
             .map(|(p, _)| Template::parse(p).unwrap())
@@ -231,6 +232,11 @@ mod tests {
             .map(|(template, methods)| RouteDef { template, methods })
             .collect();
         let (t, failed) = RouteTable::build(&routes);
+        (t, failed.into_iter().map(|(i, _)| i).collect())
+    }
+
+    fn table(defs: &[(&str, &[&str])]) -> RouteTable {
+        let (t, failed) = build(defs);
         assert!(failed.is_empty(), "{failed:?}");
         t
     }
@@ -289,22 +295,12 @@ mod tests {
     /// reported (the compile turns that into a left-out), not dropped silently.
     #[test]
     fn a_wholly_shadowed_route_is_reported() {
-        let templates: Vec<Template> = ["/pets/{a}", "/pets/{b}", "/pets/{c}"]
-            .iter()
-            .map(|p| Template::parse(p).unwrap())
-            .collect();
-        let methods: [Vec<String>; 3] = [
-            vec!["GET".into()],
-            vec!["GET".into()],
-            vec!["GET".into(), "POST".into()],
-        ];
-        let routes: Vec<RouteDef<'_>> = templates
-            .iter()
-            .zip(methods.iter())
-            .map(|(template, methods)| RouteDef { template, methods })
-            .collect();
-        let (t, failed) = RouteTable::build(&routes);
-        assert_eq!(failed.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1]);
+        let (t, failed) = build(&[
+            ("/pets/{a}", &["GET"]),
+            ("/pets/{b}", &["GET"]),
+            ("/pets/{c}", &["GET", "POST"]),
+        ]);
+        assert_eq!(failed, [1]);
         assert_eq!(t.find(POST, "/pets/7").unwrap().route, 2);
     }
 

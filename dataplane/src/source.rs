@@ -775,6 +775,26 @@ mod tests {
         addr
     }
 
+    /// A gateway following the controller at `addr` as dataplane `dp-1`, without a state
+    /// directory.
+    fn follow_controller(
+        addr: std::net::SocketAddr,
+    ) -> (Arc<Gateway>, tokio::task::JoinHandle<()>) {
+        let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
+            crate::metrics::Metrics::new(),
+        )));
+        let task = tokio::spawn(run(
+            gateway.clone(),
+            SourceConfig {
+                controller: format!("http://{addr}"),
+                id: "dp-1".into(),
+                state_dir: None,
+                tls: None,
+            },
+        ));
+        (gateway, task)
+    }
+
     /// A standby that redirects to a leader: the dataplane gets the leader's snapshot, keeps
     /// polling the leader directly, and goes back to the standby when the leader fails.
     #[tokio::test]
@@ -822,18 +842,7 @@ mod tests {
         })
         .await;
 
-        let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
-            crate::metrics::Metrics::new(),
-        )));
-        let task = tokio::spawn(run(
-            gateway.clone(),
-            SourceConfig {
-                controller: format!("http://{standby}"),
-                id: "dp-1".into(),
-                state_dir: None,
-                tls: None,
-            },
-        ));
+        let (gateway, task) = follow_controller(standby);
         let until = |what: &'static str, done: Box<dyn Fn() -> bool>| async move {
             tokio::time::timeout(Duration::from_secs(10), async {
                 while !done() {
@@ -916,18 +925,7 @@ mod tests {
             }
         })
         .await;
-        let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
-            crate::metrics::Metrics::new(),
-        )));
-        let task = tokio::spawn(run(
-            gateway.clone(),
-            SourceConfig {
-                controller: format!("http://{controller}"),
-                id: "dp-1".into(),
-                state_dir: None,
-                tls: None,
-            },
-        ));
+        let (gateway, task) = follow_controller(controller);
         tokio::time::timeout(Duration::from_secs(10), async {
             while queries.lock().unwrap().len() < 2 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
