@@ -251,29 +251,28 @@ async fn write_round(
         let Some(status_kind) = key.kind.status() else {
             continue;
         };
-        let (stage, route) = match status_kind {
-            StatusKind::Stage => (
-                stores
-                    .stages
-                    .get(&ObjectRef::new(&key.name).within(&key.namespace)),
-                None,
-            ),
-            StatusKind::ApiRoute => (
-                None,
-                stores
-                    .routes
-                    .get(&ObjectRef::new(&key.name).within(&key.namespace)),
-            ),
+        let stored = match status_kind {
+            StatusKind::Stage => stores
+                .stages
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(Stored::Stage),
+            StatusKind::ApiRoute => stores
+                .routes
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(Stored::ApiRoute),
         };
-        let uid = match (&stage, &route) {
-            (Some(s), _) => s.meta().uid.clone(),
-            (_, Some(r)) => r.meta().uid.clone(),
-            _ => None,
+        let Some(stored) = stored else { continue };
+        let uid = match &stored {
+            Stored::Stage(s) => s.meta().uid.clone(),
+            Stored::ApiRoute(r) => r.meta().uid.clone(),
         };
         let Some(uid) = uid else { continue };
         let first = first_version(&generations, key, status.observed_generation);
         let programmed = programmed_state(key, status.observed_generation, first, view);
-        let extra = stage.as_ref().map(|s| stage_extra(&s.spec, view, config));
+        let extra = match &stored {
+            Stored::Stage(s) => Some(stage_extra(&s.spec, view, config)),
+            Stored::ApiRoute(_) => None,
+        };
         if let Some(w) = written.get(key) {
             let unchanged = w.uid == uid
                 && w.inputs.as_ref().is_some_and(|i| {
@@ -287,8 +286,8 @@ async fn write_round(
         let base = match written.get(key) {
             Some(w) if w.uid == uid => Some(w.clone()),
             _ => {
-                let on_server = match (&stage, &route) {
-                    (Some(o), _) => o.status.as_ref().map(|s| {
+                let on_server = match &stored {
+                    Stored::Stage(o) => o.status.as_ref().map(|s| {
                         let extra = StageExtra {
                             invoke_urls: s.invoke_urls.clone(),
                             snapshot_version: s.snapshot_version,
@@ -297,11 +296,10 @@ async fn write_round(
                         };
                         from_server(s.observed_generation, &s.conditions, Some(extra))
                     }),
-                    (_, Some(o)) => o
+                    Stored::ApiRoute(o) => o
                         .status
                         .as_ref()
                         .map(|s| from_server(s.observed_generation, &s.conditions, None)),
-                    _ => None,
                 };
                 on_server.map(|(desired, transitions)| Written {
                     uid: uid.clone(),
@@ -334,10 +332,9 @@ async fn write_round(
             written.insert(key.clone(), b);
             continue;
         }
-        let reference = match (&stage, &route) {
-            (Some(o), _) => o.object_ref(&()),
-            (_, Some(o)) => o.object_ref(&()),
-            _ => continue,
+        let reference = match &stored {
+            Stored::Stage(o) => o.object_ref(&()),
+            Stored::ApiRoute(o) => o.object_ref(&()),
         };
         let mut transitions = BTreeMap::new();
         for c in &desired.conditions {
@@ -641,6 +638,12 @@ fn new_rejections(before: Option<&Desired>, after: &Desired) -> Vec<Cond> {
         }
     }
     out
+}
+
+/// The cached object a status is written to, one variant per [`StatusKind`].
+enum Stored {
+    Stage(Arc<Stage>),
+    ApiRoute(Arc<ApiRoute>),
 }
 
 /// A server-side apply of the status subresource: the typed status of the kind.
