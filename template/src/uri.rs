@@ -191,7 +191,7 @@ impl UriTemplate {
                     path.push(BoundPart::Param {
                         index: *index,
                         greedy: *greedy,
-                        in_query: in_query || path_has_query(&path),
+                        in_query,
                     });
                 }
             }
@@ -224,12 +224,6 @@ fn ends_authority(seen_scheme: &mut bool, chunk: &str) -> bool {
         }
         None => *seen_scheme && chunk.contains(['/', '?']),
     }
-}
-
-fn path_has_query(parts: &[BoundPart]) -> bool {
-    parts
-        .iter()
-        .any(|p| matches!(p, BoundPart::Literal(l) if l.contains('?')))
 }
 
 /// The scheme and authority of an absolute URI, fixed once variables are bound.
