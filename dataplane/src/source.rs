@@ -679,18 +679,7 @@ mod tests {
                 });
             }
         });
-        let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
-            crate::metrics::Metrics::new(),
-        )));
-        let task = tokio::spawn(run(
-            gateway.clone(),
-            SourceConfig {
-                controller: format!("http://{addr}"),
-                id: "t".into(),
-                state_dir: Some(dir.clone()),
-                tls: None,
-            },
-        ));
+        let (gateway, task) = follow_controller(addr, Some(dir.clone()));
         let served = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 if let Some(s) = gateway.snapshot.load_full() {
@@ -775,10 +764,10 @@ mod tests {
         addr
     }
 
-    /// A gateway following the controller at `addr` as dataplane `dp-1`, without a state
-    /// directory.
+    /// A gateway following the controller at `addr` as dataplane `dp-1`.
     fn follow_controller(
         addr: std::net::SocketAddr,
+        state_dir: Option<PathBuf>,
     ) -> (Arc<Gateway>, tokio::task::JoinHandle<()>) {
         let gateway = Arc::new(Gateway::new(crate::runtime::Runtime::without_logs(
             crate::metrics::Metrics::new(),
@@ -788,7 +777,7 @@ mod tests {
             SourceConfig {
                 controller: format!("http://{addr}"),
                 id: "dp-1".into(),
-                state_dir: None,
+                state_dir,
                 tls: None,
             },
         ));
@@ -842,7 +831,7 @@ mod tests {
         })
         .await;
 
-        let (gateway, task) = follow_controller(standby);
+        let (gateway, task) = follow_controller(standby, None);
         let until = |what: &'static str, done: Box<dyn Fn() -> bool>| async move {
             tokio::time::timeout(Duration::from_secs(10), async {
                 while !done() {
@@ -925,7 +914,7 @@ mod tests {
             }
         })
         .await;
-        let (gateway, task) = follow_controller(controller);
+        let (gateway, task) = follow_controller(controller, None);
         tokio::time::timeout(Duration::from_secs(10), async {
             while queries.lock().unwrap().len() < 2 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
