@@ -6,6 +6,7 @@ use crate::error::GatewayError;
 use crate::flavour::{Flavour, RequestIds};
 use crate::phases::route::CompiledRoute;
 use http::{HeaderValue, Method, Uri};
+use smallvec::SmallVec;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -40,6 +41,9 @@ impl Connection {
     }
 }
 
+/// Byte ranges of path parameter values.
+pub type Params = SmallVec<[(usize, usize); 4]>;
+
 /// What the integration did, for `$context.integration.*`.
 #[derive(Debug, Default, Clone)]
 pub struct IntegrationRecord {
@@ -47,6 +51,9 @@ pub struct IntegrationRecord {
     pub status: Option<u16>,
     /// Time from sending to the response head.
     pub latency: Option<Duration>,
+    /// When the response head came back: the response is ready then, so the pipeline's end
+    /// reads no second clock.
+    pub answered: Option<Instant>,
     /// Why it failed, when it did.
     pub error: Option<&'static str>,
 }
@@ -58,7 +65,7 @@ pub struct RequestContext {
     /// When the request arrived (wall clock).
     pub time: SystemTime,
     /// The connection.
-    pub conn: Connection,
+    pub conn: Arc<Connection>,
     /// The method.
     pub method: Method,
     /// The request target as the client sent it (`$context.path` comes from it).
@@ -73,8 +80,8 @@ pub struct RequestContext {
     pub flavour: Flavour,
     /// Request ids, made once the flavour is known.
     pub ids: Option<RequestIds>,
-    /// `X-Amzn-Trace-Id`, passed on or made, when an integration is called.
-    pub trace_id: Option<HeaderValue>,
+    /// Whether an integration was called with the trace id ([`RequestContext::trace_id`]).
+    pub traced: bool,
     /// The routed path when normalising changed it (else the request's own).
     pub normalised: Option<String>,
     /// The Stage, by index into the snapshot.
@@ -83,8 +90,9 @@ pub struct RequestContext {
     pub rest_start: Option<usize>,
     /// The route, by index into the Stage.
     pub route: Option<usize>,
-    /// Path parameter values as byte ranges of the routed path, in template order.
-    pub params: Vec<(usize, usize)>,
+    /// Path parameter values as byte ranges of the routed path, in template order; inline
+    /// up to four, so the common route allocates nothing for them.
+    pub params: Params,
     /// What the integration did.
     pub integration: IntegrationRecord,
     /// The error answered, if any.
@@ -101,7 +109,7 @@ impl RequestContext {
     /// A context for a request that has just arrived.
     pub fn new<B>(
         req: &http::Request<B>,
-        conn: Connection,
+        conn: Arc<Connection>,
         start: Instant,
         time: SystemTime,
     ) -> Self {
@@ -121,12 +129,12 @@ impl RequestContext {
             snapshot: None,
             flavour: Flavour::default(),
             ids: None,
-            trace_id: None,
+            traced: false,
             normalised: None,
             stage: None,
             rest_start: None,
             route: None,
-            params: Vec::new(),
+            params: Params::new(),
             integration: IntegrationRecord::default(),
             error: None,
             status: 0,
@@ -167,7 +175,7 @@ impl RequestContext {
     }
 
     /// Path parameter values (raw) in template order.
-    pub fn param_values(&self) -> Vec<&str> {
+    pub fn param_values(&self) -> SmallVec<[&str; 4]> {
         let path = self.path();
         self.params
             .iter()
@@ -175,11 +183,23 @@ impl RequestContext {
             .collect()
     }
 
+    /// `X-Amzn-Trace-Id`, once an integration has been called with it.
+    pub fn trace_id(&self) -> Option<&HeaderValue> {
+        self.ids
+            .as_ref()
+            .filter(|_| self.traced)
+            .map(|i| &i.trace_id)
+    }
+
     /// Request ids, made now for the current flavour if they were not yet.
     pub fn ids(&mut self, headers: &http::HeaderMap) -> &RequestIds {
         let flavour = self.flavour;
+        let epoch = self
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         self.ids
-            .get_or_insert_with(|| RequestIds::new(flavour, headers))
+            .get_or_insert_with(|| RequestIds::new(flavour, headers, epoch))
     }
 }
 

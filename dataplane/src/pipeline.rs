@@ -8,9 +8,9 @@
 
 use crate::body::RequestBody;
 use crate::compile::CompiledSnapshot;
-use crate::context::{range_in, Connection, RequestContext};
+use crate::context::{range_in, Connection, Params, RequestContext};
 use crate::error::GatewayError;
-use crate::flavour::{trace_id, Flavour, RequestIds, X_AMZN_TRACE_ID};
+use crate::flavour::{Flavour, X_AMZN_TRACE_ID};
 use crate::integration::http::{proxy, ProxyCall};
 use crate::integration::CompiledIntegration;
 use crate::phases::{access_log, admission, path};
@@ -24,7 +24,6 @@ use http_body_util::{Either, Full};
 use std::borrow::Cow;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 use tracing::Instrument;
 
 /// Body of every response: streamed from upstream, or generated here.
@@ -77,10 +76,11 @@ impl Worker {
     pub async fn handle(
         &self,
         req: Request<RequestBody>,
-        conn: Connection,
+        conn: Arc<Connection>,
     ) -> Response<ResponseBody> {
         let clock = &self.gateway.runtime.clock;
-        let mut ctx = RequestContext::new(&req, conn, clock.now(), clock.system_now());
+        let start = clock.now();
+        let mut ctx = RequestContext::new(&req, conn, start, clock.system_at(start));
         let span = tracing::debug_span!(
             "request",
             request.id = tracing::field::Empty,
@@ -88,7 +88,7 @@ impl Worker {
         );
         let outcome = self.run(&mut ctx, req).instrument(span.clone()).await;
         let _enter = span.enter();
-        self.finish(ctx, outcome)
+        self.finish(&mut ctx, outcome)
     }
 
     /// The phases, in order.
@@ -137,7 +137,7 @@ impl Worker {
                     .find(&ctx.method, ctx.rest())
                     .ok_or(GatewayError::NoRoute)?;
                 let path = ctx.path();
-                let params: Vec<(usize, usize)> = found
+                let params: Params = found
                     .params
                     .iter()
                     .filter_map(|v| range_in(path, v))
@@ -150,8 +150,8 @@ impl Worker {
             route_span.record("route", route.label.as_str());
             Ok((stage, route))
         });
-        let ids = ctx.ids(req.headers()).request_id.clone();
-        tracing::Span::current().record("request.id", ids.to_str().unwrap_or("-"));
+        let id = &ctx.ids(req.headers()).request_id;
+        tracing::Span::current().record("request.id", id.to_str().unwrap_or("-"));
         let (stage, route) = routed?;
 
         match &route.integration {
@@ -159,19 +159,15 @@ impl Worker {
             CompiledIntegration::Failing(e) => Err(e.clone()),
             CompiledIntegration::Http(target) => {
                 let uri = target.uri(&ctx.param_values(), ctx.rest(), req.uri().query())?;
-                let epoch = ctx
-                    .time
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let trace = trace_id(req.headers(), epoch);
-                ctx.trace_id = Some(trace.clone());
+                ctx.ids(req.headers());
+                ctx.traced = true;
                 let clock = &self.gateway.runtime.clock;
                 let sent = clock.now();
                 let call = ProxyCall {
                     flavour: stage.flavour,
                     api: &stage.api,
                     conn: &ctx.conn,
-                    trace_id: &trace,
+                    trace_id: ctx.trace_id(),
                 };
                 let span = tracing::debug_span!("upstream", upstream.uri = %uri);
                 // Boxed: the upstream state machine is ~4 KB, and hyper moves the request's
@@ -179,7 +175,9 @@ impl Worker {
                 let result = Box::pin(proxy(&self.upstream, target, uri, req, &call))
                     .instrument(span)
                     .await;
-                ctx.integration.latency = Some(clock.now().saturating_duration_since(sent));
+                let answered = clock.now();
+                ctx.integration.latency = Some(answered.saturating_duration_since(sent));
+                ctx.integration.answered = Some(answered);
                 match result {
                     Ok(resp) => {
                         ctx.integration.status = Some(resp.status().as_u16());
@@ -198,7 +196,7 @@ impl Worker {
     /// and trace id stamped, metrics and the access log written.
     fn finish(
         &self,
-        mut ctx: RequestContext,
+        ctx: &mut RequestContext,
         outcome: Result<Response<ResponseBody>, GatewayError>,
     ) -> Response<ResponseBody> {
         let rt = &self.gateway.runtime;
@@ -214,17 +212,16 @@ impl Worker {
         let front_end = ctx.error.as_ref().is_some_and(GatewayError::is_front_end);
         if !front_end {
             let flavour = ctx.flavour;
-            let ids = ctx
-                .ids
-                .get_or_insert_with(|| RequestIds::new(flavour, &HeaderMap::new()));
-            ids.stamp(flavour, resp.headers_mut());
+            ctx.ids(&HeaderMap::new())
+                .stamp(flavour, resp.headers_mut());
             if flavour == Flavour::Rest {
-                if let Some(t) = &ctx.trace_id {
+                if let Some(t) = ctx.trace_id() {
                     resp.headers_mut().insert(X_AMZN_TRACE_ID, t.clone());
                 }
             }
         }
-        let elapsed = rt.clock.now().saturating_duration_since(ctx.start);
+        let end = ctx.integration.answered.unwrap_or_else(|| rt.clock.now());
+        let elapsed = end.saturating_duration_since(ctx.start);
         ctx.status = resp.status().as_u16();
         ctx.response_length = resp.body().size_hint().exact();
         ctx.response_latency = Some(elapsed);
@@ -238,7 +235,7 @@ impl Worker {
             m.record(ctx.status, elapsed.as_secs_f64());
         }
         if let Some(format) = ctx.stage().and_then(|s| s.access_log.as_ref()) {
-            rt.access_log.send(access_log::render(format, &ctx));
+            rt.access_log.send(access_log::render(format, ctx));
         }
         resp
     }

@@ -81,8 +81,9 @@ impl Template {
 pub struct Found<'p> {
     /// Index into the stage's routes.
     pub route: usize,
-    /// Raw (still percent-encoded) parameter values, in the order of [`Template::params`].
-    pub params: Vec<&'p str>,
+    /// Raw (still percent-encoded) parameter values, in the order of [`Template::params`];
+    /// inline up to four.
+    pub params: smallvec::SmallVec<[&'p str; 4]>,
 }
 
 /// The tries of one stage: per method, exact tries before greedy tries.
@@ -269,10 +270,10 @@ mod tests {
         ]);
         assert_eq!(t.find(GET, "/pets/dog").unwrap().route, 2);
         let f = t.find(GET, "/pets/7").unwrap();
-        assert_eq!((f.route, f.params), (1, vec!["7"]));
+        assert_eq!((f.route, f.params.to_vec()), (1, vec!["7"]));
         assert_eq!(t.find(GET, "/solo").unwrap().route, 3);
         let g = t.find(GET, "/a/b/c").unwrap();
-        assert_eq!((g.route, g.params), (0, vec!["a/b/c"]));
+        assert_eq!((g.route, g.params.to_vec()), (0, vec!["a/b/c"]));
         // POST has no exact route on /pets/{id}: the greedy route takes it.
         assert_eq!(t.find(POST, "/pets/7").unwrap().route, 0);
     }
@@ -314,7 +315,7 @@ mod tests {
         assert_eq!(t.find(GET, "/pets/").unwrap().route, 0);
         assert!(t.find(GET, "/files").is_none());
         assert!(t.find(GET, "/files/").is_none());
-        assert_eq!(t.find(GET, "/files/a").unwrap().params, vec!["a"]);
+        assert_eq!(t.find(GET, "/files/a").unwrap().params.to_vec(), vec!["a"]);
         assert_eq!(t.find(GET, "/").unwrap().route, 2);
         assert_eq!(t.find(GET, "").unwrap().route, 2);
         assert!(t.find(POST, "/pets").is_none());

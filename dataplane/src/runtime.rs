@@ -10,8 +10,9 @@ use crate::access_log::AccessLogSink;
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where the gateway reads the time.
 pub trait Clock: Send + Sync {
@@ -19,11 +20,60 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
     /// Wall-clock time, for `$context.requestTime` and token expiry.
     fn system_now(&self) -> SystemTime;
+    /// The wall-clock time at `at`, a reading of [`Clock::now`] taken just before: lets a
+    /// request read one clock instead of two.
+    fn system_at(&self, at: Instant) -> SystemTime {
+        let _ = at;
+        self.system_now()
+    }
 }
 
 /// The operating system's clocks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+///
+/// [`Clock::system_at`] derives the wall clock from the monotonic reading and an offset
+/// between the two that is re-read at most once a second, so a request reads the clock once
+/// (each `clock_gettime` was visible in the profile) and a step of the system clock still
+/// shows within a second.
+#[derive(Debug)]
+pub struct SystemClock {
+    base: Instant,
+    /// Wall-clock nanoseconds since the epoch at `base`.
+    wall_at_base: AtomicU64,
+    /// When `wall_at_base` was last measured, in nanoseconds since `base`.
+    measured: AtomicU64,
+}
+
+/// How long a measured offset between the clocks is used.
+const OFFSET_FOR: u64 = 1_000_000_000;
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        let c = SystemClock {
+            base: Instant::now(),
+            wall_at_base: AtomicU64::new(0),
+            measured: AtomicU64::new(0),
+        };
+        c.measure();
+        c
+    }
+}
+
+impl SystemClock {
+    fn measure(&self) -> u64 {
+        let mono = nanos(Instant::now().saturating_duration_since(self.base));
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, nanos)
+            .saturating_sub(mono);
+        self.wall_at_base.store(wall, Ordering::Relaxed);
+        self.measured.store(mono, Ordering::Relaxed);
+        wall
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
@@ -31,6 +81,15 @@ impl Clock for SystemClock {
     }
     fn system_now(&self) -> SystemTime {
         SystemTime::now()
+    }
+    fn system_at(&self, at: Instant) -> SystemTime {
+        let since = nanos(at.saturating_duration_since(self.base));
+        let wall = if since.saturating_sub(self.measured.load(Ordering::Relaxed)) > OFFSET_FOR {
+            self.measure()
+        } else {
+            self.wall_at_base.load(Ordering::Relaxed)
+        };
+        UNIX_EPOCH + Duration::from_nanos(wall.saturating_add(since))
     }
 }
 
@@ -140,7 +199,7 @@ impl Runtime {
     pub fn new(metrics: Metrics, access_log: AccessLogSink) -> Self {
         Runtime {
             metrics,
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(SystemClock::default()),
             access_log,
         }
     }
@@ -174,6 +233,38 @@ mod tests {
         kept.get_or_make(&"b".into(), &1, Default::default);
         kept.keep_only(&HashSet::from(["b".to_string()]));
         assert_eq!(kept.len(), 1);
+    }
+
+    #[test]
+    fn the_system_clock_derives_wall_time_from_one_monotonic_reading() {
+        let c = SystemClock::default();
+        let before = SystemTime::now();
+        let at = c.now();
+        let derived = c.system_at(at);
+        let after = SystemTime::now();
+        let slack = Duration::from_millis(5);
+        assert!(
+            derived + slack >= before && derived <= after + slack,
+            "{derived:?}"
+        );
+        // Later readings move with the monotonic clock.
+        let later = at + Duration::from_millis(250);
+        assert_eq!(
+            c.system_at(later).duration_since(derived).unwrap(),
+            Duration::from_millis(250)
+        );
+        // A stepped system clock shows once the offset is older than a second: a clock whose
+        // base is two seconds back, with a stale offset measured at its base.
+        let c = SystemClock {
+            base: Instant::now().checked_sub(Duration::from_secs(2)).unwrap(),
+            wall_at_base: AtomicU64::new(0),
+            measured: AtomicU64::new(0),
+        };
+        let at = c.now();
+        let wall = SystemTime::now();
+        let d = c.system_at(at);
+        let gap = d.duration_since(wall).unwrap_or_else(|e| e.duration());
+        assert!(gap < slack, "{gap:?}");
     }
 
     #[test]

@@ -201,12 +201,12 @@ async fn backend() -> SocketAddr {
     addr
 }
 
-fn conn() -> Connection {
-    Connection::new(
+fn conn() -> std::sync::Arc<Connection> {
+    std::sync::Arc::new(Connection::new(
         "192.0.2.7:40000".parse().unwrap(),
         "127.0.0.1:8080".parse().unwrap(),
         false,
-    )
+    ))
 }
 
 fn get(path: &str) -> Request<RequestBody> {

@@ -298,7 +298,7 @@ pub struct ProxyCall<'a> {
     /// The connection the request came on.
     pub conn: &'a Connection,
     /// `X-Amzn-Trace-Id` for the backend.
-    pub trace_id: &'a HeaderValue,
+    pub trace_id: Option<&'a HeaderValue>,
 }
 
 /// The headers the backend receives, as `flavour` sends them.
@@ -319,7 +319,9 @@ pub fn request_headers(h: &mut HeaderMap, call: &ProxyCall<'_>) {
         HeaderValue::from_static(if call.conn.tls { "https" } else { "http" }),
     );
     h.insert(X_FORWARDED_PORT, call.conn.local_port.clone());
-    h.insert(X_AMZN_TRACE_ID, call.trace_id.clone());
+    if let Some(t) = call.trace_id {
+        h.insert(X_AMZN_TRACE_ID, t.clone());
+    }
     match call.flavour {
         Flavour::Rest => {
             for name in REST_DROPPED.iter() {
@@ -542,7 +544,7 @@ mod tests {
             flavour: Flavour::Rest,
             api: &HeaderValue::from_static("pets"),
             conn: &c,
-            trace_id: &HeaderValue::from_static("Root=1-a-b"),
+            trace_id: Some(&HeaderValue::from_static("Root=1-a-b")),
         };
         request_headers(&mut h, &call);
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
@@ -605,7 +607,7 @@ mod tests {
             flavour: Flavour::Http,
             api: &HeaderValue::from_static("pets"),
             conn: &c,
-            trace_id: &HeaderValue::from_static("Root=1-a-b"),
+            trace_id: Some(&HeaderValue::from_static("Root=1-a-b")),
         };
         request_headers(&mut h, &call);
         assert!(!h.contains_key("x-secret-hop") && !h.contains_key("connection"));

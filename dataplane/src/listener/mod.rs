@@ -71,7 +71,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(remote);
-        let conn = Connection::new(remote, local, tls.is_some());
+        let conn = Arc::new(Connection::new(remote, local, tls.is_some()));
         let w = worker.clone();
         let tail = head::Tail::default();
         let seen = tail.clone();

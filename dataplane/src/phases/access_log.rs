@@ -64,7 +64,7 @@ impl ContextValues for View<'_> {
         match var {
             Var::RequestId => or_dash(out, c.ids.as_ref().and_then(|i| i.request_id.to_str().ok())),
             Var::ExtendedRequestId => {
-                or_dash(out, c.ids.as_ref().and_then(|i| i.extended.to_str().ok()))
+                or_dash(out, c.ids.as_ref().and_then(|i| i.extended().to_str().ok()))
             }
             Var::ApiId => or_dash(out, stage.and_then(|s| s.api.to_str().ok())),
             Var::Stage => or_dash(out, stage.map(|s| s.name.as_str())),
@@ -137,7 +137,7 @@ impl ContextValues for View<'_> {
             Var::ErrorResponseType => {
                 or_dash(out, c.error.as_ref().map(|e| e.response_type(flavour)))
             }
-            Var::XrayTraceId => or_dash(out, c.trace_id.as_ref().and_then(|v| v.to_str().ok())),
+            Var::XrayTraceId => or_dash(out, c.trace_id().and_then(|v| v.to_str().ok())),
             // Nothing here has these yet (no accounts, API keys, IAM callers): `-`, as AWS
             // logs a value it does not have.
             Var::AccountId

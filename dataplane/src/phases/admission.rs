@@ -18,35 +18,52 @@ pub struct ConflictingLength;
 
 /// Refuses what must not reach routing.
 pub fn admit<B>(req: &Request<B>) -> Result<(), GatewayError> {
-    let h = req.headers();
+    // One pass over the headers gathers what every check needs (a lookup per header name
+    // cost more than the pass).
+    let mut seen = Seen::default();
+    for (name, value) in req.headers() {
+        seen.bytes += name.as_str().len() + value.len();
+        if name == header::TRANSFER_ENCODING {
+            seen.transfer_encoding = true;
+        } else if name == header::CONTENT_LENGTH {
+            seen.content_length.get_or_insert(value);
+        } else if name == header::HOST {
+            seen.host = true;
+        }
+    }
     if req.extensions().get::<ConflictingLength>().is_some()
-        || (h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH))
+        || (seen.transfer_encoding && seen.content_length.is_some())
     {
         return Err(GatewayError::BadRequest(
             BadRequest::ContentLengthAndTransferEncoding,
         ));
     }
-    if req.version() == Version::HTTP_11
-        && req.uri().authority().is_none()
-        && !h.contains_key(header::HOST)
-    {
+    if req.version() == Version::HTTP_11 && req.uri().authority().is_none() && !seen.host {
         return Err(GatewayError::BadRequest(BadRequest::MissingHost));
     }
     if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_BYTES {
         return Err(GatewayError::UriTooLong);
     }
-    let header_bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-    if header_bytes > MAX_HEADER_BYTES {
+    if seen.bytes > MAX_HEADER_BYTES {
         return Err(GatewayError::HeadersTooLarge);
     }
-    let declared = h
-        .get(header::CONTENT_LENGTH)
+    let declared = seen
+        .content_length
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(GatewayError::PayloadTooLarge);
     }
     Ok(())
+}
+
+/// What [`admit`] saw in the headers.
+#[derive(Default)]
+struct Seen<'a> {
+    bytes: usize,
+    transfer_encoding: bool,
+    content_length: Option<&'a http::HeaderValue>,
+    host: bool,
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub struct RouteMatch<'p> {
     /// Index of the route in its Stage.
     pub route: usize,
     /// Raw (still percent-encoded) values.
-    pub params: Vec<&'p str>,
+    pub params: smallvec::SmallVec<[&'p str; 4]>,
 }
 
 impl Routes {
