@@ -1,6 +1,6 @@
 //! The ApiRoute kind: one route of an API and its integration.
 
-use crate::{BackendRef, ResourceStatus};
+use crate::{BackendRef, ResourceStatus, Throttle};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,10 @@ pub struct ApiRouteSpec {
     pub methods: Vec<Method>,
     /// What serves a matching request.
     pub integration: IntegrationSpec,
+    /// Limits shared by every client of this route on each Stage that serves it (AWS's
+    /// per-method throttling): checked before the Stage's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Throttle>,
 }
 
 /// An HTTP method a route answers, or ANY.

@@ -8,11 +8,13 @@ mod api_route;
 mod refs;
 mod stage;
 mod status;
+mod throttle;
 
 pub use api_route::{ApiRoute, ApiRouteSpec, IntegrationSpec, IntegrationType, Method, MockSpec};
 pub use refs::{BackendRef, LocalObjectRef};
 pub use stage::{AccessLog, ApiType, Stage, StageSpec, StageTls};
 pub use status::{condition, ConditionStatus, ConditionType, Reason, ResourceStatus, StageStatus};
+pub use throttle::Throttle;
 
 /// API group of every Tollhouse resource.
 pub const GROUP: &str = "tollhouse.dev";

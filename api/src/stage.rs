@@ -1,6 +1,6 @@
 //! The Stage kind: one deployment environment of an API.
 
-use crate::{LocalObjectRef, StageStatus};
+use crate::{LocalObjectRef, StageStatus, Throttle};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,10 @@ pub struct StageSpec {
     /// `--access-log` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLog>,
+    /// Limits shared by every client of this Stage (AWS's stage-default throttling): checked
+    /// after the route's, before the gateway's account-wide limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Throttle>,
 }
 
 /// Which of Amazon API Gateway's two flavours the Stage's clients see: `HTTP` (an HTTP API, the

@@ -84,7 +84,7 @@ impl Index {
         let mut state = FileState::default();
         for document in documents {
             match document {
-                Document::Object(manifest) => state.entries.push(manifest),
+                Document::Object(manifest) => state.entries.push(*manifest),
                 Document::Ignored(problem) => state.ignored.push(problem),
                 Document::Invalid { key, problem } => {
                     if let Some(last_good) = key.and_then(|k| self.current.get(&k)) {

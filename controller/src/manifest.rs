@@ -57,8 +57,8 @@ pub struct Problem {
 /// What one document of a file turned into.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Document {
-    /// A Stage, ApiRoute or Secret.
-    Object(Manifest),
+    /// A Stage, ApiRoute or Secret (boxed: it is far bigger than the other variants).
+    Object(Box<Manifest>),
     /// Valid YAML but not a valid object; `key` names it when that much could be read, so the
     /// caller can keep its last good version.
     Invalid {
@@ -257,7 +257,7 @@ fn typed(file: &str, line: usize, value: serde_yaml::Value) -> Document {
         }
     };
     match result {
-        Ok((metadata, object)) => Document::Object(manifest(key, line, metadata, object)),
+        Ok((metadata, object)) => Document::Object(Box::new(manifest(key, line, metadata, object))),
         // serde quotes offending values, and in a Secret that value may be key material:
         // name the problem's place, never its text.
         Err(_) if known == Kind::Secret => invalid(
@@ -357,11 +357,10 @@ mod tests {
         // "b2xk" is base64 for "old".
         let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: tls, namespace: web}\ndata:\n  tls.crt: b2xk\n  tls.key: b2xk\nstringData:\n  tls.key: new\n";
         let docs = parse_file("e.yaml", text).unwrap();
-        let Document::Object(Manifest {
-            object: Object::Secret(data),
-            ..
-        }) = &docs[0]
-        else {
+        let Document::Object(m) = &docs[0] else {
+            panic!("{docs:?}")
+        };
+        let Object::Secret(data) = &m.object else {
             panic!("{docs:?}")
         };
         assert_eq!(data["tls.crt"], b"old");

@@ -888,6 +888,7 @@ mod tests {
                 routes: vec![],
                 api_type: Default::default(),
                 access_log: None,
+                throttle: None,
             }],
             ..Snapshot::default()
         }

@@ -37,7 +37,7 @@ fn render(file: &str, text: &str) -> String {
     // The unredacted snapshot, as the dataplane receives it.
     let compiled = CompiledSnapshot::compile(
         &Versioned::new(1, output.snapshot.clone()),
-        &Metrics::default(),
+        &tollhouse_dataplane::runtime::Runtime::without_logs(Metrics::default()),
     )
     .unwrap();
     let golden = Golden {

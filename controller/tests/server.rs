@@ -43,6 +43,7 @@ fn snapshot(name: &str) -> Snapshot {
             routes: vec![],
             api_type: Default::default(),
             access_log: None,
+            throttle: None,
         }],
         certificates: BTreeMap::new(),
         backends: BTreeMap::new(),

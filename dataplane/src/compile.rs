@@ -15,13 +15,15 @@ use crate::flavour::Flavour;
 use crate::integration::http::{CompileError, EndpointPool, HttpTarget};
 use crate::integration::mock::MockResponse;
 use crate::integration::CompiledIntegration;
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::RouteMetrics;
 use crate::phases::route::{CompiledRoute, RouteInput, Routes};
 use crate::phases::stage::{StageEntry, StageTable};
+use crate::phases::throttle::Bucket;
 use crate::router::Template;
+use crate::runtime::Runtime;
 use http::HeaderValue;
 use rustls::sign::CertifiedKey;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tollhouse_snapshot::{Integration, IntegrityError, LeftOut, Reason, SourceRef, Versioned};
@@ -68,6 +70,18 @@ pub struct CompiledStage {
     pub access_log: Option<Arc<AccessLogFormat>>,
     /// Metrics for requests that reached this stage but matched no route.
     pub unmatched: RouteMetrics,
+    /// The Stage's bucket, shared by all its clients (kept by the runtime across pushes).
+    pub throttle: Option<Arc<Bucket>>,
+}
+
+/// The key of a Stage's bucket.
+fn stage_bucket(stage: &str) -> String {
+    format!("stage {stage}")
+}
+
+/// The key of a route's bucket on one Stage (AWS's per-method limits are per Stage).
+fn route_bucket(stage: &str, route: &str) -> String {
+    format!("route {stage} {route}")
 }
 
 /// Compiles one route's integration.
@@ -114,8 +128,10 @@ impl CompiledSnapshot {
     /// Compiles a delivered snapshot; returns it with what it left out (reported to the
     /// controller, so that status never says more than the data path does) and notes for the
     /// log only.
-    pub fn compile(v: &Versioned, metrics: &Metrics) -> Result<Compiled, IntegrityError> {
+    pub fn compile(v: &Versioned, runtime: &Runtime) -> Result<Compiled, IntegrityError> {
         v.verify()?;
+        let metrics = &runtime.metrics;
+        let now = runtime.now_nanos();
         let snap = &v.snapshot;
         let mut left_out = Vec::new();
         let mut notes = Vec::new();
@@ -226,8 +242,14 @@ impl CompiledSnapshot {
                         }
                     };
                 sources.push(&route.source);
+                let throttle = route.throttle.map(|t| {
+                    runtime
+                        .throttles
+                        .bucket(&route_bucket(&label, &rlabel), t.into(), now)
+                });
                 inputs.push(RouteInput {
                     route: CompiledRoute {
+                        throttle,
                         metrics: metrics.route(&label, &rlabel),
                         label: rlabel,
                         resource_path: route.path.clone(),
@@ -254,7 +276,13 @@ impl CompiledSnapshot {
                 base_path: &stage.base_path,
                 flavour,
             });
+            let throttle = stage.throttle.map(|t| {
+                runtime
+                    .throttles
+                    .bucket(&stage_bucket(&label), t.into(), now)
+            });
             stages.push(CompiledStage {
+                throttle,
                 unmatched: metrics.route(&label, ""),
                 label,
                 name: stage.source.name.clone(),
@@ -298,6 +326,21 @@ impl CompiledSnapshot {
         keys
     }
 
+    /// The keys of the token buckets this snapshot uses: the runtime forgets the others once
+    /// it is applied.
+    pub fn throttle_keys(&self) -> HashSet<String> {
+        let mut keys = HashSet::new();
+        for stage in &self.stages {
+            if stage.throttle.is_some() {
+                keys.insert(stage_bucket(&stage.label));
+            }
+            for route in stage.routes.iter().filter(|r| r.throttle.is_some()) {
+                keys.insert(route_bucket(&stage.label, &route.label));
+            }
+        }
+        keys
+    }
+
     /// Number of stages served.
     pub fn stage_count(&self) -> usize {
         self.stages.len()
@@ -329,7 +372,11 @@ mod tests {
 
     fn compile(snapshot: serde_json::Value) -> Compiled {
         let snapshot: Snapshot = serde_json::from_value(snapshot).unwrap();
-        CompiledSnapshot::compile(&Versioned::new(1, snapshot), &Metrics::default()).unwrap()
+        CompiledSnapshot::compile(
+            &Versioned::new(1, snapshot),
+            &Runtime::without_logs(crate::metrics::Metrics::default()),
+        )
+        .unwrap()
     }
 
     fn source(kind: &str, name: &str) -> serde_json::Value {

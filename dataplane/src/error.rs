@@ -70,6 +70,9 @@ pub enum GatewayError {
     /// The route's Service has no ready endpoint (ours).
     #[error("no ready endpoints")]
     NoEndpoints,
+    /// A route, Stage or account limit has no token left (THROTTLED, reference §1).
+    #[error("throttled")]
+    Throttled,
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -99,6 +102,7 @@ impl GatewayError {
             GatewayError::UndefinedStageVariable => "undefined_stage_variable",
             GatewayError::NotReady => "not_ready",
             GatewayError::NoEndpoints => "no_endpoints",
+            GatewayError::Throttled => "throttled",
         }
     }
 
@@ -129,6 +133,7 @@ impl GatewayError {
                 "INTEGRATION_FAILURE"
             }
             GatewayError::NotReady | GatewayError::NoEndpoints => "DEFAULT_5XX",
+            GatewayError::Throttled => "THROTTLED",
         }
     }
 
@@ -211,6 +216,19 @@ impl GatewayError {
             GatewayError::NotReady | GatewayError::NoEndpoints => json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"message":"Service Unavailable"}"#,
+                None,
+            ),
+            // §1, §3a T1: 31 bytes, compact; no Retry-After.
+            GatewayError::Throttled if rest => json(
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"message":"Too Many Requests"}"#,
+                Some("TooManyRequestsException"),
+            ),
+            // HTTP APIs send the same body and, as for their other errors here, no
+            // x-amzn-ErrorType (DG:http-api-throttling; unrecorded).
+            GatewayError::Throttled => json(
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"message":"Too Many Requests"}"#,
                 None,
             ),
         }

@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tollhouse_dataplane::access_log::AccessLogSink;
 use tollhouse_dataplane::delivery_tls::{self, ControllerTlsFiles};
+use tollhouse_dataplane::phases::throttle::Limit;
 use tollhouse_dataplane::pipeline::{Gateway, Worker};
 use tollhouse_dataplane::runtime::Runtime;
 use tollhouse_dataplane::{admin, listener, metrics::Metrics, source, tls};
@@ -81,6 +82,24 @@ struct Args {
     /// request in each Stage's `accessLog.format`.
     #[arg(long, env = "TOLLHOUSE_ACCESS_LOG", value_name = "FILE")]
     access_log: Option<PathBuf>,
+    /// The account-wide limit every request of this dataplane is held to, after its route's
+    /// and its Stage's, in requests per second (AWS's default: 10,000). 0 refuses every
+    /// request; `--account-burst-limit 0` too.
+    #[arg(long, default_value_t = 10_000.0, value_name = "PER_SECOND", value_parser = rate)]
+    account_rate_limit: f64,
+    /// Requests the account-wide limit lets through at once (AWS: 5,000).
+    #[arg(long, default_value_t = 5_000, value_name = "REQUESTS")]
+    account_burst_limit: u32,
+}
+
+/// A rate: a finite decimal, 0 or more.
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a number of requests per second, 0 or more"
+        )),
+    }
 }
 
 /// Where one worker listens; the first worker resolves port 0 for the others.
@@ -131,7 +150,11 @@ fn main() -> anyhow::Result<()> {
             Some(p) => format!("opening the access log {}", p.display()),
             None => "starting the access log".to_string(),
         })?;
-    let gateway = Arc::new(Gateway::new(Runtime::new(metrics, access_log)));
+    let runtime = Runtime::new(metrics, access_log).with_account_limit(Limit {
+        rate: args.account_rate_limit,
+        burst: args.account_burst_limit,
+    });
+    let gateway = Arc::new(Gateway::new(runtime));
     let tls_config = match args.listen_tls {
         Some(_) => Some(Arc::new(
             tls::server_config(gateway.clone()).context("TLS configuration")?,

@@ -13,6 +13,7 @@ use crate::error::GatewayError;
 use crate::flavour::{Flavour, X_AMZN_TRACE_ID};
 use crate::integration::http::{proxy, ProxyCall};
 use crate::integration::CompiledIntegration;
+use crate::phases::throttle::Chain;
 use crate::phases::{access_log, admission, path};
 use crate::runtime::Runtime;
 use crate::upstream::{PooledBody, Upstream};
@@ -153,6 +154,18 @@ impl Worker {
         let id = &ctx.ids(req.headers()).request_id;
         tracing::Span::current().record("request.id", id.to_str().unwrap_or("-"));
         let (stage, route) = routed?;
+
+        let rt = &self.gateway.runtime;
+        let chain = Chain::new(
+            route.throttle.as_deref(),
+            stage.throttle.as_deref(),
+            rt.account.as_deref(),
+        );
+        if !chain.admit(rt.nanos(ctx.start)) {
+            // AWS's THROTTLED answer carries the trace id (§3a T1).
+            ctx.traced = true;
+            return Err(GatewayError::Throttled);
+        }
 
         match &route.integration {
             CompiledIntegration::Mock(m) => Ok(m.respond().map(Either::Right)),

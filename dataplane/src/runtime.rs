@@ -8,6 +8,7 @@
 
 use crate::access_log::AccessLogSink;
 use crate::metrics::Metrics;
+use crate::phases::throttle::{Bucket, Limit, Throttles};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,16 +193,44 @@ pub struct Runtime {
     pub clock: Arc<dyn Clock>,
     /// Where access-log lines go.
     pub access_log: AccessLogSink,
+    /// The token buckets of Stages and routes, kept across pushes.
+    pub throttles: Throttles,
+    /// The gateway's account-wide bucket (AWS's 10,000 requests a second, burst 5,000, by
+    /// default); `None`: unlimited.
+    pub account: Option<Arc<Bucket>>,
+    /// Where [`Runtime::nanos`] counts from.
+    base: Instant,
 }
 
 impl Runtime {
     /// A runtime on the system clock, writing access logs to `access_log`.
     pub fn new(metrics: Metrics, access_log: AccessLogSink) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
         Runtime {
             metrics,
-            clock: Arc::new(SystemClock::default()),
+            base: clock.now(),
+            clock,
             access_log,
+            throttles: Throttles::default(),
+            account: None,
         }
+    }
+
+    /// The same runtime holding every request to `limit` in all (AWS's account-level limit).
+    pub fn with_account_limit(mut self, limit: Limit) -> Self {
+        self.account = Some(Arc::new(Bucket::new(limit)));
+        self
+    }
+
+    /// Nanoseconds from the runtime's start to `at` (a reading of its clock): the time token
+    /// buckets run on.
+    pub fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// [`Runtime::nanos`] of now.
+    pub fn now_nanos(&self) -> u64 {
+        self.nanos(self.clock.now())
     }
 
     /// A runtime that writes no access log.
@@ -211,6 +240,7 @@ impl Runtime {
 
     /// The same runtime reading time from `clock`.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.base = clock.now();
         self.clock = clock;
         self
     }

@@ -298,7 +298,7 @@ fn private_file_mode(path: &Path) -> std::io::Result<()> {
 /// Compiles and installs a snapshot; returns, when it is now served, the report of what it
 /// left out (sent with every later poll, so the controller's status says what is served).
 pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> Option<Report> {
-    match CompiledSnapshot::compile(v, &gateway.runtime.metrics) {
+    match CompiledSnapshot::compile(v, &gateway.runtime) {
         Ok(Compiled {
             snapshot: compiled,
             left_out,
@@ -327,8 +327,10 @@ pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> Option<Re
                 "snapshot applied"
             );
             let keys = compiled.metric_keys();
+            let buckets = compiled.throttle_keys();
             gateway.apply(compiled);
             gateway.runtime.metrics.retain(keys);
+            gateway.runtime.throttles.keep_only(&buckets);
             gateway.runtime.metrics.snapshot_apply(how, Some(v.version));
             Some(Report::new(left_out))
         }

@@ -18,7 +18,8 @@ use tollhouse_dataplane::metrics::Metrics;
 use tollhouse_dataplane::pipeline::{Gateway, Worker};
 use tollhouse_dataplane::runtime::{FakeClock, Runtime};
 use tollhouse_snapshot::{
-    AccessLog, ApiType, HttpProxy, Integration, Mock, Route, Snapshot, SourceRef, Stage, Versioned,
+    AccessLog, ApiType, HttpProxy, Integration, Mock, Route, Snapshot, SourceRef, Stage, Throttle,
+    Versioned,
 };
 
 fn src(kind: &str, name: &str) -> SourceRef {
@@ -53,6 +54,7 @@ fn route(name: &str, path: &str, methods: &[&str], integration: Integration) -> 
         path: path.into(),
         methods: methods.iter().map(|m| m.to_string()).collect(),
         integration,
+        throttle: None,
     }
 }
 
@@ -111,6 +113,7 @@ fn stage(api_type: ApiType, backend: SocketAddr, access_log: Option<&str>) -> St
         ],
         api_type,
         access_log: access_log.map(|f| AccessLog { format: f.into() }),
+        throttle: None,
     }
 }
 
@@ -146,7 +149,7 @@ fn apply(gateway: &Gateway, version: u64, stages: Vec<Stage>) {
             backends: BTreeMap::new(),
         },
     );
-    let c = CompiledSnapshot::compile(&v, &gateway.runtime.metrics).unwrap();
+    let c = CompiledSnapshot::compile(&v, &gateway.runtime).unwrap();
     assert!(
         c.left_out.is_empty() && c.notes.is_empty(),
         "{:?} {:?}",
@@ -669,4 +672,119 @@ async fn a_push_keeps_what_it_did_not_change() {
         })
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with(" 2"), "{line}");
+}
+
+/// A Stage `limited` at `/lim` with a throttled MOCK route and an unthrottled one.
+fn limited(api_type: ApiType, route_burst: u32) -> Stage {
+    let throttle = |rate_limit, burst_limit| {
+        Some(Throttle {
+            rate_limit,
+            burst_limit,
+        })
+    };
+    let mut tight = route("tight", "/tight", &["GET"], mock(200, "tight"));
+    tight.throttle = throttle(1.0, route_burst);
+    Stage {
+        source: src("Stage", "limited"),
+        api: "lim".into(),
+        hostnames: vec![],
+        base_path: "/lim".into(),
+        variables: BTreeMap::new(),
+        certificate: None,
+        routes: vec![tight, route("open", "/open", &["GET"], mock(200, "open"))],
+        api_type,
+        access_log: None,
+        throttle: throttle(10.0, 3),
+    }
+}
+
+const TOO_MANY: &str = r#"{"message":"Too Many Requests"}"#;
+
+/// §1, §3a T1: route then Stage buckets; a request refused by one spends nothing at the
+/// others; AWS's 429 in both flavours; a push keeps what was spent.
+#[tokio::test]
+async fn route_and_stage_throttles_refuse_with_aws_429_and_survive_pushes() {
+    for api_type in [ApiType::Rest, ApiType::Http] {
+        let rig = rig(vec![limited(api_type, 2)]);
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 200);
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 200);
+        let refused = send(&rig, get("/lim/tight")).await;
+        assert_eq!(
+            (refused.status, refused.body.as_str()),
+            (429, TOO_MANY),
+            "{api_type:?}"
+        );
+        assert_eq!(refused.header("content-type"), Some("application/json"));
+        assert_eq!(refused.header("content-length"), Some("31"));
+        assert!(refused.header("retry-after").is_none());
+        match api_type {
+            ApiType::Rest => {
+                assert_eq!(
+                    refused.header("x-amzn-errortype"),
+                    Some("TooManyRequestsException")
+                );
+                assert!(refused.header("x-amzn-requestid").is_some());
+                assert!(refused.header("x-amz-apigw-id").is_some());
+                assert!(refused
+                    .header("x-amzn-trace-id")
+                    .unwrap()
+                    .starts_with("Root=1-"));
+            }
+            ApiType::Http => {
+                assert!(refused.header("apigw-requestid").is_some());
+                assert!(refused.header("x-amzn-errortype").is_none());
+            }
+        }
+        // The Stage (burst 3) gave two tokens to the route's 200s and none to its 429: one
+        // is left for the other route, then the Stage refuses.
+        assert_eq!(send(&rig, get("/lim/open")).await.status, 200);
+        assert_eq!(send(&rig, get("/lim/open")).await.status, 429);
+        // A push of the same Stage keeps the buckets: still refused.
+        apply(&rig.gateway, 2, vec![limited(api_type, 2)]);
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 429);
+        // A second later the route has one token again, and the Stage ten more.
+        rig.clock.advance(Duration::from_secs(1));
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 200);
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 429);
+        // A bigger route burst keeps the tokens spent: 3 spent of 5, so 2 more.
+        apply(&rig.gateway, 3, vec![limited(api_type, 5)]);
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 200);
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 200);
+        assert_eq!(send(&rig, get("/lim/tight")).await.status, 429);
+        let metrics = rig.gateway.runtime.metrics.encode();
+        assert!(metrics.contains("throttled"), "{metrics}");
+    }
+}
+
+/// The account-wide limit holds every Stage to one bucket, after theirs.
+#[tokio::test]
+async fn the_account_limit_is_shared_by_every_stage() {
+    let (sink, _logs) = AccessLogSink::channel(16);
+    let clock = Arc::new(FakeClock::at(SystemTime::UNIX_EPOCH));
+    let runtime = Runtime::new(Metrics::new(), sink)
+        .with_clock(clock.clone())
+        .with_account_limit(tollhouse_dataplane::phases::throttle::Limit {
+            rate: 1.0,
+            burst: 3,
+        });
+    let gateway = Arc::new(Gateway::new(runtime));
+    let mut open = limited(ApiType::Http, 2);
+    open.throttle = None;
+    apply(&gateway, 1, vec![open]);
+    let rig = Rig {
+        worker: Worker::new(gateway.clone()).unwrap(),
+        gateway,
+        logs: std::sync::mpsc::channel().1,
+        clock,
+    };
+    let statuses: Vec<u16> = [
+        send(&rig, get("/lim/open")).await.status,
+        send(&rig, get("/lim/tight")).await.status,
+        send(&rig, get("/lim/open")).await.status,
+        send(&rig, get("/lim/open")).await.status,
+    ]
+    .to_vec();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    rig.clock.advance(Duration::from_secs(1));
+    assert_eq!(send(&rig, get("/lim/open")).await.status, 200);
 }

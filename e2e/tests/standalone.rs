@@ -885,3 +885,89 @@ fn sigterm_with_a_drain_delay_keeps_serving_while_readyz_says_503() {
         .contains("still serving until the drain delay ends"));
     s.dataplane.proc.terminate(Duration::from_secs(10));
 }
+
+const TOO_MANY: &str = r#"{"message":"Too Many Requests"}"#;
+
+/// Reference §1: a route's and a Stage's token buckets over real sockets — exactly burst +
+/// rate × seconds get a 200, the rest AWS's 429 — and an edit of another object resets nothing.
+#[test]
+fn throttles_hold_exactly_and_an_unrelated_edit_resets_nothing() {
+    let throttled = |rate: &str, burst: u32| {
+        format!("  throttle:\n    rateLimit: {rate}\n    burstLimit: {burst}\n")
+    };
+    let files = |other_body: &str| {
+        docs(&[
+            stage("prod", "  apiType: REST\n"),
+            route("slow", "/slow", "[GET]", &mock(200, "slow")) + &throttled("0.1", 5),
+            route("busy", "/busy", "[GET]", &mock(200, "busy")) + &throttled("20", 10),
+            route("other", "/other", "[GET]", &mock(200, other_body)),
+        ])
+    };
+    let s = Stack::start("throttle", &[("api.yaml", files("v1"))]);
+    let c = http();
+    let url = |p: &str| s.dataplane.url(p);
+
+    // One token every 10 s, 5 at once: 8 quick calls give 5 × 200 and 3 × AWS's 429.
+    let first = Instant::now();
+    let slow: Vec<Resp> = (0..8)
+        .map(|_| send(&c, "GET", &url("/slow"), None))
+        .collect();
+    let ok = slow.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 5 + (first.elapsed().as_secs() / 10) as usize);
+    let refused = slow.iter().find(|r| r.status == 429).unwrap();
+    assert_eq!(refused.body, TOO_MANY);
+    assert_eq!(
+        refused.headers["x-amzn-errortype"],
+        "TooManyRequestsException"
+    );
+    assert!(refused.headers.contains_key("x-amzn-requestid"));
+
+    // Editing another route is a new snapshot; the slow bucket stays spent.
+    let before = s.controller.hash().unwrap();
+    s.write("api.yaml", &files("v2"));
+    wait_for("the edit to be served", Duration::from_secs(10), || {
+        (send(&c, "GET", &url("/other"), None).body == "v2").then_some(())
+    });
+    assert_ne!(s.controller.hash().unwrap(), before);
+    let after_edit = send(&c, "GET", &url("/slow"), None).status;
+    let refills = first.elapsed().as_secs() / 10;
+    assert!(
+        after_edit == 429 || refills > 0,
+        "the push reset the bucket: {after_edit}"
+    );
+
+    // 20 a second, 10 at once, from four clients for about 3 s: burst + rate × seconds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, url, c) = (stop.clone(), url("/busy"), http());
+            std::thread::spawn(move || {
+                let (mut ok, mut limited) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    match send(&c, "GET", &url, None).status {
+                        200 => ok += 1,
+                        429 => limited += 1,
+                        other => panic!("unexpected status {other}"),
+                    }
+                }
+                (ok, limited)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, limited) = workers
+        .into_iter()
+        .map(|w| w.join().unwrap())
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    let elapsed = start.elapsed().as_secs_f64();
+    // The window runs from the first request to the last answer: at most `elapsed`.
+    let most = 10 + (20.0 * elapsed).floor() as u64;
+    assert!(limited > 0, "nothing was throttled in {elapsed:.2}s");
+    assert!(
+        ok <= most && ok + 2 >= most - (20.0 * 0.1) as u64,
+        "{ok} × 200 in {elapsed:.2}s: want 10 + 20 × s = {most} (within the time the last \
+         requests took)"
+    );
+}

@@ -88,6 +88,8 @@ named! {
         InvalidHostname,
         /// A stage variable breaks the AWS limits.
         InvalidStageVariable,
+        /// A `throttle` whose `rateLimit` is negative or not a number.
+        InvalidThrottle,
         /// An access-log format AWS would refuse. The Stage is left out, as for any other
         /// invalid Stage field: AWS refuses the update and keeps the old config, which
         /// translate does not have, and serving without the log would hide the mistake.

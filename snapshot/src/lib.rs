@@ -13,6 +13,7 @@ mod report;
 mod route;
 mod source;
 mod stage;
+mod throttle;
 mod versioned;
 
 pub use backend::Backend;
@@ -22,6 +23,7 @@ pub use report::{LeftOut, Report};
 pub use route::{HttpProxy, Integration, Mock, Route};
 pub use source::SourceRef;
 pub use stage::{AccessLog, ApiType, Stage};
+pub use throttle::Throttle;
 pub use versioned::{IntegrityError, Versioned};
 
 use serde::{Deserialize, Serialize};
@@ -29,8 +31,9 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends;
-/// version 3 added a Stage's `apiType` and `accessLog`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// version 3 added a Stage's `apiType` and `accessLog`; version 4 the `throttle` of Stages and
+/// routes.
+pub const SCHEMA_VERSION: u32 = 4;
 /// The oldest schema this build still reads: every field added since is optional, so an older
 /// snapshot (e.g. in a dataplane's state directory) means the same thing. A newer schema is
 /// refused, since it may carry what this build would silently ignore.
@@ -39,7 +42,7 @@ pub const MIN_SCHEMA_VERSION: u32 = 1;
 /// Default integration timeout, as AWS (29 s).
 pub const DEFAULT_TIMEOUT_MS: u32 = 29_000;
 /// The content of one configuration: everything a dataplane serves.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     /// Stages, sorted by namespace and name.
@@ -102,6 +105,7 @@ impl Snapshot {
                 routes,
                 api_type: _,
                 access_log: _,
+                throttle: _,
             } = stage;
             out.push(Entity::new(source, Vec::new()));
             for route in routes.iter_mut() {
@@ -110,6 +114,7 @@ impl Snapshot {
                     path: _,
                     methods: _,
                     integration,
+                    throttle: _,
                 } = route;
                 match integration {
                     Integration::HttpProxy(HttpProxy {
@@ -200,6 +205,7 @@ mod tests {
                 routes: vec![],
                 api_type: ApiType::Http,
                 access_log: None,
+                throttle: None,
             }],
             certificates,
             backends: BTreeMap::new(),

@@ -1,11 +1,11 @@
 //! A route and its integration.
 
-use crate::SourceRef;
+use crate::{SourceRef, Throttle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One route: a path template, the methods it answers and its integration.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     /// The ApiRoute object.
@@ -16,6 +16,9 @@ pub struct Route {
     pub methods: Vec<String>,
     /// What serves the request.
     pub integration: Integration,
+    /// The limit shared by every client of the route on this Stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Throttle>,
 }
 
 /// What serves a request that matched a route.

@@ -1,11 +1,11 @@
 //! A Stage: one deployment environment of an API.
 
-use crate::{Route, SourceRef};
+use crate::{Route, SourceRef, Throttle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One deployment environment of an API, with the routes it serves.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Stage {
     /// The Stage object.
@@ -31,6 +31,9 @@ pub struct Stage {
     /// The Stage's access log, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLog>,
+    /// The limit shared by every client of the Stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<Throttle>,
 }
 
 /// AWS's two HTTP flavours (`Stage.spec.apiType`).

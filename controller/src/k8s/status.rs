@@ -798,6 +798,7 @@ mod tests {
                 routes: vec![],
                 api_type: Default::default(),
                 access_log: None,
+                throttle: None,
             }],
             ..Default::default()
         };

@@ -16,6 +16,7 @@ mod route;
 mod stage;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 pub use conditions::{Condition, Failure, Status};
 
@@ -145,6 +146,7 @@ pub fn translate(input: &Input) -> Output {
                 path: route.path.clone(),
                 methods: route.methods.clone(),
                 integration,
+                throttle: route.throttle,
             });
         }
         served.sort_by(|a, b| (&a.path, &a.source).cmp(&(&b.path, &b.source)));
@@ -163,6 +165,7 @@ pub fn translate(input: &Input) -> Output {
             routes: served,
             api_type: ok.api_type,
             access_log: ok.access_log.clone(),
+            throttle: ok.throttle,
         });
         statuses.insert(
             ObjectKey::new(Kind::Stage, &meta.namespace, &meta.name),

@@ -22,6 +22,8 @@ pub(super) struct RouteOk {
     pub uri: Option<UriTemplate>,
     /// The Service it proxies to.
     pub backend: Option<BackendRef>,
+    /// The route's own limit, on each serving Stage.
+    pub throttle: Option<tollhouse_snapshot::Throttle>,
 }
 
 /// One ApiRoute on its way through translate.
@@ -124,6 +126,7 @@ pub(super) fn check(spec: &ApiRouteSpec) -> Result<RouteOk, Failure> {
         );
     }
     let (integration, uri) = check_integration(spec, &template)?;
+    let throttle = super::throttle::check(spec.throttle.as_ref())?;
     Ok(RouteOk {
         path: template.path().to_string(),
         shape: template.shape(),
@@ -131,6 +134,7 @@ pub(super) fn check(spec: &ApiRouteSpec) -> Result<RouteOk, Failure> {
         integration,
         uri,
         backend: spec.integration.backend_ref.clone(),
+        throttle,
     })
 }
 

@@ -5,7 +5,7 @@ use super::conflict::{holder, oldest_wins, Contender};
 use crate::model::{Kind, Meta, Resource, SecretData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tollhouse_api::StageSpec;
-use tollhouse_snapshot::{AccessLog, ApiType, Certificate, Reason, Sensitive};
+use tollhouse_snapshot::{AccessLog, ApiType, Certificate, Reason, Sensitive, Throttle};
 
 /// Max stage variables per stage, and value length (AWS limits).
 const MAX_VARIABLES: usize = 100;
@@ -18,6 +18,7 @@ pub(super) struct StageOk {
     pub variables: BTreeMap<String, String>,
     pub api_type: ApiType,
     pub access_log: Option<AccessLog>,
+    pub throttle: Option<Throttle>,
 }
 
 /// One Stage on its way through translate.
@@ -179,6 +180,7 @@ pub(super) fn check(spec: &StageSpec) -> Result<StageOk, Failure> {
             Err(e) => return fail(Reason::InvalidAccessLogFormat, format!("accessLog: {e}")),
         },
     };
+    let throttle = super::throttle::check(spec.throttle.as_ref())?;
     let api_type = match spec.api_type.unwrap_or_default() {
         tollhouse_api::ApiType::Http => ApiType::Http,
         tollhouse_api::ApiType::Rest => ApiType::Rest,
@@ -189,6 +191,7 @@ pub(super) fn check(spec: &StageSpec) -> Result<StageOk, Failure> {
         variables: spec.variables.clone(),
         api_type,
         access_log,
+        throttle,
     })
 }
 

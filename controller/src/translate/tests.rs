@@ -32,6 +32,7 @@ fn stage(name: &str, seen: u64, base_path: &str) -> Resource<StageSpec> {
             tls: None,
             api_type: None,
             access_log: None,
+            throttle: None,
         },
     }
 }
@@ -57,6 +58,7 @@ fn proxy(
                 http2: None,
                 mock: None,
             },
+            throttle: None,
         },
     }
 }

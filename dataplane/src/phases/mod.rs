@@ -7,3 +7,4 @@ pub mod admission;
 pub mod path;
 pub mod route;
 pub mod stage;
+pub mod throttle;

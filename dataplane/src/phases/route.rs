@@ -19,6 +19,8 @@ pub struct CompiledRoute {
     pub integration: CompiledIntegration,
     /// Metric handles (kept by the runtime across pushes).
     pub metrics: RouteMetrics,
+    /// The route's bucket on its Stage (kept by the runtime across pushes).
+    pub throttle: Option<std::sync::Arc<crate::phases::throttle::Bucket>>,
 }
 
 impl CompiledRoute {
