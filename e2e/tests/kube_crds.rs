@@ -136,7 +136,7 @@ fn the_examples_are_valid_objects() {
     }
     let stored = get_json(&ns, "stages,apiroutes");
     let items = stored["items"].as_array().unwrap();
-    assert_eq!(items.len(), 7, "2 stages and 5 routes: {stored:#}");
+    assert_eq!(items.len(), 8, "2 stages and 6 routes: {stored:#}");
 
     // Stored as written: nothing pruned or changed in the spec.
     let get_pet = get_json(&ns, "apiroute/get-pet");
@@ -156,6 +156,15 @@ fn the_examples_are_valid_objects() {
     let prod = get_json(&ns, "stage/prod");
     assert_eq!(prod["spec"]["basePath"], "/prod");
     assert_eq!(prod["spec"]["variables"]["backend"], "127.0.0.1:8081");
+    // Throttles are kept as written, the decimal rate included.
+    assert_eq!(
+        prod["spec"]["throttle"],
+        serde_json::json!({"rateLimit": 100, "burstLimit": 200})
+    );
+    assert_eq!(
+        get_json(&ns, "apiroute/limited")["spec"]["throttle"],
+        serde_json::json!({"rateLimit": 1, "burstLimit": 3})
+    );
 
     // The bounds themselves are accepted.
     for (name, timeout) in [("min-timeout", 50), ("max-timeout", 300000)] {
@@ -198,6 +207,12 @@ fn the_api_server_refuses_invalid_objects_naming_the_field() {
             format!("  path: /t\n{proxy}"),
             "spec.api",
             "Required value",
+        ),
+        (
+            "negative-rate",
+            format!("  api: petstore\n  path: /t\n  throttle:\n    rateLimit: -1\n    burstLimit: 5\n{proxy}"),
+            "spec.throttle.rateLimit",
+            "greater than or equal to 0",
         ),
         (
             "unknown-integration-type",
