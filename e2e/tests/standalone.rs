@@ -970,4 +970,22 @@ fn throttles_hold_exactly_and_an_unrelated_edit_resets_nothing() {
         "{ok} × 200 in {elapsed:.2}s: want 10 + 20 × s = {most} (within the time the last \
          requests took)"
     );
+
+    // The account-wide limit of a dataplane holds every route of every Stage, unthrottled
+    // ones too: 5 at once, one every 10 s.
+    let limited = Dataplane::start_with(
+        &s.controller.url(""),
+        &s.dir.path().join("state-account"),
+        s.dir.path(),
+        &["--account-rate-limit", "0.1", "--account-burst-limit", "5"].map(String::from),
+    );
+    limited.wait_synced(&s.controller);
+    let first = Instant::now();
+    let ok = (0..8)
+        .filter(|i| {
+            let path = if i % 2 == 0 { "/other" } else { "/busy" };
+            send(&c, "GET", &limited.url(path), None).status == 200
+        })
+        .count();
+    assert_eq!(ok, 5 + (first.elapsed().as_secs() / 10) as usize);
 }
