@@ -245,7 +245,7 @@ impl CompiledSnapshot {
                 let throttle = route.throttle.map(|t| {
                     runtime
                         .throttles
-                        .bucket(&route_bucket(&label, &rlabel), t.into(), now)
+                        .bucket(route_bucket(&label, &rlabel), t.into(), now)
                 });
                 inputs.push(RouteInput {
                     route: CompiledRoute {
@@ -279,7 +279,7 @@ impl CompiledSnapshot {
             let throttle = stage.throttle.map(|t| {
                 runtime
                     .throttles
-                    .bucket(&stage_bucket(&label), t.into(), now)
+                    .bucket(stage_bucket(&label), t.into(), now)
             });
             stages.push(CompiledStage {
                 throttle,

@@ -137,8 +137,10 @@ impl Clock for FakeClock {
 ///
 /// A compile asks for the value of each key with the configuration it has now; an unchanged
 /// configuration gets the value built before (with whatever state it holds), a changed one
-/// gets a new value. [`Retained::keep_only`] then forgets the keys the new snapshot no longer
-/// has, so state never outlives its object.
+/// gets a new value ([`Retained::get_or_make`]) or the same value updated in place
+/// ([`Retained::get_or_update`], for state that must survive a new configuration, such as the
+/// tokens a bucket has spent). [`Retained::keep_only`] then forgets the keys the new snapshot
+/// no longer has, so state never outlives its object.
 pub struct Retained<K, C, V> {
     entries: Mutex<HashMap<K, (C, Arc<V>)>>,
 }
@@ -161,6 +163,30 @@ impl<K: Eq + Hash + Clone, C: PartialEq + Clone, V> Retained<K, C, V> {
             if c == config {
                 return v.clone();
             }
+        }
+        let v = Arc::new(make());
+        entries.insert(key.clone(), (config.clone(), v.clone()));
+        v
+    }
+
+    /// The value kept for `key`, after `update` if it was built from another `config`; a new
+    /// one when there is none.
+    pub fn get_or_update(
+        &self,
+        key: &K,
+        config: &C,
+        make: impl FnOnce() -> V,
+        update: impl FnOnce(&V),
+    ) -> Arc<V> {
+        let Ok(mut entries) = self.entries.lock() else {
+            return Arc::new(make());
+        };
+        if let Some((c, v)) = entries.get_mut(key) {
+            if c != config {
+                update(v);
+                *c = config.clone();
+            }
+            return v.clone();
         }
         let v = Arc::new(make());
         entries.insert(key.clone(), (config.clone(), v.clone()));
@@ -197,7 +223,7 @@ pub struct Runtime {
     pub throttles: Throttles,
     /// The gateway's account-wide bucket (AWS's 10,000 requests a second, burst 5,000, by
     /// default); `None`: unlimited.
-    pub account: Option<Arc<Bucket>>,
+    pub account: Option<Bucket>,
     /// Where [`Runtime::nanos`] counts from.
     base: Instant,
 }
@@ -218,7 +244,7 @@ impl Runtime {
 
     /// The same runtime holding every request to `limit` in all (AWS's account-level limit).
     pub fn with_account_limit(mut self, limit: Limit) -> Self {
-        self.account = Some(Arc::new(Bucket::new(limit)));
+        self.account = Some(Bucket::new(limit));
         self
     }
 

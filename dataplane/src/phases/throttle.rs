@@ -10,9 +10,9 @@
 //! keeps an object's limit keeps its bucket, and a push that changes the limit reconfigures the
 //! bucket in place, keeping the tokens already spent.
 
-use std::collections::{HashMap, HashSet};
+use crate::runtime::Retained;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tollhouse_snapshot::Throttle;
 
 /// A rate and a burst, as a bucket uses them.
@@ -151,45 +151,18 @@ impl Bucket {
 }
 
 /// Every bucket the gateway has, by the object it limits; owned by the runtime.
-#[derive(Default)]
-pub struct Throttles {
-    buckets: Mutex<HashMap<String, (Limit, Arc<Bucket>)>>,
-}
+pub type Throttles = Retained<String, Limit, Bucket>;
 
 impl Throttles {
     /// The bucket for `key` with `limit`: the one kept from before (reconfigured at `now` if its
     /// limit changed), or a full new one.
-    pub fn bucket(&self, key: &str, limit: Limit, now: u64) -> Arc<Bucket> {
-        let Ok(mut buckets) = self.buckets.lock() else {
-            return Arc::new(Bucket::new(limit));
-        };
-        if let Some((kept, bucket)) = buckets.get_mut(key) {
-            if *kept != limit {
-                bucket.reconfigure(limit, now);
-                *kept = limit;
-            }
-            return bucket.clone();
-        }
-        let bucket = Arc::new(Bucket::new(limit));
-        buckets.insert(key.to_string(), (limit, bucket.clone()));
-        bucket
-    }
-
-    /// Forgets the buckets whose key is not in `live`: an object removed, or no longer limited.
-    pub fn keep_only(&self, live: &HashSet<String>) {
-        if let Ok(mut buckets) = self.buckets.lock() {
-            buckets.retain(|k, _| live.contains(k));
-        }
-    }
-
-    /// Number of buckets kept.
-    pub fn len(&self) -> usize {
-        self.buckets.lock().map(|b| b.len()).unwrap_or(0)
-    }
-
-    /// Whether no bucket is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn bucket(&self, key: String, limit: Limit, now: u64) -> Arc<Bucket> {
+        self.get_or_update(
+            &key,
+            &limit,
+            || Bucket::new(limit),
+            |b| b.reconfigure(limit, now),
+        )
     }
 }
 
@@ -230,6 +203,7 @@ impl<'a> Chain<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     const SEC: u64 = 1_000_000_000;
 
@@ -306,17 +280,17 @@ mod tests {
     #[test]
     fn buckets_outlive_a_push_and_are_forgotten_with_their_object() {
         let t = Throttles::default();
-        let a = t.bucket("stage:ns/prod", limit(1.0, 3), SEC);
+        let a = t.bucket("stage:ns/prod".into(), limit(1.0, 3), SEC);
         assert!(a.take(SEC));
-        let again = t.bucket("stage:ns/prod", limit(1.0, 3), 2 * SEC);
+        let again = t.bucket("stage:ns/prod".into(), limit(1.0, 3), 2 * SEC);
         assert!(Arc::ptr_eq(&a, &again));
-        let changed = t.bucket("stage:ns/prod", limit(1.0, 10), SEC);
+        let changed = t.bucket("stage:ns/prod".into(), limit(1.0, 10), SEC);
         assert!(Arc::ptr_eq(&a, &changed));
         assert_eq!(changed.available(SEC), 9);
-        t.bucket("stage:ns/other", limit(1.0, 1), SEC);
+        t.bucket("stage:ns/other".into(), limit(1.0, 1), SEC);
         t.keep_only(&HashSet::from(["stage:ns/other".to_string()]));
         assert_eq!(t.len(), 1);
-        let fresh = t.bucket("stage:ns/prod", limit(1.0, 3), SEC);
+        let fresh = t.bucket("stage:ns/prod".into(), limit(1.0, 3), SEC);
         assert_eq!(fresh.available(SEC), 3);
     }
 }
