@@ -159,7 +159,7 @@ impl Worker {
         let chain = Chain::new(
             route.throttle.as_deref(),
             stage.throttle.as_deref(),
-            rt.account.as_deref(),
+            rt.account.as_ref(),
         );
         if !chain.admit(rt.nanos(ctx.start)) {
             // AWS's THROTTLED answer carries the trace id (§3a T1).
@@ -172,9 +172,9 @@ impl Worker {
             CompiledIntegration::Failing(e) => Err(e.clone()),
             CompiledIntegration::Http(target) => {
                 let uri = target.uri(&ctx.param_values(), ctx.rest(), req.uri().query())?;
-                ctx.ids(req.headers());
+                // The ids, trace id among them, were made once the route was known.
                 ctx.traced = true;
-                let clock = &self.gateway.runtime.clock;
+                let clock = &rt.clock;
                 let sent = clock.now();
                 let call = ProxyCall {
                     flavour: stage.flavour,
