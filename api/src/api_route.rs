@@ -36,6 +36,10 @@ pub struct ApiRouteSpec {
     pub methods: Vec<Method>,
     /// What serves a matching request.
     pub integration: IntegrationSpec,
+    /// Whether a request needs the API key of a usage plan that covers the Stage; only such
+    /// routes are held to usage plans' throttles and quotas (AWS `apiKeyRequired`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_key_required: bool,
     /// Limits shared by every client of this route on each Stage that serves it (AWS's
     /// per-method throttling): checked before the Stage's.
     #[serde(default, skip_serializing_if = "Option::is_none")]

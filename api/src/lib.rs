@@ -9,12 +9,16 @@ mod refs;
 mod stage;
 mod status;
 mod throttle;
+mod usage_plan;
 
 pub use api_route::{ApiRoute, ApiRouteSpec, IntegrationSpec, IntegrationType, Method, MockSpec};
 pub use refs::{BackendRef, LocalObjectRef};
 pub use stage::{AccessLog, ApiType, Stage, StageSpec, StageTls};
 pub use status::{condition, ConditionStatus, ConditionType, Reason, ResourceStatus, StageStatus};
 pub use throttle::Throttle;
+pub use usage_plan::{
+    ApiKeySource, ApiStage, Quota, QuotaPeriod, UsagePlan, UsagePlanSpec, UsagePlanStatus,
+};
 
 /// API group of every Tollhouse resource.
 pub const GROUP: &str = "tollhouse.dev";
@@ -32,6 +36,7 @@ pub fn crds() -> Vec<(
     vec![
         ("stages.tollhouse.dev.yaml", Stage::crd()),
         ("apiroutes.tollhouse.dev.yaml", ApiRoute::crd()),
+        ("usageplans.tollhouse.dev.yaml", UsagePlan::crd()),
     ]
 }
 

@@ -1,6 +1,6 @@
 //! The Stage kind: one deployment environment of an API.
 
-use crate::{LocalObjectRef, StageStatus, Throttle};
+use crate::{ApiKeySource, LocalObjectRef, StageStatus, Throttle};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,10 @@ pub struct StageSpec {
     /// after the route's, before the gateway's account-wide limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<Throttle>,
+    /// Where routes with `apiKeyRequired` read the API key: `HEADER` (the `x-api-key` header,
+    /// the default) or `AUTHORIZER` (the `usageIdentifierKey` a function authorizer returns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_source: Option<ApiKeySource>,
 }
 
 /// Which of Amazon API Gateway's two flavours the Stage's clients see: `HTTP` (an HTTP API, the
