@@ -115,6 +115,16 @@ named! {
         UndefinedStageVariable,
         /// No Stage deploys the route's API.
         NotServed,
+        /// A UsagePlan names a Stage twice, or has a quota offset not below its limit, or an
+        /// `apiKeySelector` that is not a valid label selector.
+        InvalidUsagePlan,
+        /// A UsagePlan names a Stage that does not exist or is not served.
+        StageNotFound,
+        /// A UsagePlan's per-route throttle names a route key its Stage does not serve.
+        RouteNotFound,
+        /// An api-key Secret a UsagePlan selects has a malformed key value, a value another
+        /// Secret already has, or a bad `tollhouse.dev/enabled` annotation: it is left out.
+        InvalidApiKey,
         /// The `backendRef` Service does not exist.
         BackendNotFound,
         /// The `backendRef` port is not a port of the Service.

@@ -14,6 +14,7 @@ mod route;
 mod source;
 mod stage;
 mod throttle;
+mod usage_plan;
 mod versioned;
 
 pub use backend::Backend;
@@ -24,6 +25,7 @@ pub use route::{HttpProxy, Integration, Mock, Route};
 pub use source::SourceRef;
 pub use stage::{AccessLog, ApiType, Stage};
 pub use throttle::Throttle;
+pub use usage_plan::{ApiKey, ApiKeySource, PlanStage, Quota, QuotaPeriod, UsagePlan};
 pub use versioned::{IntegrityError, Versioned};
 
 use serde::{Deserialize, Serialize};
@@ -32,8 +34,9 @@ use std::collections::BTreeMap;
 
 /// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends;
 /// version 3 added a Stage's `apiType` and `accessLog`; version 4 the `throttle` of Stages and
-/// routes.
-pub const SCHEMA_VERSION: u32 = 4;
+/// routes; version 5 usage plans, API keys, a Stage's `apiKeySource` and a route's
+/// `apiKeyRequired`.
+pub const SCHEMA_VERSION: u32 = 5;
 /// The oldest schema this build still reads: every field added since is optional, so an older
 /// snapshot (e.g. in a dataplane's state directory) means the same thing. A newer schema is
 /// refused, since it may carry what this build would silently ignore.
@@ -53,6 +56,12 @@ pub struct Snapshot {
     /// Service backends referenced by routes, keyed by `namespace/service:port`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backends: BTreeMap<String, Backend>,
+    /// Usage plans, sorted by namespace and name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usage_plans: Vec<UsagePlan>,
+    /// API keys in some plan, sorted by id. Only hashes of their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKey>,
 }
 
 impl Snapshot {
@@ -92,6 +101,8 @@ impl Snapshot {
             stages,
             certificates,
             backends,
+            usage_plans,
+            api_keys,
         } = self;
         let mut out = Vec::new();
         for stage in stages.iter_mut() {
@@ -106,6 +117,7 @@ impl Snapshot {
                 api_type: _,
                 access_log: _,
                 throttle: _,
+                api_key_source: _,
             } = stage;
             out.push(Entity::new(source, Vec::new()));
             for route in routes.iter_mut() {
@@ -115,6 +127,7 @@ impl Snapshot {
                     methods: _,
                     integration,
                     throttle: _,
+                    api_key_required: _,
                 } = route;
                 match integration {
                     Integration::HttpProxy(HttpProxy {
@@ -146,6 +159,23 @@ impl Snapshot {
                 endpoints: _,
             } = backend;
             out.push(Entity::new(source, Vec::new()));
+        }
+        for plan in usage_plans.iter_mut() {
+            let UsagePlan {
+                source,
+                stages: _,
+                throttle: _,
+                quota: _,
+            } = plan;
+            out.push(Entity::new(source, Vec::new()));
+        }
+        // Keys carry only hashes, and Secrets have no status to track: not entities.
+        for key in api_keys.iter() {
+            let ApiKey {
+                id: _,
+                sha256: _,
+                plans: _,
+            } = key;
         }
         out
     }
@@ -206,9 +236,12 @@ mod tests {
                 api_type: ApiType::Http,
                 access_log: None,
                 throttle: None,
+                api_key_source: ApiKeySource::Header,
             }],
             certificates,
             backends: BTreeMap::new(),
+            usage_plans: Vec::new(),
+            api_keys: Vec::new(),
         }
     }
 

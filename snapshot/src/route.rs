@@ -19,6 +19,9 @@ pub struct Route {
     /// The limit shared by every client of the route on this Stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<Throttle>,
+    /// Whether a request needs an API key of a usage plan covering the Stage.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub api_key_required: bool,
 }
 
 /// What serves a request that matched a route.

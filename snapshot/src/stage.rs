@@ -1,6 +1,6 @@
 //! A Stage: one deployment environment of an API.
 
-use crate::{Route, SourceRef, Throttle};
+use crate::{ApiKeySource, Route, SourceRef, Throttle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -34,6 +34,9 @@ pub struct Stage {
     /// The limit shared by every client of the Stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<Throttle>,
+    /// Where routes with `apiKeyRequired` read the API key.
+    #[serde(default, skip_serializing_if = "ApiKeySource::is_header")]
+    pub api_key_source: ApiKeySource,
 }
 
 /// AWS's two HTTP flavours (`Stage.spec.apiType`).
