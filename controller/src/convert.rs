@@ -9,7 +9,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// A Secret's data with `stringData` merged over `data` (as the API server does on write).
 pub fn secret_data(secret: Secret) -> SecretData {
-    let mut data: SecretData = secret
+    let mut data: std::collections::BTreeMap<String, Vec<u8>> = secret
         .data
         .unwrap_or_default()
         .into_iter()
@@ -18,7 +18,12 @@ pub fn secret_data(secret: Secret) -> SecretData {
     for (k, v) in secret.string_data.unwrap_or_default() {
         data.insert(k, v.into_bytes());
     }
-    data
+    SecretData {
+        type_: secret.type_.unwrap_or_default(),
+        labels: secret.metadata.labels.unwrap_or_default(),
+        annotations: secret.metadata.annotations.unwrap_or_default(),
+        data,
+    }
 }
 
 /// A Service's ports.

@@ -206,6 +206,10 @@ impl Index {
                     meta,
                     spec: slice.clone(),
                 }),
+                Object::UsagePlan(spec) => input.usage_plans.push(Resource {
+                    meta,
+                    spec: spec.clone(),
+                }),
             }
         }
         input

@@ -8,8 +8,7 @@ use crate::model::{Kind, ObjectKey};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Serialize;
-use std::collections::BTreeMap;
-use tollhouse_api::{ApiRoute, ApiRouteSpec, Stage, StageSpec};
+use tollhouse_api::{ApiRoute, ApiRouteSpec, Stage, StageSpec, UsagePlan, UsagePlanSpec};
 
 /// The typed content of an object; Secret data has `stringData` already merged over `data`.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,12 +17,14 @@ pub enum Object {
     Stage(StageSpec),
     /// An ApiRoute spec.
     ApiRoute(ApiRouteSpec),
-    /// A Secret's data.
-    Secret(BTreeMap<String, Vec<u8>>),
+    /// A Secret's type, labels, annotations and data.
+    Secret(crate::model::SecretData),
     /// A Service's ports.
     Service(crate::model::ServicePorts),
     /// An EndpointSlice.
     EndpointSlice(crate::model::EndpointSliceData),
+    /// A UsagePlan spec.
+    UsagePlan(UsagePlanSpec),
 }
 
 /// One object read from a manifest, with the metadata the index needs.
@@ -226,10 +227,12 @@ fn typed(file: &str, line: usize, value: serde_yaml::Value) -> Document {
         }
         Kind::ApiRoute => serde_yaml::from_value::<ApiRoute>(value)
             .map(|r| (r.metadata, Object::ApiRoute(r.spec))),
-        Kind::Secret => serde_yaml::from_value::<Secret>(value).map(|mut s| {
-            let metadata = std::mem::take(&mut s.metadata);
+        Kind::Secret => serde_yaml::from_value::<Secret>(value).map(|s| {
+            let metadata = s.metadata.clone();
             (metadata, Object::Secret(crate::convert::secret_data(s)))
         }),
+        Kind::UsagePlan => serde_yaml::from_value::<UsagePlan>(value)
+            .map(|p| (p.metadata, Object::UsagePlan(p.spec))),
         Kind::Service => serde_yaml::from_value::<Service>(value).map(|s| {
             (
                 s.metadata.clone(),
@@ -363,8 +366,8 @@ mod tests {
         let Object::Secret(data) = &m.object else {
             panic!("{docs:?}")
         };
-        assert_eq!(data["tls.crt"], b"old");
-        assert_eq!(data["tls.key"], b"new");
+        assert_eq!(data.data["tls.crt"], b"old");
+        assert_eq!(data.data["tls.key"], b"new");
     }
 
     #[test]

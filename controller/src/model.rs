@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use tollhouse_api::{ApiRouteSpec, StageSpec};
+use tollhouse_api::{ApiRouteSpec, StageSpec, UsagePlanSpec};
 
 /// Defines [`Kind`] and `Kind::ALL` from one list, so the two cannot drift apart.
 macro_rules! kinds {
@@ -40,12 +40,14 @@ kinds! {
     ApiRoute,
     /// `discovery.k8s.io/v1` (or `v1beta1`) EndpointSlice: the endpoints of a Service.
     EndpointSlice,
-    /// `v1` Secret (TLS certificates).
+    /// `v1` Secret: `kubernetes.io/tls` (certificates) and `tollhouse.dev/api-key` (API keys).
     Secret,
     /// `v1` Service (a `backendRef` target).
     Service,
     /// `tollhouse.dev/v1alpha1` Stage.
     Stage,
+    /// `tollhouse.dev/v1alpha1` UsagePlan.
+    UsagePlan,
 }
 
 /// The kinds that get a status (conditions written back by the controller).
@@ -55,13 +57,15 @@ pub enum StatusKind {
     Stage,
     /// An ApiRoute: conditions.
     ApiRoute,
+    /// A UsagePlan: conditions plus its Stages and key count.
+    UsagePlan,
 }
 
 impl Kind {
     /// The `apiVersion` this controller writes and reads for the kind.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::ApiRoute | Kind::Stage => tollhouse_api::API_VERSION,
+            Kind::ApiRoute | Kind::Stage | Kind::UsagePlan => tollhouse_api::API_VERSION,
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::Secret | Kind::Service => "v1",
         }
@@ -73,7 +77,7 @@ impl Kind {
             Kind::EndpointSlice => {
                 api_version == self.api_version() || api_version == "discovery.k8s.io/v1beta1"
             }
-            Kind::ApiRoute | Kind::Secret | Kind::Service | Kind::Stage => {
+            Kind::ApiRoute | Kind::Secret | Kind::Service | Kind::Stage | Kind::UsagePlan => {
                 api_version == self.api_version()
             }
         }
@@ -90,6 +94,7 @@ impl Kind {
         match self {
             Kind::Stage => Some(StatusKind::Stage),
             Kind::ApiRoute => Some(StatusKind::ApiRoute),
+            Kind::UsagePlan => Some(StatusKind::UsagePlan),
             Kind::EndpointSlice | Kind::Secret | Kind::Service => None,
         }
     }
@@ -100,7 +105,7 @@ impl Kind {
     /// Other kinds have no generation worth trusting: every change counts.
     pub fn translates_on_generation(self) -> bool {
         match self {
-            Kind::Stage | Kind::ApiRoute => true,
+            Kind::Stage | Kind::ApiRoute | Kind::UsagePlan => true,
             Kind::EndpointSlice | Kind::Secret | Kind::Service => false,
         }
     }
@@ -112,6 +117,7 @@ impl StatusKind {
         match self {
             StatusKind::Stage => Kind::Stage,
             StatusKind::ApiRoute => Kind::ApiRoute,
+            StatusKind::UsagePlan => Kind::UsagePlan,
         }
     }
 }
@@ -180,8 +186,31 @@ pub struct Resource<T> {
     pub spec: T,
 }
 
-/// A Secret's data: key to bytes, `stringData` already merged.
-pub type SecretData = BTreeMap<String, Vec<u8>>;
+/// What translate reads of a Secret: its type, labels and annotations (API keys are selected
+/// and disabled through them), and its data with `stringData` already merged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretData {
+    /// `type`; empty when the manifest has none (the API server's default is `Opaque`).
+    pub type_: String,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// Key to bytes.
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+/// The Secret type of TLS certificates.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+/// The Secret type of API keys.
+pub const API_KEY_SECRET_TYPE: &str = "tollhouse.dev/api-key";
+
+impl SecretData {
+    /// Whether this Secret holds an API key (and so is never read as a certificate).
+    pub fn is_api_key(&self) -> bool {
+        self.type_ == API_KEY_SECRET_TYPE
+    }
+}
 
 /// What translate needs of a Service: its ports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -216,6 +245,8 @@ pub struct Input {
     pub services: Vec<Resource<ServicePorts>>,
     /// EndpointSlices.
     pub endpoint_slices: Vec<Resource<EndpointSliceData>>,
+    /// UsagePlans.
+    pub usage_plans: Vec<Resource<UsagePlanSpec>>,
 }
 
 #[cfg(test)]

@@ -889,6 +889,7 @@ mod tests {
                 api_type: Default::default(),
                 access_log: None,
                 throttle: None,
+                api_key_source: Default::default(),
             }],
             ..Snapshot::default()
         }

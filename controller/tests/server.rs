@@ -44,9 +44,9 @@ fn snapshot(name: &str) -> Snapshot {
             api_type: Default::default(),
             access_log: None,
             throttle: None,
+            api_key_source: Default::default(),
         }],
-        certificates: BTreeMap::new(),
-        backends: BTreeMap::new(),
+        ..Snapshot::default()
     }
 }
 

@@ -6,7 +6,7 @@
 //! before every cache has its first full list: a partial view would withdraw routes.
 
 use crate::convert;
-use crate::model::{Input, Kind, Meta, ObjectKey, Resource};
+use crate::model::{Input, Kind, Meta, ObjectKey, Resource, API_KEY_SECRET_TYPE, TLS_SECRET_TYPE};
 use crate::reconcile::Reconciler;
 use crate::server::Hub;
 use crate::translate::Status;
@@ -24,7 +24,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
-use tollhouse_api::{ApiRoute, Stage};
+use tollhouse_api::{ApiRoute, Stage, UsagePlan};
 use tracing::{info, warn};
 
 /// Quiet time that ends a burst of changes, and the longest a burst may delay a translate.
@@ -42,8 +42,10 @@ pub struct Stores {
     pub services: Store<Service>,
     /// EndpointSlices (v1 or v1beta1, as the server has).
     pub slices: Store<DynamicObject>,
-    /// `kubernetes.io/tls` Secrets.
-    pub secrets: Store<Secret>,
+    /// Secrets, one cache per type read: `kubernetes.io/tls`, then `tollhouse.dev/api-key`.
+    pub secrets: Vec<Store<Secret>>,
+    /// UsagePlans.
+    pub usage_plans: Store<UsagePlan>,
 }
 
 /// Statuses from the latest translate, for the status writer.
@@ -116,13 +118,27 @@ pub async fn start(
         None => Api::<DynamicObject>::all_with(client.clone(), &slices_resource),
     };
     spawn(slices_api, w, &hub, &trigger, Kind::EndpointSlice);
-    let (secrets, w) = reflector::store();
+    // A field selector takes one type: one watch per Secret type read.
+    let mut secrets = Vec::new();
+    for config in watch_configs(Kind::Secret) {
+        let (store, w) = reflector::store();
+        spawn_with(
+            api::<Secret>(&client, namespace),
+            w,
+            &hub,
+            &trigger,
+            Kind::Secret,
+            config,
+        );
+        secrets.push(store);
+    }
+    let (usage_plans, w) = reflector::store();
     spawn(
-        api::<Secret>(&client, namespace),
+        api::<UsagePlan>(&client, namespace),
         w,
         &hub,
         &trigger,
-        Kind::Secret,
+        Kind::UsagePlan,
     );
     Stores {
         stages,
@@ -130,15 +146,23 @@ pub async fn start(
         services,
         slices,
         secrets,
+        usage_plans,
     }
 }
 
-/// What of a kind is watched: only the objects translate can use.
-fn watch_config(kind: Kind) -> watcher::Config {
+/// What of a kind is watched, one watch per config: only the objects translate can use.
+fn watch_configs(kind: Kind) -> Vec<watcher::Config> {
     match kind {
-        Kind::Secret => watcher::Config::default().fields("type=kubernetes.io/tls"),
-        Kind::EndpointSlice => watcher::Config::default().labels(convert::SERVICE_NAME_LABEL),
-        Kind::ApiRoute | Kind::Service | Kind::Stage => watcher::Config::default(),
+        Kind::Secret => [TLS_SECRET_TYPE, API_KEY_SECRET_TYPE]
+            .iter()
+            .map(|t| watcher::Config::default().fields(&format!("type={t}")))
+            .collect(),
+        Kind::EndpointSlice => {
+            vec![watcher::Config::default().labels(convert::SERVICE_NAME_LABEL)]
+        }
+        Kind::ApiRoute | Kind::Service | Kind::Stage | Kind::UsagePlan => {
+            vec![watcher::Config::default()]
+        }
     }
 }
 
@@ -147,10 +171,24 @@ where
     K: KubeResource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
+    let config = watch_configs(kind).into_iter().next().unwrap_or_default();
+    spawn_with(api, writer, hub, trigger, kind, config);
+}
+
+fn spawn_with<K>(
+    api: Api<K>,
+    writer: Writer<K>,
+    hub: &Arc<Hub>,
+    trigger: &Arc<Notify>,
+    kind: Kind,
+    config: watcher::Config,
+) where
+    K: KubeResource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
     let hub = hub.clone();
     let trigger = trigger.clone();
     let by_generation = kind.translates_on_generation();
-    let config = watch_config(kind);
     tokio::spawn(async move {
         let stream = watcher(api, config)
             .default_backoff()
@@ -209,7 +247,10 @@ pub async fn wait_synced(stores: &Stores) -> Result<(), reflector::store::Writer
     stores.routes.wait_until_ready().await?;
     stores.services.wait_until_ready().await?;
     stores.slices.wait_until_ready().await?;
-    stores.secrets.wait_until_ready().await?;
+    for secrets in &stores.secrets {
+        secrets.wait_until_ready().await?;
+    }
+    stores.usage_plans.wait_until_ready().await?;
     Ok(())
 }
 
@@ -256,11 +297,17 @@ pub fn input(stores: &Stores) -> Input {
             });
         }
     }
-    for s in stores.secrets.state() {
+    for s in stores.secrets.iter().flat_map(|store| store.state()) {
         let meta = meta(s.as_ref());
         input.secrets.push(Resource {
             meta,
             spec: convert::secret_data(s.as_ref().clone()),
+        });
+    }
+    for p in stores.usage_plans.state() {
+        input.usage_plans.push(Resource {
+            meta: meta(p.as_ref()),
+            spec: p.spec.clone(),
         });
     }
     input

@@ -11,7 +11,7 @@ use super::source::{Statuses, Stores};
 use super::FIELD_MANAGER;
 use crate::model::{ObjectKey, StatusKind};
 use crate::server::{first_version, DataplaneView, Hub};
-use crate::translate::Status;
+use crate::translate::{PlanStatus, Status};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tollhouse_api::{
     ApiRoute, ConditionStatus, ConditionType, Reason, ResourceStatus, Stage, StageStatus,
+    UsagePlan, UsagePlanStatus,
 };
 use tracing::{debug, info, warn};
 
@@ -66,6 +67,8 @@ struct Desired {
     generation: i64,
     conditions: Vec<Cond>,
     stage: Option<StageExtra>,
+    /// A UsagePlan's Stages and key count (from translate).
+    plan: Option<PlanStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,18 +263,23 @@ async fn write_round(
                 .routes
                 .get(&ObjectRef::new(&key.name).within(&key.namespace))
                 .map(Stored::ApiRoute),
+            StatusKind::UsagePlan => stores
+                .usage_plans
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(Stored::UsagePlan),
         };
         let Some(stored) = stored else { continue };
         let uid = match &stored {
             Stored::Stage(s) => s.meta().uid.clone(),
             Stored::ApiRoute(r) => r.meta().uid.clone(),
+            Stored::UsagePlan(p) => p.meta().uid.clone(),
         };
         let Some(uid) = uid else { continue };
         let first = first_version(&generations, key, status.observed_generation);
         let programmed = programmed_state(key, status.observed_generation, first, view);
         let extra = match &stored {
             Stored::Stage(s) => Some(stage_extra(&s.spec, view, config)),
-            Stored::ApiRoute(_) => None,
+            Stored::ApiRoute(_) | Stored::UsagePlan(_) => None,
         };
         if let Some(w) = written.get(key) {
             let unchanged = w.uid == uid
@@ -294,12 +302,19 @@ async fn write_round(
                             serving: s.serving_dataplanes.unwrap_or(0),
                             connected: s.connected_dataplanes.unwrap_or(0),
                         };
-                        from_server(s.observed_generation, &s.conditions, Some(extra))
+                        from_server(s.observed_generation, &s.conditions, Some(extra), None)
                     }),
                     Stored::ApiRoute(o) => o
                         .status
                         .as_ref()
-                        .map(|s| from_server(s.observed_generation, &s.conditions, None)),
+                        .map(|s| from_server(s.observed_generation, &s.conditions, None, None)),
+                    Stored::UsagePlan(o) => o.status.as_ref().map(|s| {
+                        let plan = PlanStatus {
+                            stages: s.stages.clone(),
+                            keys: s.keys.unwrap_or(0),
+                        };
+                        from_server(s.observed_generation, &s.conditions, None, Some(plan))
+                    }),
                 };
                 on_server.map(|(desired, transitions)| Written {
                     uid: uid.clone(),
@@ -335,6 +350,7 @@ async fn write_round(
         let reference = match &stored {
             Stored::Stage(o) => o.object_ref(&()),
             Stored::ApiRoute(o) => o.object_ref(&()),
+            Stored::UsagePlan(o) => o.object_ref(&()),
         };
         let mut transitions = BTreeMap::new();
         for c in &desired.conditions {
@@ -412,6 +428,7 @@ fn from_server(
     generation: Option<i64>,
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     stage: Option<StageExtra>,
+    plan: Option<PlanStatus>,
 ) -> (Desired, BTreeMap<ConditionType, Time>) {
     let mut conds = Vec::with_capacity(conditions.len());
     let mut transitions = BTreeMap::new();
@@ -432,6 +449,7 @@ fn from_server(
             generation: generation.unwrap_or(0),
             conditions: conds,
             stage,
+            plan,
         },
         transitions,
     )
@@ -514,6 +532,7 @@ fn desire(status: &Status, programmed: Programmed, stage: Option<StageExtra>) ->
         generation: status.observed_generation,
         conditions,
         stage,
+        plan: status.plan.clone(),
     }
 }
 
@@ -644,6 +663,7 @@ fn new_rejections(before: Option<&Desired>, after: &Desired) -> Vec<Cond> {
 enum Stored {
     Stage(Arc<Stage>),
     ApiRoute(Arc<ApiRoute>),
+    UsagePlan(Arc<UsagePlan>),
 }
 
 /// A server-side apply of the status subresource: the typed status of the kind.
@@ -718,6 +738,23 @@ async fn patch(client: &Client, key: &ObjectKey, w: &Written) -> Result<(), kube
                 .await
                 .map(|_| ())
         }
+        StatusKind::UsagePlan => {
+            let plan = w.desired.plan.clone().unwrap_or_default();
+            let body = StatusPatch {
+                api_version: tollhouse_api::API_VERSION,
+                kind: status_kind.kind().as_str(),
+                status: UsagePlanStatus {
+                    conditions,
+                    observed_generation: Some(generation),
+                    stages: plan.stages,
+                    keys: Some(plan.keys),
+                },
+            };
+            Api::<UsagePlan>::namespaced(client.clone(), &key.namespace)
+                .patch_status(&key.name, &params, &Patch::Apply(body))
+                .await
+                .map(|_| ())
+        }
     }
 }
 
@@ -771,6 +808,7 @@ mod tests {
                 typed("ResolvedRefs", "True", "ResolvedRefs", "ok"),
                 typed("Ready", ready.0, ready.1, "m"),
             ],
+            plan: None,
         }
     }
 
@@ -799,6 +837,7 @@ mod tests {
                 api_type: Default::default(),
                 access_log: None,
                 throttle: None,
+                api_key_source: Default::default(),
             }],
             ..Default::default()
         };
@@ -942,6 +981,7 @@ mod tests {
             generation: 3,
             conditions: vec![named("Accepted", "True", "Accepted", "ok")],
             stage: None,
+            plan: None,
         };
         let after = Desired {
             generation: 3,
@@ -951,6 +991,7 @@ mod tests {
                 named("Ready", "False", "Conflict", "older route"),
             ],
             stage: None,
+            plan: None,
         };
         let events = new_rejections(Some(&before), &after);
         assert_eq!(
@@ -978,6 +1019,7 @@ mod grace_tests {
                 named("Ready", ready.0, ready.1, ""),
             ],
             stage: None,
+            plan: None,
         }
     }
 

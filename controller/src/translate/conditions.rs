@@ -43,6 +43,9 @@ pub struct Status {
     pub observed_generation: i64,
     /// Accepted, ResolvedRefs, Ready, in that order.
     pub conditions: Vec<Condition>,
+    /// A UsagePlan's Stages and key count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<super::usage_plan::PlanStatus>,
 }
 
 impl Status {
@@ -67,6 +70,7 @@ impl Status {
                 condition(ConditionType::ResolvedRefs, &refs),
                 condition(ConditionType::Ready, &ready),
             ],
+            plan: None,
         }
     }
 

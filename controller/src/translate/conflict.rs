@@ -52,6 +52,13 @@ pub(super) fn oldest_wins<C: Contender>(
     }
 }
 
+/// `items` oldest first, by the same rule as [`oldest_wins`].
+pub(super) fn by_age<T>(items: &[crate::model::Resource<T>]) -> Vec<&crate::model::Resource<T>> {
+    let mut sorted: Vec<_> = items.iter().collect();
+    sorted.sort_by(|a, b| age(&a.meta).cmp(&age(&b.meta)));
+    sorted
+}
+
 /// `namespace/name` of an object, as conflict messages name the holder.
 pub(super) fn holder(meta: &Meta) -> String {
     format!("{}/{}", meta.namespace, meta.name)

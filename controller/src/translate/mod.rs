@@ -17,15 +17,17 @@ mod stage;
 #[cfg(test)]
 mod tests;
 mod throttle;
+mod usage_plan;
 
 pub use conditions::{Condition, Failure, Status};
+pub use usage_plan::{PlanStatus, ENABLED_ANNOTATION, KEY_FIELD};
 
 use crate::model::{Input, Kind, Meta, ObjectKey, Resource, SecretData};
 use conditions::fail;
 use route::RouteEntry;
 use stage::StageEntry;
-use std::collections::{BTreeMap, HashMap};
-use tollhouse_snapshot::{Integration, Reason, Route, Snapshot, SourceRef};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tollhouse_snapshot::{ApiKeySource, Integration, Reason, Route, Snapshot, SourceRef};
 use tollhouse_template::UriError;
 
 /// What translate produces.
@@ -55,9 +57,11 @@ fn by_name<T>(items: &[Resource<T>]) -> Vec<&Resource<T>> {
 
 /// Translates the objects into a snapshot and the status of every Stage and ApiRoute.
 pub fn translate(input: &Input) -> Output {
+    // An api-key Secret is never read as a certificate.
     let secrets: HashMap<(&str, &str), &Resource<SecretData>> = input
         .secrets
         .iter()
+        .filter(|s| !s.spec.is_api_key())
         .map(|s| ((s.meta.namespace.as_str(), s.meta.name.as_str()), s))
         .collect();
     let mut stages: Vec<StageEntry<'_>> = by_name(&input.stages)
@@ -147,6 +151,7 @@ pub fn translate(input: &Input) -> Output {
                 methods: route.methods.clone(),
                 integration,
                 throttle: route.throttle,
+                api_key_required: entry.resource.spec.api_key_required,
             });
         }
         served.sort_by(|a, b| (&a.path, &a.source).cmp(&(&b.path, &b.source)));
@@ -166,6 +171,10 @@ pub fn translate(input: &Input) -> Output {
             api_type: ok.api_type,
             access_log: ok.access_log.clone(),
             throttle: ok.throttle,
+            api_key_source: match stage.resource.spec.api_key_source {
+                None | Some(tollhouse_api::ApiKeySource::Header) => ApiKeySource::Header,
+                Some(tollhouse_api::ApiKeySource::Authorizer) => ApiKeySource::Authorizer,
+            },
         });
         statuses.insert(
             ObjectKey::new(Kind::Stage, &meta.namespace, &meta.name),
@@ -177,6 +186,41 @@ pub fn translate(input: &Input) -> Output {
             ),
         );
     }
+    // Usage plans, against the Stages as served.
+    let served_stages: HashMap<String, usage_plan::StageRoutes> = snapshot
+        .stages
+        .iter()
+        .map(|s| {
+            let routes = s
+                .routes
+                .iter()
+                .flat_map(|r| {
+                    let methods: Vec<String> = if r.methods.is_empty() {
+                        vec!["ANY".to_string()]
+                    } else {
+                        r.methods.clone()
+                    };
+                    methods.into_iter().map(|m| (m, r.path.clone()))
+                })
+                .collect();
+            (s.source.key(), usage_plan::StageRoutes { routes })
+        })
+        .collect();
+    let stages_known: BTreeSet<String> = input
+        .stages
+        .iter()
+        .map(|s| format!("{}/{}", s.meta.namespace, s.meta.name))
+        .collect();
+    let plans = usage_plan::translate(
+        &input.usage_plans,
+        &input.secrets,
+        &served_stages,
+        &stages_known,
+    );
+    snapshot.usage_plans = plans.plans;
+    snapshot.api_keys = plans.keys;
+    statuses.extend(plans.statuses);
+
     for stage in &stages {
         let meta = &stage.resource.meta;
         let key = ObjectKey::new(Kind::Stage, &meta.namespace, &meta.name);

@@ -266,6 +266,7 @@ fn certificate(
     let text = |key: &str| -> Result<String, Failure> {
         match secret
             .spec
+            .data
             .get(key)
             .map(|bytes| String::from_utf8(bytes.clone()))
         {

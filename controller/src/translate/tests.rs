@@ -33,6 +33,7 @@ fn stage(name: &str, seen: u64, base_path: &str) -> Resource<StageSpec> {
             api_type: None,
             access_log: None,
             throttle: None,
+            api_key_source: None,
         },
     }
 }
@@ -59,6 +60,7 @@ fn proxy(
                 mock: None,
             },
             throttle: None,
+            api_key_required: false,
         },
     }
 }
@@ -411,11 +413,14 @@ fn certificates_come_from_pem_secrets_in_the_namespace() {
     let other = ca.server();
     let secret = |crt: &str, key: &str| Resource {
         meta: meta("cert", 1),
-        spec: [
-            ("tls.crt".to_string(), crt.as_bytes().to_vec()),
-            ("tls.key".to_string(), key.as_bytes().to_vec()),
-        ]
-        .into(),
+        spec: crate::model::SecretData {
+            data: [
+                ("tls.crt".to_string(), crt.as_bytes().to_vec()),
+                ("tls.key".to_string(), key.as_bytes().to_vec()),
+            ]
+            .into(),
+            ..Default::default()
+        },
     };
     // What the dataplane would refuse is refused here, with the same code: text that merely
     // looks like PEM, a key that is not a key, a key of another certificate.

@@ -1,0 +1,351 @@
+//! Usage plans and their API keys (reference §2).
+//!
+//! A plan covers Stages of its namespace and subscribes the api-key Secrets (type
+//! `tollhouse.dev/api-key`) its `apiKeySelector` matches. The snapshot carries each key's
+//! SHA-256, never its value, and the plans it is in, oldest first: on a Stage, the dataplane
+//! gives a key to the first of its plans that covers the Stage. So the oldest plan wins a key
+//! two plans claim on one Stage (AWS allows one plan per Stage per key); the younger plan keeps
+//! serving its other keys and Stages, and says so with ResolvedRefs=False, reason Conflict.
+//!
+//! Messages name Secrets, never key values.
+
+use super::conditions::{fail, Failure, Status};
+use super::conflict::{by_age, holder};
+use super::throttle;
+use crate::model::{Kind, ObjectKey, Resource, SecretData};
+use kube::core::{Selector, SelectorExt};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tollhouse_api::UsagePlanSpec;
+use tollhouse_snapshot::{ApiKey, PlanStage, Quota, QuotaPeriod, Reason, UsagePlan};
+
+/// The annotation that disables a key when `"false"` (AWS `enabled`).
+pub const ENABLED_ANNOTATION: &str = "tollhouse.dev/enabled";
+/// The Secret data key holding the API key's value.
+pub const KEY_FIELD: &str = "key";
+/// AWS's limits on an API key's value: 20 to 128 alphanumeric characters.
+const KEY_MIN: usize = 20;
+const KEY_MAX: usize = 128;
+
+/// A usage plan's own status fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PlanStatus {
+    /// The Stages it serves (names, in its namespace).
+    pub stages: Vec<String>,
+    /// Subscribed, enabled keys with a well-formed value.
+    pub keys: u32,
+}
+
+/// A Stage as plans see it: whether it is served, and its route keys.
+pub(super) struct StageRoutes {
+    /// `(method, path)` of every route served on the Stage; method `ANY` for any method.
+    pub routes: BTreeSet<(String, String)>,
+}
+
+/// What usage plans give the snapshot and the statuses.
+pub(super) struct Plans {
+    pub plans: Vec<UsagePlan>,
+    pub keys: Vec<ApiKey>,
+    pub statuses: Vec<(ObjectKey, Status)>,
+}
+
+/// A key as read from its Secret.
+struct KeyRead {
+    id: String,
+    sha256: String,
+    labels: BTreeMap<String, String>,
+}
+
+/// Translates every plan against the served Stages (`namespace/name` → routes) and the Stage
+/// objects that exist at all (`stages_known`, for a better message).
+pub(super) fn translate(
+    plans: &[Resource<UsagePlanSpec>],
+    secrets: &[Resource<SecretData>],
+    served: &HashMap<String, StageRoutes>,
+    stages_known: &BTreeSet<String>,
+) -> Plans {
+    let (keys, malformed) = read_keys(secrets);
+    // Key id → plans it is in, oldest first.
+    let mut key_plans: HashMap<String, Vec<String>> = HashMap::new();
+    // (key hash, Stage) → the plan holding it there.
+    let mut claims: HashMap<(String, String), String> = HashMap::new();
+    let mut out = Plans {
+        plans: Vec::new(),
+        keys: Vec::new(),
+        statuses: Vec::new(),
+    };
+    for plan in by_age(plans) {
+        let meta = &plan.meta;
+        let me = holder(meta);
+        let object = ObjectKey::new(Kind::UsagePlan, &meta.namespace, &meta.name);
+        let checked = match check(&plan.spec) {
+            Ok(c) => c,
+            Err(f) => {
+                out.statuses.push((
+                    object,
+                    Status::new(meta.generation, Err(f), Ok(()), Ok(String::new())),
+                ));
+                continue;
+            }
+        };
+        let mut problems: Vec<(Reason, String)> = Vec::new();
+        let mut conflicts: Vec<String> = Vec::new();
+        let mut stages = Vec::new();
+        for api_stage in &plan.spec.api_stages {
+            let stage_key = format!("{}/{}", meta.namespace, api_stage.stage);
+            let Some(routes) = served.get(&stage_key) else {
+                problems.push((
+                    Reason::StageNotFound,
+                    if stages_known.contains(&stage_key) {
+                        format!("Stage {stage_key} is not served (see its conditions)")
+                    } else {
+                        format!("Stage {stage_key} does not exist")
+                    },
+                ));
+                continue;
+            };
+            let mut route_throttles = BTreeMap::new();
+            for (route_key, limit) in &api_stage.throttle {
+                let Some((method, path)) = route_key.split_once(' ') else {
+                    problems.push((
+                        Reason::RouteNotFound,
+                        format!(
+                            "route key `{route_key}` on Stage {stage_key} is not `METHOD /path`"
+                        ),
+                    ));
+                    continue;
+                };
+                let method = method.to_ascii_uppercase();
+                let found = routes.routes.contains(&(method.clone(), path.to_string()))
+                    || (method != "ANY"
+                        && routes
+                            .routes
+                            .contains(&("ANY".to_string(), path.to_string())));
+                if !found {
+                    problems.push((
+                        Reason::RouteNotFound,
+                        format!("Stage {stage_key} serves no route `{method} {path}`"),
+                    ));
+                    continue;
+                }
+                // Checked with the plan: a bad limit is not accepted at all.
+                if let Ok(Some(t)) = throttle::check(Some(limit)) {
+                    route_throttles.insert(format!("{method} {path}"), t);
+                }
+            }
+            stages.push(PlanStage {
+                stage: stage_key,
+                route_throttles,
+            });
+        }
+        stages.sort_by(|a, b| a.stage.cmp(&b.stage));
+        let mut subscribed = 0u32;
+        if let Some(selector) = &checked.selector {
+            for key in keys.iter().filter(|k| {
+                k.id.split_once('/').map(|(ns, _)| ns) == Some(meta.namespace.as_str())
+                    && selector.matches(&k.labels)
+            }) {
+                subscribed += 1;
+                key_plans
+                    .entry(key.id.clone())
+                    .or_default()
+                    .push(me.clone());
+                for stage in &stages {
+                    let claim = (key.sha256.clone(), stage.stage.clone());
+                    match claims.get(&claim) {
+                        Some(older) if *older != me => conflicts.push(format!(
+                            "Secret {} is already in the older plan {older} for Stage {}: it is not in this plan there",
+                            key.id, stage.stage
+                        )),
+                        _ => {
+                            claims.insert(claim, me.clone());
+                        }
+                    }
+                }
+            }
+            for (id, why) in &malformed {
+                if id.split_once('/').map(|(ns, _)| ns) == Some(meta.namespace.as_str())
+                    && selector.matches(&why.0)
+                {
+                    problems.push((
+                        Reason::InvalidApiKey,
+                        format!("Secret {id}: {}; left out", why.1),
+                    ));
+                }
+            }
+        }
+        problems.extend(conflicts.into_iter().map(|c| (Reason::Conflict, c)));
+        let refs = match problems.first() {
+            Some((reason, _)) => {
+                let text: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+                fail(*reason, text.join("; "))
+            }
+            None => Ok(()),
+        };
+        let names: Vec<String> = stages
+            .iter()
+            .filter_map(|s| s.stage.split_once('/').map(|(_, n)| n.to_string()))
+            .collect();
+        let mut status = Status::new(
+            meta.generation,
+            Ok(()),
+            refs,
+            Ok(format!(
+                "{subscribed} key(s) on Stage(s) {}",
+                if names.is_empty() {
+                    "-".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )),
+        );
+        status.plan = Some(PlanStatus {
+            stages: names,
+            keys: subscribed,
+        });
+        out.statuses.push((object, status));
+        out.plans.push(UsagePlan {
+            source: super::source(Kind::UsagePlan, meta),
+            stages,
+            throttle: checked.throttle,
+            quota: checked.quota,
+        });
+    }
+    out.plans.sort_by_key(|p| p.source.key());
+    for key in keys {
+        if let Some(plans) = key_plans.remove(key.id.as_str()) {
+            out.keys.push(ApiKey {
+                id: key.id,
+                sha256: key.sha256,
+                plans,
+            });
+        }
+    }
+    out
+}
+
+/// What a valid plan spec becomes.
+struct Checked {
+    throttle: Option<tollhouse_snapshot::Throttle>,
+    quota: Option<Quota>,
+    selector: Option<Selector>,
+}
+
+fn check(spec: &UsagePlanSpec) -> Result<Checked, Failure> {
+    let throttle = throttle::check(spec.throttle.as_ref())?;
+    let mut seen = BTreeSet::new();
+    for s in &spec.api_stages {
+        if !seen.insert(s.stage.as_str()) {
+            return fail(
+                Reason::InvalidUsagePlan,
+                format!("apiStages names Stage {} twice", s.stage),
+            );
+        }
+        for (route, t) in &s.throttle {
+            throttle::check(Some(t)).map_err(|f| Failure {
+                message: format!("apiStages[{}].throttle[{route}]: {}", s.stage, f.message),
+                ..f
+            })?;
+        }
+    }
+    let quota = spec.quota.map(|q| Quota {
+        limit: q.limit,
+        period: match q.period {
+            tollhouse_api::QuotaPeriod::Day => QuotaPeriod::Day,
+            tollhouse_api::QuotaPeriod::Week => QuotaPeriod::Week,
+            tollhouse_api::QuotaPeriod::Month => QuotaPeriod::Month,
+        },
+        offset: q.offset,
+    });
+    if let Some(q) = quota {
+        if q.offset >= q.limit && q.limit > 0 {
+            return fail(
+                Reason::InvalidUsagePlan,
+                format!(
+                    "quota.offset {} must be below quota.limit {}",
+                    q.offset, q.limit
+                ),
+            );
+        }
+    }
+    let selector = match &spec.api_key_selector {
+        None => None,
+        Some(s) => Some(Selector::try_from(s.clone()).map_err(|e| Failure {
+            reason: Reason::InvalidUsagePlan,
+            message: format!("apiKeySelector: {e}"),
+        })?),
+    };
+    Ok(Checked {
+        throttle,
+        quota,
+        selector,
+    })
+}
+
+/// Reads every api-key Secret, oldest first: its id, the hash of its value and its labels, or
+/// (by id, with its labels) why it is left out. A disabled key is neither. Two Secrets with
+/// one value: the older keeps it.
+#[allow(clippy::type_complexity)]
+fn read_keys(
+    secrets: &[Resource<SecretData>],
+) -> (
+    Vec<KeyRead>,
+    Vec<(String, (BTreeMap<String, String>, String))>,
+) {
+    let mut keys: Vec<KeyRead> = Vec::new();
+    let mut malformed = Vec::new();
+    let mut values: HashMap<String, String> = HashMap::new();
+    for secret in by_age(secrets) {
+        if !secret.spec.is_api_key() {
+            continue;
+        }
+        let id = holder(&secret.meta);
+        let labels = secret.spec.labels.clone();
+        match secret
+            .spec
+            .annotations
+            .get(ENABLED_ANNOTATION)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("true") => {}
+            Some("false") => continue,
+            Some(_) => {
+                malformed.push((
+                    id,
+                    (
+                        labels,
+                        format!("annotation {ENABLED_ANNOTATION} must be \"true\" or \"false\""),
+                    ),
+                ));
+                continue;
+            }
+        }
+        let value = secret.spec.data.get(KEY_FIELD);
+        let well_formed = value.is_some_and(|v| {
+            (KEY_MIN..=KEY_MAX).contains(&v.len()) && v.iter().all(u8::is_ascii_alphanumeric)
+        });
+        let Some(value) = value.filter(|_| well_formed) else {
+            malformed.push((
+                id,
+                (
+                    labels,
+                    format!("`{KEY_FIELD}` must be {KEY_MIN}-{KEY_MAX} alphanumeric characters"),
+                ),
+            ));
+            continue;
+        };
+        let sha256 = hex::encode(Sha256::digest(value));
+        if let Some(older) = values.get(&sha256) {
+            malformed.push((
+                id,
+                (labels, format!("its key value is already Secret {older}'s")),
+            ));
+            continue;
+        }
+        values.insert(sha256.clone(), id.clone());
+        keys.push(KeyRead { id, sha256, labels });
+    }
+    keys.sort_by(|a, b| a.id.cmp(&b.id));
+    (keys, malformed)
+}
