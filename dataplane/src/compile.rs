@@ -16,9 +16,10 @@ use crate::integration::http::{CompileError, EndpointPool, HttpTarget};
 use crate::integration::mock::MockResponse;
 use crate::integration::CompiledIntegration;
 use crate::metrics::RouteMetrics;
+use crate::phases::api_key::{self, CompiledPlan, KeyTable, PlanRouteLimit};
 use crate::phases::route::{CompiledRoute, RouteInput, Routes};
 use crate::phases::stage::{StageEntry, StageTable};
-use crate::phases::throttle::Bucket;
+use crate::phases::throttle::{Bucket, Limit};
 use crate::router::Template;
 use crate::runtime::Runtime;
 use http::HeaderValue;
@@ -26,7 +27,9 @@ use rustls::sign::CertifiedKey;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tollhouse_snapshot::{Integration, IntegrityError, LeftOut, Reason, SourceRef, Versioned};
+use tollhouse_snapshot::{
+    ApiKeySource, Integration, IntegrityError, LeftOut, Reason, SourceRef, Versioned,
+};
 use tollhouse_template::{AccessLogFormat, UriError};
 
 /// A snapshot ready to serve.
@@ -42,6 +45,10 @@ pub struct CompiledSnapshot {
     default_cert: Option<Arc<CertifiedKey>>,
     /// Metrics for requests that reached no Stage.
     pub unmatched: RouteMetrics,
+    /// API keys and usage plans.
+    pub keys: KeyTable,
+    /// The names of the per-key bucket sets this snapshot uses.
+    key_levels: HashSet<String>,
 }
 
 /// What compiling a snapshot gave.
@@ -72,6 +79,8 @@ pub struct CompiledStage {
     pub unmatched: RouteMetrics,
     /// The Stage's bucket, shared by all its clients (kept by the runtime across pushes).
     pub throttle: Option<Arc<Bucket>>,
+    /// Where its routes with `apiKeyRequired` read the key.
+    pub api_key_source: ApiKeySource,
 }
 
 /// The key of a Stage's bucket.
@@ -164,6 +173,22 @@ impl CompiledSnapshot {
                 )
             })
             .collect();
+        // Each plan's per-route limits, by Stage: (plan index, route key, limit).
+        let mut plan_routes: HashMap<&str, Vec<(u32, &str, Limit)>> = HashMap::new();
+        for (i, plan) in snap.usage_plans.iter().enumerate() {
+            let Ok(i) = u32::try_from(i) else { break };
+            for ps in &plan.stages {
+                for (key, t) in &ps.route_throttles {
+                    plan_routes.entry(ps.stage.as_str()).or_default().push((
+                        i,
+                        key.as_str(),
+                        (*t).into(),
+                    ));
+                }
+            }
+        }
+        let plan_labels: Vec<String> = snap.usage_plans.iter().map(|p| p.key()).collect();
+        let mut key_levels = HashSet::new();
         let mut stages = Vec::with_capacity(snap.stages.len());
         let mut entries: Vec<StageEntry<'_>> = Vec::with_capacity(snap.stages.len());
         let mut certs_by_host = HashMap::new();
@@ -247,8 +272,44 @@ impl CompiledSnapshot {
                         .throttles
                         .bucket(route_bucket(&label, &rlabel), t.into(), now)
                 });
+                let mut plan_limits = Vec::new();
+                if route.api_key_required {
+                    let any = route.methods.is_empty() || route.methods.iter().any(|m| m == "ANY");
+                    for &(plan, key, limit) in plan_routes.get(label.as_str()).into_iter().flatten()
+                    {
+                        let Some((m, path)) = key.split_once(' ') else {
+                            continue;
+                        };
+                        if path != route.path {
+                            continue;
+                        }
+                        let method = if m == "ANY" {
+                            None
+                        } else if any || route.methods.iter().any(|r| r == m) {
+                            match http::Method::from_bytes(m.as_bytes()) {
+                                Ok(m) => Some(m),
+                                Err(_) => continue,
+                            }
+                        } else {
+                            continue;
+                        };
+                        let Some(plan_label) = plan_labels.get(plan as usize) else {
+                            continue;
+                        };
+                        let level = api_key::plan_route_level(plan_label, &label, &rlabel, key);
+                        let buckets = runtime.key_throttles.buckets(level.clone(), limit, now);
+                        key_levels.insert(level);
+                        plan_limits.push(PlanRouteLimit {
+                            plan,
+                            method,
+                            buckets,
+                        });
+                    }
+                }
                 inputs.push(RouteInput {
                     route: CompiledRoute {
+                        api_key_required: route.api_key_required,
+                        plan_limits,
                         throttle,
                         metrics: metrics.route(&label, &rlabel),
                         label: rlabel,
@@ -282,6 +343,7 @@ impl CompiledSnapshot {
                     .bucket(stage_bucket(&label), t.into(), now)
             });
             stages.push(CompiledStage {
+                api_key_source: stage.api_key_source,
                 throttle,
                 unmatched: metrics.route(&label, ""),
                 label,
@@ -292,7 +354,59 @@ impl CompiledSnapshot {
                 access_log,
             });
         }
+        // Usage plans and keys, against the Stages as compiled.
+        let stage_index: HashMap<&str, usize> = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.label.as_str(), i))
+            .collect();
+        let mut plans: Vec<CompiledPlan> = snap
+            .usage_plans
+            .iter()
+            .zip(&plan_labels)
+            .map(|(plan, label)| CompiledPlan {
+                per_key: plan.throttle.map(|t| {
+                    let level = api_key::plan_level(label);
+                    key_levels.insert(level.clone());
+                    runtime.key_throttles.buckets(level, t.into(), now)
+                }),
+                stages: plan
+                    .stages
+                    .iter()
+                    .filter_map(|s| stage_index.get(s.stage.as_str()).copied())
+                    .collect(),
+                quota: plan.quota,
+                label: label.clone(),
+                keys: HashSet::new(),
+            })
+            .collect();
+        let plan_index: HashMap<&str, u32> = plan_labels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((l.as_str(), u32::try_from(i).ok()?)))
+            .collect();
+        let keys: Vec<_> = snap
+            .api_keys
+            .iter()
+            .map(|k| {
+                let id: Arc<str> = Arc::from(k.id.as_str());
+                let indexes = k
+                    .plans
+                    .iter()
+                    .filter_map(|p| plan_index.get(p.as_str()).copied())
+                    .collect::<smallvec::SmallVec<[u32; 2]>>();
+                for &p in &indexes {
+                    if let Some(plan) = plans.get_mut(p as usize) {
+                        plan.keys.insert(id.clone());
+                    }
+                }
+                (id, k.sha256.clone(), indexes)
+            })
+            .collect();
+        let keys = KeyTable::new(keys, plans, &mut notes);
         let compiled = CompiledSnapshot {
+            keys,
+            key_levels,
             version: v.version,
             hash: v.hash.clone(),
             stage_table: StageTable::build(&entries),
@@ -339,6 +453,12 @@ impl CompiledSnapshot {
             }
         }
         keys
+    }
+
+    /// The names of the per-key bucket sets this snapshot uses: the runtime forgets the others
+    /// once it is applied.
+    pub fn key_levels(&self) -> &HashSet<String> {
+        &self.key_levels
     }
 
     /// Number of stages served.

@@ -95,6 +95,9 @@ pub struct RequestContext {
     pub params: Params,
     /// What the integration did.
     pub integration: IntegrationRecord,
+    /// `$context.identity.apiKeyId`: the id of the API key a route with `apiKeyRequired`
+    /// accepted.
+    pub api_key_id: Option<Arc<str>>,
     /// The error answered, if any.
     pub error: Option<GatewayError>,
     /// The status answered.
@@ -136,6 +139,7 @@ impl RequestContext {
             route: None,
             params: Params::new(),
             integration: IntegrationRecord::default(),
+            api_key_id: None,
             error: None,
             status: 0,
             response_length: None,

@@ -73,6 +73,10 @@ pub enum GatewayError {
     /// A route, Stage or account limit has no token left (THROTTLED, reference §1).
     #[error("throttled")]
     Throttled,
+    /// A route with `apiKeyRequired` got no key, an unknown or disabled one, or one in no
+    /// usage plan covering the Stage (INVALID_API_KEY, reference §2).
+    #[error("invalid API key")]
+    InvalidApiKey,
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -103,6 +107,7 @@ impl GatewayError {
             GatewayError::NotReady => "not_ready",
             GatewayError::NoEndpoints => "no_endpoints",
             GatewayError::Throttled => "throttled",
+            GatewayError::InvalidApiKey => "invalid_api_key",
         }
     }
 
@@ -134,6 +139,7 @@ impl GatewayError {
             }
             GatewayError::NotReady | GatewayError::NoEndpoints => "DEFAULT_5XX",
             GatewayError::Throttled => "THROTTLED",
+            GatewayError::InvalidApiKey => "INVALID_API_KEY",
         }
     }
 
@@ -231,6 +237,16 @@ impl GatewayError {
                 r#"{"message":"Too Many Requests"}"#,
                 None,
             ),
+            // §2: compact, like THROTTLED's (LocalStack's INVALID_API_KEY; unrecorded raw).
+            GatewayError::InvalidApiKey if rest => json(
+                StatusCode::FORBIDDEN,
+                r#"{"message":"Forbidden"}"#,
+                Some("ForbiddenException"),
+            ),
+            // HTTP APIs have no API keys on AWS: ours, in their error form (no ErrorType).
+            GatewayError::InvalidApiKey => {
+                json(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#, None)
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use crate::error::GatewayError;
 use crate::flavour::{Flavour, X_AMZN_TRACE_ID};
 use crate::integration::http::{proxy, ProxyCall};
 use crate::integration::CompiledIntegration;
+use crate::phases::api_key;
 use crate::phases::throttle::Chain;
 use crate::phases::{access_log, admission, path};
 use crate::runtime::Runtime;
@@ -156,11 +157,31 @@ impl Worker {
         let (stage, route) = routed?;
 
         let rt = &self.gateway.runtime;
-        let chain = Chain::new(
+        let mut chain = Chain::new(
             route.throttle.as_deref(),
             stage.throttle.as_deref(),
             rt.account.as_ref(),
         );
+        // API keys (§2): a refused key spends nothing; a plan's limits come first.
+        let (plan_route, plan_key);
+        if route.api_key_required {
+            let found = ctx
+                .stage
+                .and_then(|i| snap.keys.identify(stage.api_key_source, req.headers(), i));
+            let Some(found) = found else {
+                return Err(GatewayError::InvalidApiKey);
+            };
+            let id = &found.key.id;
+            plan_route = api_key::route_limit(&route.plan_limits, found.plan, &ctx.method)
+                .and_then(|l| l.buckets.bucket(id));
+            plan_key = snap
+                .keys
+                .plan(found.plan)
+                .and_then(|p| p.per_key.as_ref())
+                .and_then(|b| b.bucket(id));
+            ctx.api_key_id = Some(id.clone());
+            chain = chain.with_key(plan_route.as_deref(), plan_key.as_deref());
+        }
         if !chain.admit(rt.nanos(ctx.start)) {
             // AWS's THROTTLED answer carries the trace id (§3a T1).
             ctx.traced = true;

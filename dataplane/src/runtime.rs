@@ -8,7 +8,7 @@
 
 use crate::access_log::AccessLogSink;
 use crate::metrics::Metrics;
-use crate::phases::throttle::{Bucket, Limit, Throttles};
+use crate::phases::throttle::{Bucket, KeyThrottles, Limit, Throttles};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -221,6 +221,8 @@ pub struct Runtime {
     pub access_log: AccessLogSink,
     /// The token buckets of Stages and routes, kept across pushes.
     pub throttles: Throttles,
+    /// The per-key buckets of usage plans, kept across pushes.
+    pub key_throttles: KeyThrottles,
     /// The gateway's account-wide bucket (AWS's 10,000 requests a second, burst 5,000, by
     /// default); `None`: unlimited.
     pub account: Option<Bucket>,
@@ -238,6 +240,7 @@ impl Runtime {
             clock,
             access_log,
             throttles: Throttles::default(),
+            key_throttles: KeyThrottles::default(),
             account: None,
         }
     }

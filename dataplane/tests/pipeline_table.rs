@@ -18,8 +18,8 @@ use tollhouse_dataplane::metrics::Metrics;
 use tollhouse_dataplane::pipeline::{Gateway, Worker};
 use tollhouse_dataplane::runtime::{FakeClock, Runtime};
 use tollhouse_snapshot::{
-    AccessLog, ApiType, HttpProxy, Integration, Mock, Route, Snapshot, SourceRef, Stage, Throttle,
-    Versioned,
+    AccessLog, ApiKey, ApiKeySource, ApiType, HttpProxy, Integration, Mock, PlanStage, Route,
+    Snapshot, SourceRef, Stage, Throttle, UsagePlan, Versioned,
 };
 
 fn src(kind: &str, name: &str) -> SourceRef {
@@ -55,6 +55,7 @@ fn route(name: &str, path: &str, methods: &[&str], integration: Integration) -> 
         methods: methods.iter().map(|m| m.to_string()).collect(),
         integration,
         throttle: None,
+        api_key_required: false,
     }
 }
 
@@ -114,6 +115,7 @@ fn stage(api_type: ApiType, backend: SocketAddr, access_log: Option<&str>) -> St
         api_type,
         access_log: access_log.map(|f| AccessLog { format: f.into() }),
         throttle: None,
+        api_key_source: ApiKeySource::Header,
     }
 }
 
@@ -141,14 +143,18 @@ fn rig(stages: Vec<Stage>) -> Rig {
 }
 
 fn apply(gateway: &Gateway, version: u64, stages: Vec<Stage>) {
-    let v = Versioned::new(
+    apply_snapshot(
+        gateway,
         version,
         Snapshot {
             stages,
-            certificates: BTreeMap::new(),
-            backends: BTreeMap::new(),
+            ..Snapshot::default()
         },
     );
+}
+
+fn apply_snapshot(gateway: &Gateway, version: u64, snapshot: Snapshot) {
+    let v = Versioned::new(version, snapshot);
     let c = CompiledSnapshot::compile(&v, &gateway.runtime).unwrap();
     assert!(
         c.left_out.is_empty() && c.notes.is_empty(),
@@ -695,6 +701,7 @@ fn limited(api_type: ApiType, route_burst: u32) -> Stage {
         api_type,
         access_log: None,
         throttle: throttle(10.0, 3),
+        api_key_source: ApiKeySource::Header,
     }
 }
 
@@ -787,4 +794,125 @@ async fn the_account_limit_is_shared_by_every_stage() {
     assert_eq!(statuses, [200, 200, 200, 429]);
     rig.clock.advance(Duration::from_secs(1));
     assert_eq!(send(&rig, get("/lim/open")).await.status, 200);
+}
+
+const FORBIDDEN: &str = r#"{"message":"Forbidden"}"#;
+const KEY_A: &str = "PartnerAKeyValue0123456789";
+const KEY_B: &str = "PartnerBKeyValue0123456789";
+
+fn sha256(v: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(v.as_bytes()))
+}
+
+/// Stage `limited` with `/tight` and `/open` needing a key, and the plan `gold` holding keys
+/// a and b to 3 a second per key (burst 3), and to burst 1 on `GET /tight`.
+fn keyed(api_type: ApiType, plan_burst: u32) -> Snapshot {
+    let mut stage = limited(api_type, 100);
+    stage.throttle = None;
+    for r in &mut stage.routes {
+        r.api_key_required = true;
+    }
+    stage
+        .routes
+        .push(route("free", "/free", &["GET"], mock(200, "free")));
+    let limit = |rate_limit, burst_limit| Throttle {
+        rate_limit,
+        burst_limit,
+    };
+    Snapshot {
+        stages: vec![stage],
+        usage_plans: vec![UsagePlan {
+            source: src("UsagePlan", "gold"),
+            stages: vec![PlanStage {
+                stage: "shop/limited".into(),
+                route_throttles: BTreeMap::from([("GET /tight".into(), limit(1.0, 1))]),
+            }],
+            throttle: Some(limit(3.0, plan_burst)),
+            quota: None,
+        }],
+        api_keys: [("a", KEY_A), ("b", KEY_B)]
+            .iter()
+            .map(|(id, v)| ApiKey {
+                id: format!("shop/{id}"),
+                sha256: sha256(v),
+                plans: vec!["shop/gold".into()],
+            })
+            .collect(),
+        ..Snapshot::default()
+    }
+}
+
+fn with_key(path: &str, key: &str) -> Request<RequestBody> {
+    let mut r = get(path);
+    r.headers_mut().insert("x-api-key", key.parse().unwrap());
+    r
+}
+
+/// §2: a route with apiKeyRequired refuses a missing, unknown or revoked key with AWS's 403
+/// (before any bucket is touched); each key has its own plan buckets, the plan's per-route
+/// limit comes first, and a push keeps what each key spent.
+#[tokio::test]
+async fn api_keys_refuse_with_aws_403_and_hold_each_key_to_its_plan() {
+    for api_type in [ApiType::Rest, ApiType::Http] {
+        let rig = rig(vec![]);
+        apply_snapshot(&rig.gateway, 1, keyed(api_type, 3));
+        for req in [
+            get("/lim/open"),
+            with_key("/lim/open", "UnknownKeyValue000000000000"),
+        ] {
+            let refused = send(&rig, req).await;
+            assert_eq!((refused.status, refused.body.as_str()), (403, FORBIDDEN));
+            assert_eq!(refused.header("content-length"), Some("23"));
+            match api_type {
+                ApiType::Rest => {
+                    assert_eq!(
+                        refused.header("x-amzn-errortype"),
+                        Some("ForbiddenException")
+                    );
+                    assert!(refused.header("x-amzn-requestid").is_some());
+                }
+                ApiType::Http => {
+                    assert!(refused.header("x-amzn-errortype").is_none());
+                    assert!(refused.header("apigw-requestid").is_some());
+                }
+            }
+        }
+        // A route without apiKeyRequired ignores keys, good or bad.
+        assert_eq!(send(&rig, get("/lim/free")).await.status, 200);
+        assert_eq!(
+            send(&rig, with_key("/lim/free", "nonsense")).await.status,
+            200
+        );
+        // The plan's GET /tight limit (burst 1) before its per-key limit (burst 3).
+        assert_eq!(send(&rig, with_key("/lim/tight", KEY_A)).await.status, 200);
+        let t = send(&rig, with_key("/lim/tight", KEY_A)).await;
+        assert_eq!((t.status, t.body.as_str()), (429, TOO_MANY));
+        // The refused request spent nothing of a's 3: two more on /open, then 429.
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 200);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 200);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 429);
+        // b has buckets of its own.
+        assert_eq!(send(&rig, with_key("/lim/tight", KEY_B)).await.status, 200);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_B)).await.status, 200);
+        // A push with a bigger per-key burst keeps what a spent (3 of 5).
+        apply_snapshot(&rig.gateway, 2, keyed(api_type, 5));
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 200);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 200);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 429);
+        // Revoked (b left out of the snapshot): refused at once; a keeps its state.
+        let mut revoked = keyed(api_type, 5);
+        revoked.api_keys.retain(|k| k.id == "shop/a");
+        apply_snapshot(&rig.gateway, 3, revoked);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_B)).await.status, 403);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 429);
+        // A key in no plan covering the Stage: 403.
+        let mut elsewhere = keyed(api_type, 5);
+        elsewhere.usage_plans[0].stages[0].stage = "shop/other".into();
+        apply_snapshot(&rig.gateway, 4, elsewhere);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 403);
+        let metrics = rig.gateway.runtime.metrics.encode();
+        assert!(metrics.contains("invalid_api_key"), "{metrics}");
+        assert!(!metrics.contains(KEY_A) && !metrics.contains(&sha256(KEY_A)));
+    }
 }

@@ -138,14 +138,15 @@ impl ContextValues for View<'_> {
                 or_dash(out, c.error.as_ref().map(|e| e.response_type(flavour)))
             }
             Var::XrayTraceId => or_dash(out, c.trace_id().and_then(|v| v.to_str().ok())),
-            // Nothing here has these yet (no accounts, API keys, IAM callers): `-`, as AWS
+            Var::ApiKeyId => or_dash(out, c.api_key_id.as_deref()),
+            // AWS logs the key's value; a key value is a secret and never reaches a log here,
+            // so `-`. Nothing here has the others yet (no accounts, IAM callers): `-`, as AWS
             // logs a value it does not have.
-            Var::AccountId
+            Var::ApiKey
+            | Var::AccountId
             | Var::Caller
             | Var::User
             | Var::UserArn
-            | Var::ApiKey
-            | Var::ApiKeyId
             | Var::DataProcessed => out.push('-'),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod api_key;
 pub mod path;
 pub mod route;
 pub mod stage;

@@ -21,6 +21,10 @@ pub struct CompiledRoute {
     pub metrics: RouteMetrics,
     /// The route's bucket on its Stage (kept by the runtime across pushes).
     pub throttle: Option<std::sync::Arc<crate::phases::throttle::Bucket>>,
+    /// Whether a request needs an API key (AWS `apiKeyRequired`).
+    pub api_key_required: bool,
+    /// Usage plans' per-key limits on this route.
+    pub plan_limits: Vec<crate::phases::api_key::PlanRouteLimit>,
 }
 
 impl CompiledRoute {

@@ -1,5 +1,6 @@
-//! Throttling (reference §1): token buckets for the route on its Stage, the Stage, and the
-//! gateway's account-wide limit, checked in that order.
+//! Throttling (reference §1): token buckets for a key's usage-plan limit on the route, the
+//! plan's per-key limit, the route on its Stage, the Stage, and the gateway's account-wide
+//! limit, checked in that order.
 //!
 //! Each bucket is a GCRA cell, AWS's token bucket in one atomic: `rate` tokens a second, at
 //! most `burst` at once, so in any window of `s` seconds a bucket that starts full lets through
@@ -11,8 +12,10 @@
 //! bucket in place, keeping the tokens already spent.
 
 use crate::runtime::Retained;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tollhouse_snapshot::Throttle;
 
 /// A rate and a burst, as a bucket uses them.
@@ -153,6 +156,99 @@ impl Bucket {
 /// Every bucket the gateway has, by the object it limits; owned by the runtime.
 pub type Throttles = Retained<String, Limit, Bucket>;
 
+/// Shards of [`KeyBuckets`]: requests of different keys rarely wait for one another.
+const SHARDS: usize = 16;
+
+/// One bucket per API key for one limit (a plan's per-key limit, or its limit on one route),
+/// made on a key's first request: a plan of 100,000 keys costs nothing until they call. Kept
+/// by the runtime across pushes like [`Bucket`]s; a changed limit reconfigures every bucket in
+/// place.
+pub struct KeyBuckets {
+    limit: Mutex<Limit>,
+    shards: [Mutex<HashMap<Arc<str>, Arc<Bucket>>>; SHARDS],
+}
+
+impl KeyBuckets {
+    /// No bucket yet, for `limit`.
+    pub fn new(limit: Limit) -> KeyBuckets {
+        KeyBuckets {
+            limit: Mutex::new(limit),
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, Arc<Bucket>>> {
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        // The remainder is below SHARDS.
+        &self.shards[(h.finish() % SHARDS as u64) as usize]
+    }
+
+    /// The bucket of `key`: a full one on its first request.
+    pub fn bucket(&self, key: &Arc<str>) -> Option<Arc<Bucket>> {
+        let mut shard = self.shard(key).lock().ok()?;
+        if let Some(b) = shard.get(key) {
+            return Some(b.clone());
+        }
+        let limit = *self.limit.lock().ok()?;
+        let b = Arc::new(Bucket::new(limit));
+        shard.insert(key.clone(), b.clone());
+        Some(b)
+    }
+
+    /// Applies a new limit at `now` to every bucket, keeping the tokens they have spent.
+    pub fn reconfigure(&self, limit: Limit, now: u64) {
+        if let Ok(mut l) = self.limit.lock() {
+            *l = limit;
+        }
+        for shard in &self.shards {
+            if let Ok(shard) = shard.lock() {
+                for b in shard.values() {
+                    b.reconfigure(limit, now);
+                }
+            }
+        }
+    }
+
+    /// Forgets the buckets of keys not in `live`.
+    pub fn keep_only(&self, live: &HashSet<Arc<str>>) {
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                shard.retain(|k, _| live.contains(k));
+            }
+        }
+    }
+
+    /// Buckets made so far.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.len()))
+            .sum()
+    }
+
+    /// Whether no key has called yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every per-key bucket set, by plan level; owned by the runtime.
+pub type KeyThrottles = Retained<String, Limit, KeyBuckets>;
+
+impl KeyThrottles {
+    /// The bucket set for `level` with `limit`, kept from before (reconfigured at `now` if its
+    /// limit changed), or a new one.
+    pub fn buckets(&self, level: String, limit: Limit, now: u64) -> Arc<KeyBuckets> {
+        self.get_or_update(
+            &level,
+            &limit,
+            || KeyBuckets::new(limit),
+            |b| b.reconfigure(limit, now),
+        )
+    }
+}
+
 impl Throttles {
     /// The bucket for `key` with `limit`: the one kept from before (reconfigured at `now` if its
     /// limit changed), or a full new one.
@@ -166,10 +262,11 @@ impl Throttles {
     }
 }
 
-/// The buckets one request passes, in order: route, Stage, account.
+/// The buckets one request passes, in order: the key's plan limit on the route, the plan's
+/// per-key limit, the route, the Stage, the account.
 #[derive(Clone, Default)]
 pub struct Chain<'a> {
-    levels: [Option<&'a Bucket>; 3],
+    levels: [Option<&'a Bucket>; 5],
 }
 
 impl<'a> Chain<'a> {
@@ -180,8 +277,16 @@ impl<'a> Chain<'a> {
         account: Option<&'a Bucket>,
     ) -> Chain<'a> {
         Chain {
-            levels: [route, stage, account],
+            levels: [None, None, route, stage, account],
         }
+    }
+
+    /// The same chain behind a key's buckets: its plan's limit on this route, then the plan's
+    /// per-key limit.
+    pub fn with_key(mut self, plan_route: Option<&'a Bucket>, plan: Option<&'a Bucket>) -> Self {
+        self.levels[0] = plan_route;
+        self.levels[1] = plan;
+        self
     }
 
     /// Takes a token from every level, or from none: a level without one refuses the request,
@@ -203,7 +308,6 @@ impl<'a> Chain<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     const SEC: u64 = 1_000_000_000;
 
@@ -292,5 +396,43 @@ mod tests {
         assert_eq!(t.len(), 1);
         let fresh = t.bucket("stage:ns/prod".into(), limit(1.0, 3), SEC);
         assert_eq!(fresh.available(SEC), 3);
+    }
+
+    #[test]
+    fn each_key_has_its_own_bucket_and_a_new_limit_keeps_what_each_spent() {
+        let t = KeyThrottles::default();
+        let plan = t.buckets("plan ns/gold".into(), limit(1.0, 3), SEC);
+        let a: Arc<str> = Arc::from("ns/a");
+        let b: Arc<str> = Arc::from("ns/b");
+        assert_eq!(admitted(&plan.bucket(&a).unwrap(), SEC, 10), 3);
+        assert_eq!(admitted(&plan.bucket(&b).unwrap(), SEC, 1), 1);
+        assert_eq!(plan.len(), 2);
+        // A push with a bigger limit: the same set, each key keeps what it spent.
+        let again = t.buckets("plan ns/gold".into(), limit(1.0, 5), SEC);
+        assert!(Arc::ptr_eq(&plan, &again));
+        assert_eq!(again.bucket(&a).unwrap().available(SEC), 2);
+        assert_eq!(again.bucket(&b).unwrap().available(SEC), 4);
+        // A revoked key's bucket goes; the next key made is full at the new limit.
+        again.keep_only(&HashSet::from([b.clone()]));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again.bucket(&a).unwrap().available(SEC), 5);
+    }
+
+    #[test]
+    fn a_key_refused_by_its_plan_spends_nothing_at_the_route_stage_or_account() {
+        let plan = Bucket::new(limit(1.0, 1));
+        let route = Bucket::new(limit(1.0, 10));
+        let account = Bucket::new(limit(1.0, 10));
+        let chain = Chain::new(Some(&route), None, Some(&account)).with_key(None, Some(&plan));
+        assert!(chain.admit(SEC));
+        assert!(!chain.admit(SEC));
+        assert_eq!(route.available(SEC), 9);
+        assert_eq!(account.available(SEC), 9);
+        // And a request refused at the account gives the key its token back.
+        let plan = Bucket::new(limit(1.0, 5));
+        let account = Bucket::new(limit(0.0, 0));
+        let chain = Chain::new(None, None, Some(&account)).with_key(Some(&route), Some(&plan));
+        assert!(!chain.admit(SEC));
+        assert_eq!(plan.available(SEC), 5);
     }
 }
