@@ -77,6 +77,9 @@ pub enum GatewayError {
     /// usage plan covering the Stage (INVALID_API_KEY, reference §2).
     #[error("invalid API key")]
     InvalidApiKey,
+    /// The key's usage-plan quota for the period is spent (QUOTA_EXCEEDED, reference §2).
+    #[error("quota exceeded")]
+    QuotaExceeded,
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -108,6 +111,7 @@ impl GatewayError {
             GatewayError::NoEndpoints => "no_endpoints",
             GatewayError::Throttled => "throttled",
             GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -140,6 +144,7 @@ impl GatewayError {
             GatewayError::NotReady | GatewayError::NoEndpoints => "DEFAULT_5XX",
             GatewayError::Throttled => "THROTTLED",
             GatewayError::InvalidApiKey => "INVALID_API_KEY",
+            GatewayError::QuotaExceeded => "QUOTA_EXCEEDED",
         }
     }
 
@@ -247,6 +252,17 @@ impl GatewayError {
             GatewayError::InvalidApiKey => {
                 json(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#, None)
             }
+            // §2: its own type and body, never THROTTLED's.
+            GatewayError::QuotaExceeded if rest => json(
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"message":"Limit Exceeded"}"#,
+                Some("LimitExceededException"),
+            ),
+            GatewayError::QuotaExceeded => json(
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"message":"Limit Exceeded"}"#,
+                None,
+            ),
         }
     }
 

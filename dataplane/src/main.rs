@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tollhouse_dataplane::access_log::AccessLogSink;
 use tollhouse_dataplane::delivery_tls::{self, ControllerTlsFiles};
+use tollhouse_dataplane::phases::quota::QuotaStore;
 use tollhouse_dataplane::phases::throttle::Limit;
 use tollhouse_dataplane::pipeline::{Gateway, Worker};
 use tollhouse_dataplane::runtime::Runtime;
@@ -155,6 +156,22 @@ fn main() -> anyhow::Result<()> {
         burst: args.account_burst_limit,
     });
     let gateway = Arc::new(Gateway::new(runtime));
+    // Quota counters come back from the state directory before any request is served.
+    let quota_store = match &args.state_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the state directory {}", dir.display()))?;
+            let store = QuotaStore::open(dir).map_err(anyhow::Error::msg)?;
+            let rows = store.read().map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                counters = rows.len(),
+                "quota counters read from the state directory"
+            );
+            gateway.runtime.quotas.load(rows);
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let tls_config = match args.listen_tls {
         Some(_) => Some(Arc::new(
             tls::server_config(gateway.clone()).context("TLS configuration")?,
@@ -191,11 +208,19 @@ fn main() -> anyhow::Result<()> {
         controller_tls,
         addrs,
         workers,
-        gateway,
+        gateway.clone(),
         stop_tx,
+        quota_store.clone(),
     ));
     for t in threads {
         let _ = t.join();
+    }
+    // Every request has been answered: the last counts go to the store.
+    if let Some(store) = quota_store {
+        match store.flush(&gateway.runtime.quotas) {
+            Ok(n) => tracing::info!(counters = n, "quota counters written"),
+            Err(error) => tracing::error!(%error, "quota counters not written"),
+        }
     }
     result
 }
@@ -324,7 +349,11 @@ async fn run_control(
     workers: usize,
     gateway: Arc<Gateway>,
     stop_tx: watch::Sender<bool>,
+    quota_store: Option<Arc<QuotaStore>>,
 ) -> anyhow::Result<()> {
+    if let Some(store) = quota_store {
+        tokio::spawn(flush_quotas(store, gateway.clone()));
+    }
     let admin_l = TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("binding {}", args.admin))?;
@@ -362,6 +391,31 @@ async fn run_control(
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
     Ok(())
+}
+
+/// Writes the changed quota counters once a second: a kill -9 loses at most that much.
+async fn flush_quotas(store: Arc<QuotaStore>, gateway: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let (store, gateway) = (store.clone(), gateway.clone());
+        let result =
+            tokio::task::spawn_blocking(move || store.flush(&gateway.runtime.quotas)).await;
+        match result {
+            Ok(Ok(_)) if failing => {
+                failing = false;
+                tracing::info!("quota counters are written again");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) if !failing => {
+                failing = true;
+                tracing::error!(%error, "quota counters not written; retrying every second");
+            }
+            Ok(Err(_)) | Err(_) => {}
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -164,6 +164,7 @@ impl Worker {
         );
         // API keys (§2): a refused key spends nothing; a plan's limits come first.
         let (plan_route, plan_key);
+        let mut quota = None;
         if route.api_key_required {
             let found = ctx
                 .stage
@@ -174,11 +175,11 @@ impl Worker {
             let id = &found.key.id;
             plan_route = api_key::route_limit(&route.plan_limits, found.plan, &ctx.method)
                 .and_then(|l| l.buckets.bucket(id));
-            plan_key = snap
-                .keys
-                .plan(found.plan)
+            let plan = snap.keys.plan(found.plan);
+            plan_key = plan
                 .and_then(|p| p.per_key.as_ref())
                 .and_then(|b| b.bucket(id));
+            quota = plan.and_then(|p| p.quota.as_ref());
             ctx.api_key_id = Some(id.clone());
             chain = chain.with_key(plan_route.as_deref(), plan_key.as_deref());
         }
@@ -186,6 +187,17 @@ impl Worker {
             // AWS's THROTTLED answer carries the trace id (§3a T1).
             ctx.traced = true;
             return Err(GatewayError::Throttled);
+        }
+        if let (Some(q), Some(id)) = (quota, &ctx.api_key_id) {
+            let secs = ctx
+                .time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if !q.take(id, secs) {
+                chain.refund();
+                ctx.traced = true;
+                return Err(GatewayError::QuotaExceeded);
+            }
         }
 
         match &route.integration {

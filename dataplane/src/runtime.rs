@@ -8,6 +8,7 @@
 
 use crate::access_log::AccessLogSink;
 use crate::metrics::Metrics;
+use crate::phases::quota::Quotas;
 use crate::phases::throttle::{Bucket, KeyThrottles, Limit, Throttles};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -193,6 +194,14 @@ impl<K: Eq + Hash + Clone, C: PartialEq + Clone, V> Retained<K, C, V> {
         v
     }
 
+    /// Every value kept.
+    pub fn values(&self) -> Vec<Arc<V>> {
+        self.entries
+            .lock()
+            .map(|e| e.values().map(|(_, v)| v.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Forgets every key not in `live`.
     pub fn keep_only(&self, live: &std::collections::HashSet<K>) {
         if let Ok(mut entries) = self.entries.lock() {
@@ -223,6 +232,8 @@ pub struct Runtime {
     pub throttles: Throttles,
     /// The per-key buckets of usage plans, kept across pushes.
     pub key_throttles: KeyThrottles,
+    /// Quota counters of usage plans, kept across pushes (and, with a store, restarts).
+    pub quotas: Quotas,
     /// The gateway's account-wide bucket (AWS's 10,000 requests a second, burst 5,000, by
     /// default); `None`: unlimited.
     pub account: Option<Bucket>,
@@ -241,6 +252,7 @@ impl Runtime {
             access_log,
             throttles: Throttles::default(),
             key_throttles: KeyThrottles::default(),
+            quotas: Quotas::default(),
             account: None,
         }
     }

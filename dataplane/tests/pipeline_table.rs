@@ -916,3 +916,53 @@ async fn api_keys_refuse_with_aws_403_and_hold_each_key_to_its_plan() {
         assert!(!metrics.contains(KEY_A) && !metrics.contains(&sha256(KEY_A)));
     }
 }
+
+const LIMIT_EXCEEDED: &str = r#"{"message":"Limit Exceeded"}"#;
+
+/// §2: over its quota a key gets AWS's 429 Limit Exceeded (not THROTTLED's), spends nothing at
+/// the throttles, and is served again when the UTC day rolls over; a push keeps the count.
+#[tokio::test]
+async fn a_key_over_its_quota_gets_limit_exceeded_until_the_period_rolls_over() {
+    for api_type in [ApiType::Rest, ApiType::Http] {
+        let rig = rig(vec![]);
+        let with_quota = |limit| {
+            let mut s = keyed(api_type, 100);
+            s.usage_plans[0].quota = Some(tollhouse_snapshot::Quota {
+                limit,
+                period: tollhouse_snapshot::QuotaPeriod::Day,
+                offset: 0,
+                first_period: None,
+            });
+            s
+        };
+        apply_snapshot(&rig.gateway, 1, with_quota(3));
+        for _ in 0..3 {
+            assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 200);
+        }
+        let over = send(&rig, with_key("/lim/open", KEY_A)).await;
+        assert_eq!((over.status, over.body.as_str()), (429, LIMIT_EXCEEDED));
+        assert_eq!(over.header("content-length"), Some("28"));
+        match api_type {
+            ApiType::Rest => assert_eq!(
+                over.header("x-amzn-errortype"),
+                Some("LimitExceededException")
+            ),
+            ApiType::Http => assert!(over.header("x-amzn-errortype").is_none()),
+        }
+        // Refused by the quota, it spent nothing at the plan's GET /tight limit (burst 1).
+        let t = send(&rig, with_key("/lim/tight", KEY_A)).await;
+        assert_eq!((t.status, t.body.as_str()), (429, LIMIT_EXCEEDED));
+        // b has a quota of its own.
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_B)).await.status, 200);
+        // A push raising the limit keeps a's count: one more, and /tight still has its token.
+        apply_snapshot(&rig.gateway, 2, with_quota(4));
+        assert_eq!(send(&rig, with_key("/lim/tight", KEY_A)).await.status, 200);
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 429);
+        // The clock stands at 1583349317 (19:15:17 UTC): 4 h 45 min to the next day.
+        rig.clock
+            .advance(Duration::from_secs(4 * 3600 + 44 * 60 + 42));
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 429);
+        rig.clock.advance(Duration::from_secs(1));
+        assert_eq!(send(&rig, with_key("/lim/open", KEY_A)).await.status, 200);
+    }
+}

@@ -15,6 +15,22 @@ pub struct Quota {
     /// Requests subtracted from the limit in the first period.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub offset: u64,
+    /// The first period ([`QuotaPeriod::index`]): the one the plan was created in. None when
+    /// its creation time is unknown (a directory of manifests): then no period is the first,
+    /// and `offset` applies to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_period: Option<u64>,
+}
+
+impl Quota {
+    /// The limit in period `index`: `offset` less in the first period.
+    pub fn limit_in(&self, index: u64) -> u64 {
+        if self.first_period == Some(index) {
+            self.limit.saturating_sub(self.offset)
+        } else {
+            self.limit
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -31,6 +47,60 @@ pub enum QuotaPeriod {
     Week,
     /// A calendar month.
     Month,
+}
+
+const DAY: u64 = 86_400;
+
+impl QuotaPeriod {
+    /// The number of the UTC period holding `unix_secs`: days since 1970-01-01 for DAY, weeks
+    /// from Monday 1969-12-29 for WEEK, months since January 1970 for MONTH.
+    pub fn index(self, unix_secs: u64) -> u64 {
+        let days = unix_secs / DAY;
+        match self {
+            QuotaPeriod::Day => days,
+            // 1970-01-01 was a Thursday: three days after a Monday.
+            QuotaPeriod::Week => (days + 3) / 7,
+            QuotaPeriod::Month => {
+                let (y, m, _) = civil(days);
+                (y - 1970) * 12 + (m - 1)
+            }
+        }
+    }
+
+    /// When period `index` starts, in seconds since the epoch.
+    pub fn start(self, index: u64) -> u64 {
+        match self {
+            QuotaPeriod::Day => index * DAY,
+            QuotaPeriod::Week => (index * 7).saturating_sub(3) * DAY,
+            QuotaPeriod::Month => days_from_civil(1970 + index / 12, index % 12 + 1) * DAY,
+        }
+    }
+}
+
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (H. Hinnant's algorithm, for
+/// days after the epoch).
+pub fn civil(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Days since 1970-01-01 of the first day of `month` (1-12) of `year` (1970 or later).
+fn days_from_civil(year: u64, month: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe).saturating_sub(719_468)
 }
 
 /// Where a Stage reads the API key.
@@ -96,4 +166,55 @@ pub struct ApiKey {
     pub sha256: String,
     /// The plans it is in (`namespace/name`), at most one per Stage, sorted.
     pub plans: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-12-03 is a Thursday.
+    const THU: u64 = 1_796_256_000;
+
+    #[test]
+    fn periods_are_utc_calendar_days_weeks_from_monday_and_months() {
+        assert_eq!(civil(THU / DAY), (2026, 12, 3));
+        let day = QuotaPeriod::Day.index(THU + 3600);
+        assert_eq!(QuotaPeriod::Day.start(day), THU);
+        let week = QuotaPeriod::Week.index(THU);
+        // Monday 2026-11-30 00:00 UTC to Sunday 2026-12-06 23:59:59.
+        assert_eq!(QuotaPeriod::Week.start(week), THU - 3 * DAY);
+        assert_eq!(QuotaPeriod::Week.index(THU + 4 * DAY - 1), week);
+        assert_eq!(QuotaPeriod::Week.index(THU + 4 * DAY), week + 1);
+        let month = QuotaPeriod::Month.index(THU);
+        assert_eq!(month, 56 * 12 + 11);
+        assert_eq!(civil(QuotaPeriod::Month.start(month) / DAY), (2026, 12, 1));
+        assert_eq!(
+            civil(QuotaPeriod::Month.start(month + 1) / DAY),
+            (2027, 1, 1)
+        );
+        // February of a leap year ends on the 29th.
+        let feb = QuotaPeriod::Month.index(QuotaPeriod::Month.start(month + 14));
+        assert_eq!(civil(QuotaPeriod::Month.start(feb) / DAY), (2028, 2, 1));
+        assert_eq!(
+            QuotaPeriod::Month.index(QuotaPeriod::Month.start(feb) + 28 * DAY),
+            feb
+        );
+        assert_eq!(
+            QuotaPeriod::Month.index(QuotaPeriod::Month.start(feb) + 29 * DAY),
+            feb + 1
+        );
+        assert_eq!(QuotaPeriod::Week.index(0), 0);
+        assert_eq!(QuotaPeriod::Month.index(0), 0);
+    }
+
+    #[test]
+    fn the_offset_applies_to_the_first_period_only() {
+        let q = Quota {
+            limit: 100,
+            period: QuotaPeriod::Month,
+            offset: 30,
+            first_period: Some(5),
+        };
+        assert_eq!((q.limit_in(5), q.limit_in(6)), (70, 100));
+    }
 }

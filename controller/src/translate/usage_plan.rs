@@ -78,7 +78,7 @@ pub(super) fn translate(
         let meta = &plan.meta;
         let me = holder(meta);
         let object = ObjectKey::new(Kind::UsagePlan, &meta.namespace, &meta.name);
-        let checked = match check(&plan.spec) {
+        let checked = match check(&plan.spec, meta) {
             Ok(c) => c,
             Err(f) => {
                 out.statuses.push((
@@ -231,7 +231,7 @@ struct Checked {
     selector: Option<Selector>,
 }
 
-fn check(spec: &UsagePlanSpec) -> Result<Checked, Failure> {
+fn check(spec: &UsagePlanSpec, meta: &crate::model::Meta) -> Result<Checked, Failure> {
     let throttle = throttle::check(spec.throttle.as_ref())?;
     let mut seen = BTreeSet::new();
     for s in &spec.api_stages {
@@ -250,12 +250,13 @@ fn check(spec: &UsagePlanSpec) -> Result<Checked, Failure> {
     }
     let quota = spec.quota.map(|q| Quota {
         limit: q.limit,
-        period: match q.period {
-            tollhouse_api::QuotaPeriod::Day => QuotaPeriod::Day,
-            tollhouse_api::QuotaPeriod::Week => QuotaPeriod::Week,
-            tollhouse_api::QuotaPeriod::Month => QuotaPeriod::Month,
-        },
+        period: period_of(q.period),
         offset: q.offset,
+        first_period: meta
+            .created
+            .as_ref()
+            .and_then(|t| u64::try_from(t.0.as_second()).ok())
+            .map(|secs| period_of(q.period).index(secs)),
     });
     if let Some(q) = quota {
         if q.offset >= q.limit && q.limit > 0 {
@@ -280,6 +281,14 @@ fn check(spec: &UsagePlanSpec) -> Result<Checked, Failure> {
         quota,
         selector,
     })
+}
+
+fn period_of(p: tollhouse_api::QuotaPeriod) -> QuotaPeriod {
+    match p {
+        tollhouse_api::QuotaPeriod::Day => QuotaPeriod::Day,
+        tollhouse_api::QuotaPeriod::Week => QuotaPeriod::Week,
+        tollhouse_api::QuotaPeriod::Month => QuotaPeriod::Month,
+    }
 }
 
 /// Reads every api-key Secret, oldest first: its id, the hash of its value and its labels, or

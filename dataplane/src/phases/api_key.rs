@@ -5,13 +5,14 @@
 //! once and looked up. A key is in several plans at most once per Stage: the first of its plans
 //! (oldest first, as the controller orders them) that covers the Stage holds it there.
 
+use crate::phases::quota::PlanQuota;
 use crate::phases::throttle::KeyBuckets;
 use http::{HeaderMap, Method};
 use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tollhouse_snapshot::{ApiKeySource, Quota};
+use tollhouse_snapshot::ApiKeySource;
 
 /// The header a Stage with `apiKeySource: HEADER` reads.
 pub const X_API_KEY: &str = "x-api-key";
@@ -24,8 +25,8 @@ pub struct CompiledPlan {
     pub stages: SmallVec<[usize; 2]>,
     /// Its per-key limit across its Stages (kept by the runtime across pushes).
     pub per_key: Option<Arc<KeyBuckets>>,
-    /// Its quota.
-    pub quota: Option<Quota>,
+    /// Its quota's counters (kept by the runtime across pushes).
+    pub quota: Option<Arc<PlanQuota>>,
     /// The keys it holds, for forgetting the buckets of revoked ones.
     pub keys: HashSet<Arc<str>>,
 }

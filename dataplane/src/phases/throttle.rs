@@ -289,6 +289,14 @@ impl<'a> Chain<'a> {
         self
     }
 
+    /// Gives back the tokens [`Chain::admit`] took, for a request refused after it (over its
+    /// quota).
+    pub fn refund(&self) {
+        for level in self.levels.iter().flatten() {
+            level.give_back();
+        }
+    }
+
     /// Takes a token from every level, or from none: a level without one refuses the request,
     /// and the levels before it get theirs back.
     pub fn admit(&self, now: u64) -> bool {

@@ -1,0 +1,418 @@
+//! Quotas (reference §2): requests per API key in a UTC calendar period, counted after every
+//! throttle has let the request through; over the limit, AWS's 429 Limit Exceeded, and the
+//! request spends nothing at the throttles.
+//!
+//! Counters belong to the runtime, by plan: a push that keeps or changes a plan's quota keeps
+//! the counts, and a plan that goes and comes back finds them again. With a state directory,
+//! [`QuotaStore`] writes the changed counters to an embedded database (redb) once a second and
+//! reads them back at start, so a restart loses at most the last second of counts (none on a
+//! clean stop). Each day's count per key is kept as well, for usage reports.
+
+use crate::runtime::Retained;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tollhouse_snapshot::{Quota, QuotaPeriod};
+
+/// A key's count in its plan: the current period's and the current day's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// The period counted ([`QuotaPeriod::index`]).
+    pub period: u64,
+    /// Requests in it.
+    pub used: u64,
+    /// The day counted (days since the epoch).
+    pub day: u64,
+    /// Requests that day.
+    pub day_used: u64,
+}
+
+struct Entry {
+    usage: Usage,
+    dirty: bool,
+}
+
+const SHARDS: usize = 16;
+
+/// The quota counters of one plan, by key id; made on a key's first request.
+pub struct PlanQuota {
+    plan: String,
+    quota: Mutex<Quota>,
+    shards: [Mutex<HashMap<Arc<str>, Entry>>; SHARDS],
+    loaded: Arc<Loaded>,
+}
+
+/// Counters read back at start, waiting for their plan and key.
+#[derive(Default)]
+pub struct Loaded {
+    usage: Mutex<HashMap<(String, String), Usage>>,
+}
+
+impl PlanQuota {
+    fn new(plan: String, quota: Quota, loaded: Arc<Loaded>) -> PlanQuota {
+        PlanQuota {
+            plan,
+            quota: Mutex::new(quota),
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            loaded,
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, Entry>> {
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        &self.shards[(h.finish() % SHARDS as u64) as usize]
+    }
+
+    /// Counts one request of `key` at `unix_secs`, or says the key's quota for the period is
+    /// spent (and counts nothing).
+    pub fn take(&self, key: &Arc<str>, unix_secs: u64) -> bool {
+        let Ok(quota) = self.quota.lock().map(|q| *q) else {
+            return true;
+        };
+        let Ok(mut shard) = self.shard(key).lock() else {
+            // Best effort, as AWS's: a broken counter serves the request.
+            return true;
+        };
+        let entry = shard.entry(key.clone()).or_insert_with(|| Entry {
+            usage: self
+                .loaded
+                .usage
+                .lock()
+                .ok()
+                .and_then(|mut l| l.remove(&(self.plan.clone(), key.to_string())))
+                .unwrap_or_default(),
+            dirty: false,
+        });
+        let period = quota.period.index(unix_secs);
+        let day = QuotaPeriod::Day.index(unix_secs);
+        let u = &mut entry.usage;
+        if u.period != period {
+            u.period = period;
+            u.used = 0;
+        }
+        if u.day != day {
+            u.day = day;
+            u.day_used = 0;
+        }
+        if u.used >= quota.limit_in(period) {
+            return false;
+        }
+        u.used += 1;
+        u.day_used += 1;
+        entry.dirty = true;
+        true
+    }
+
+    /// The count of `key`, if it has called.
+    pub fn usage(&self, key: &str) -> Option<Usage> {
+        self.shard(key).lock().ok()?.get(key).map(|e| e.usage)
+    }
+
+    fn set(&self, quota: Quota) {
+        if let Ok(mut q) = self.quota.lock() {
+            *q = quota;
+        }
+    }
+
+    /// The counters changed since the last call, marked clean.
+    fn take_dirty(&self, out: &mut Vec<(String, String, Usage)>) {
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                for (key, e) in shard.iter_mut().filter(|(_, e)| e.dirty) {
+                    e.dirty = false;
+                    out.push((self.plan.clone(), key.to_string(), e.usage));
+                }
+            }
+        }
+    }
+
+    /// Marks counters dirty again after a failed write.
+    fn mark_dirty(&self, key: &str) {
+        if let Ok(mut shard) = self.shard(key).lock() {
+            if let Some(e) = shard.get_mut(key) {
+                e.dirty = true;
+            }
+        }
+    }
+}
+
+/// Every plan's counters, kept across pushes and never forgotten while the process runs.
+#[derive(Default)]
+pub struct Quotas {
+    plans: Retained<String, Quota, PlanQuota>,
+    loaded: Arc<Loaded>,
+}
+
+impl Quotas {
+    /// The counters of `plan` with `quota`: the ones kept from before (the quota updated in
+    /// place, counts kept), or new ones.
+    pub fn plan(&self, plan: &str, quota: Quota) -> Arc<PlanQuota> {
+        self.plans.get_or_update(
+            &plan.to_string(),
+            &quota,
+            || PlanQuota::new(plan.to_string(), quota, self.loaded.clone()),
+            |p| p.set(quota),
+        )
+    }
+
+    /// Counters read from a store, for the keys that call next.
+    pub fn load(&self, rows: Vec<(String, String, Usage)>) {
+        if let Ok(mut l) = self.loaded.usage.lock() {
+            for (plan, key, usage) in rows {
+                l.insert((plan, key), usage);
+            }
+        }
+    }
+
+    fn dirty(&self) -> Vec<(String, String, Usage)> {
+        let mut out = Vec::new();
+        for p in self.plans.values() {
+            p.take_dirty(&mut out);
+        }
+        out
+    }
+
+    fn redirty(&self, rows: &[(String, String, Usage)]) {
+        let plans: HashMap<String, Arc<PlanQuota>> = self
+            .plans
+            .values()
+            .into_iter()
+            .map(|p| (p.plan.clone(), p))
+            .collect();
+        for (plan, key, _) in rows {
+            if let Some(p) = plans.get(plan) {
+                p.mark_dirty(key);
+            }
+        }
+    }
+}
+
+/// The period counters: (plan, key) → (period, used, day, day used). The version is in the
+/// name: a new layout gets a new table, and this one can be read to migrate it.
+const COUNTERS: TableDefinition<(&str, &str), (u64, u64, u64, u64)> =
+    TableDefinition::new("quota-counters-v1");
+/// Each day's count: (plan, key, day) → used, for usage reports.
+const DAYS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("quota-days-v1");
+
+/// The quota counters' file in a state directory.
+pub struct QuotaStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl QuotaStore {
+    /// Opens (or creates) `dir/quotas.redb`. A file that does not open as a database is moved
+    /// aside (named in the error log) and a new one started: counting goes on.
+    pub fn open(dir: &Path) -> Result<QuotaStore, String> {
+        let path = dir.join("quotas.redb");
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(e) => {
+                let aside = dir.join(format!(
+                    "quotas.redb.unreadable-{}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs())
+                ));
+                tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e,
+                    "the quota store does not open; moved aside, counting starts again from zero");
+                std::fs::rename(&path, &aside).map_err(|e| format!("{}: {e}", path.display()))?;
+                Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+        };
+        Ok(QuotaStore { db, path })
+    }
+
+    /// Every counter in the store.
+    pub fn read(&self) -> Result<Vec<(String, String, Usage)>, String> {
+        let e = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = match txn.open_table(COUNTERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(x) => return Err(e(&x)),
+        };
+        let mut rows = Vec::new();
+        for row in table.iter().map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            let (plan, key) = k.value();
+            let (period, used, day, day_used) = v.value();
+            rows.push((
+                plan.to_string(),
+                key.to_string(),
+                Usage {
+                    period,
+                    used,
+                    day,
+                    day_used,
+                },
+            ));
+        }
+        Ok(rows)
+    }
+
+    /// Writes `rows` in one transaction.
+    pub fn write(&self, rows: &[(String, String, Usage)]) -> Result<(), String> {
+        let e = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
+        let txn = self.db.begin_write().map_err(|x| e(&x))?;
+        {
+            let mut counters = txn.open_table(COUNTERS).map_err(|x| e(&x))?;
+            let mut days = txn.open_table(DAYS).map_err(|x| e(&x))?;
+            for (plan, key, u) in rows {
+                counters
+                    .insert(
+                        (plan.as_str(), key.as_str()),
+                        (u.period, u.used, u.day, u.day_used),
+                    )
+                    .map_err(|x| e(&x))?;
+                days.insert((plan.as_str(), key.as_str(), u.day), u.day_used)
+                    .map_err(|x| e(&x))?;
+            }
+        }
+        txn.commit().map_err(|x| e(&x))
+    }
+
+    /// Each day's count of `plan`'s keys from day `from` to day `to`, inclusive.
+    pub fn days(&self, plan: &str, from: u64, to: u64) -> Result<Vec<(String, u64, u64)>, String> {
+        let e = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
+        let txn = self.db.begin_read().map_err(|x| e(&x))?;
+        let table = match txn.open_table(DAYS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(x) => return Err(e(&x)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            let (p, key, day) = k.value();
+            if p == plan && (from..=to).contains(&day) {
+                out.push((key.to_string(), day, v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes what changed in `quotas`; on failure, keeps it to write next time.
+    pub fn flush(&self, quotas: &Quotas) -> Result<usize, String> {
+        let rows = quotas.dirty();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        match self.write(&rows) {
+            Ok(()) => Ok(rows.len()),
+            Err(e) => {
+                quotas.redirty(&rows);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+    /// 2026-12-03, a Thursday.
+    const THU: u64 = 1_796_256_000;
+
+    fn quota(limit: u64, period: QuotaPeriod) -> Quota {
+        Quota {
+            limit,
+            period,
+            offset: 0,
+            first_period: None,
+        }
+    }
+
+    fn taken(p: &PlanQuota, key: &Arc<str>, at: u64, tries: usize) -> usize {
+        (0..tries).filter(|_| p.take(key, at)).count()
+    }
+
+    #[test]
+    fn a_key_gets_its_limit_per_period_and_the_next_period_starts_at_zero() {
+        let q = Quotas::default();
+        let a: Arc<str> = Arc::from("ns/a");
+        let b: Arc<str> = Arc::from("ns/b");
+        let week = q.plan("ns/gold", quota(3, QuotaPeriod::Week));
+        assert_eq!(taken(&week, &a, THU, 5), 3);
+        assert_eq!(taken(&week, &b, THU, 1), 1);
+        // Sunday 23:59:59 is the same week; Monday 00:00 a new one.
+        assert_eq!(taken(&week, &a, THU + 4 * DAY - 1, 1), 0);
+        assert_eq!(taken(&week, &a, THU + 4 * DAY, 5), 3);
+        // A push raising the limit keeps the count: 3 used of 4.
+        let again = q.plan("ns/gold", quota(4, QuotaPeriod::Week));
+        assert!(Arc::ptr_eq(&week, &again));
+        assert_eq!(taken(&again, &a, THU + 4 * DAY, 5), 1);
+        let u = again.usage("ns/a").unwrap();
+        assert_eq!((u.used, u.day_used, u.day), (4, 4, THU / DAY + 4));
+    }
+
+    #[test]
+    fn the_offset_is_taken_from_the_first_period() {
+        let q = Quotas::default();
+        let a: Arc<str> = Arc::from("ns/a");
+        let first = QuotaPeriod::Month.index(THU);
+        let p = q.plan(
+            "ns/gold",
+            Quota {
+                offset: 8,
+                first_period: Some(first),
+                ..quota(10, QuotaPeriod::Month)
+            },
+        );
+        assert_eq!(taken(&p, &a, THU, 5), 2);
+        let next = QuotaPeriod::Month.start(first + 1);
+        assert_eq!(taken(&p, &a, next, 20), 10);
+    }
+
+    #[test]
+    fn counts_survive_a_restart_through_the_store() {
+        let dir = tempfile_dir();
+        let a: Arc<str> = Arc::from("ns/a");
+        {
+            let store = QuotaStore::open(&dir).unwrap();
+            let q = Quotas::default();
+            let p = q.plan("ns/gold", quota(5, QuotaPeriod::Day));
+            assert_eq!(taken(&p, &a, THU, 3), 3);
+            assert_eq!(store.flush(&q).unwrap(), 1);
+            // Nothing changed: nothing written.
+            assert_eq!(store.flush(&q).unwrap(), 0);
+        }
+        let store = QuotaStore::open(&dir).unwrap();
+        let q = Quotas::default();
+        q.load(store.read().unwrap());
+        let p = q.plan("ns/gold", quota(5, QuotaPeriod::Day));
+        assert_eq!(taken(&p, &a, THU, 5), 2);
+        store.flush(&q).unwrap();
+        assert_eq!(
+            store.days("ns/gold", 0, u64::MAX).unwrap(),
+            vec![("ns/a".to_string(), THU / DAY, 5)]
+        );
+        // A file that is not a database is moved aside; counting goes on in a new one.
+        drop(store);
+        std::fs::write(dir.join("quotas.redb"), b"not a database").unwrap();
+        let store = QuotaStore::open(&dir).unwrap();
+        assert!(store.read().unwrap().is_empty());
+        assert!(std::fs::read_dir(&dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("unreadable")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tollhouse-quota-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
