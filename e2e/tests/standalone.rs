@@ -989,3 +989,118 @@ fn throttles_hold_exactly_and_an_unrelated_edit_resets_nothing() {
         .count();
     assert_eq!(ok, 5 + (first.elapsed().as_secs() / 10) as usize);
 }
+
+const KEY_A: &str = "PartnerAKeyValue0123456789abcdef";
+const KEY_B: &str = "PartnerBKeyValue0123456789abcdef";
+
+fn api_key_secret(name: &str, value: &str, enabled: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\ntype: tollhouse.dev/api-key\nmetadata:\n  name: {name}\n  namespace: default\n  labels: {{tollhouse.dev/usage-plan: gold}}\n  annotations: {{tollhouse.dev/enabled: \"{enabled}\"}}\nstringData:\n  key: {value}\n"
+    )
+}
+
+fn send_key(c: &Client, url: &str, key: Option<&str>) -> Resp {
+    let mut req = c.get(url);
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    Resp {
+        status,
+        headers,
+        body: r.text().unwrap(),
+    }
+}
+
+/// Reference §2 over real processes, from a directory of manifests: API keys in Secrets, a
+/// UsagePlan with a per-key throttle and a daily quota, a route with apiKeyRequired. The 403
+/// and both 429s are AWS's; the quota survives a push, a clean restart and a kill -9 (less at
+/// most its last second); a disabled key is refused as soon as the edit is served; and no log
+/// or status names a key's value.
+#[test]
+fn api_keys_plans_and_quotas_hold_across_pushes_and_restarts() {
+    let files = |b_enabled: &str, other_body: &str| {
+        docs(&[
+            stage("prod", "  apiType: REST\n"),
+            route("pets", "/pets", "[GET]", &mock(200, "pets")) + "  apiKeyRequired: true\n",
+            route("other", "/other", "[GET]", &mock(200, other_body)),
+            api_key_secret("partner-a", KEY_A, "true"),
+            api_key_secret("partner-b", KEY_B, b_enabled),
+            "apiVersion: tollhouse.dev/v1alpha1\nkind: UsagePlan\nmetadata:\n  name: gold\n  namespace: default\nspec:\n  apiStages:\n  - stage: prod\n  throttle: {rateLimit: 0.01, burstLimit: 4}\n  quota: {limit: 6, period: DAY}\n  apiKeySelector:\n    matchLabels: {tollhouse.dev/usage-plan: gold}\n".to_string(),
+        ])
+    };
+    let mut s = Stack::start("api-keys", &[("api.yaml", files("true", "v1"))]);
+    let c = http();
+    let pets = s.dataplane.url("/pets");
+
+    for key in [None, Some("UnknownKeyValue00000000000000000")] {
+        let r = send_key(&c, &pets, key);
+        assert_eq!((r.status, r.body.as_str()), (403, r#"{"message":"Forbidden"}"#));
+        assert_eq!(r.headers["x-amzn-errortype"], "ForbiddenException");
+    }
+    // Burst 4, then AWS's THROTTLED: the per-key bucket refills once in 100 s.
+    let statuses: Vec<u16> = (0..5).map(|_| send_key(&c, &pets, Some(KEY_A)).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 429]);
+    // b has a bucket of its own.
+    assert_eq!(send_key(&c, &pets, Some(KEY_B)).status, 200);
+
+    // An edit of another route: a new snapshot, nothing reset (a is still throttled).
+    s.write("api.yaml", &files("true", "v2"));
+    wait_for("the edit to be served", Duration::from_secs(10), || {
+        (send(&c, "GET", &s.dataplane.url("/other"), None).body == "v2").then_some(())
+    });
+    assert_eq!(send_key(&c, &pets, Some(KEY_A)).status, 429);
+
+    // A clean restart keeps a's quota count (4 of 6): the buckets are new (full), the quota
+    // is not. Two more, then AWS's Limit Exceeded.
+    assert!(s.dataplane.proc.terminate(Duration::from_secs(10)));
+    let logs = s.dir.path().to_path_buf();
+    s.dataplane = Dataplane::start(&s.controller.url(""), &s.state, &logs);
+    s.dataplane.wait_synced(&s.controller);
+    let pets = s.dataplane.url("/pets");
+    assert_eq!(send_key(&c, &pets, Some(KEY_A)).status, 200);
+    assert_eq!(send_key(&c, &pets, Some(KEY_A)).status, 200);
+    let over = send_key(&c, &pets, Some(KEY_A));
+    assert_eq!(
+        (over.status, over.body.as_str()),
+        (429, r#"{"message":"Limit Exceeded"}"#)
+    );
+    assert_eq!(over.headers["x-amzn-errortype"], "LimitExceededException");
+
+    // kill -9 a second after b's calls: the store has them (b: 1 + 3 = 4 of 6).
+    for _ in 0..3 {
+        assert_eq!(send_key(&c, &pets, Some(KEY_B)).status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    s.dataplane.proc.kill();
+    s.dataplane = Dataplane::start(&s.controller.url(""), &s.state, &logs);
+    s.dataplane.wait_synced(&s.controller);
+    let pets = s.dataplane.url("/pets");
+    let after: Vec<u16> = (0..4).map(|_| send_key(&c, &pets, Some(KEY_B)).status).collect();
+    assert_eq!(after, [200, 200, 429, 429], "b's count was lost in the kill");
+    assert_eq!(send_key(&c, &pets, Some(KEY_A)).status, 429);
+
+    // Disabling a key: refused as soon as the edit is served.
+    s.write("api.yaml", &files("false", "v3"));
+    wait_for("the disabled key to be refused", Duration::from_secs(10), || {
+        (send_key(&c, &pets, Some(KEY_B)).status == 403).then_some(())
+    });
+
+    // The plan's status, and no key value anywhere it could leak.
+    let status = s.controller.status().to_string();
+    assert!(
+        status.contains(r#""kind":"UsagePlan","name":"gold""#)
+            && status.contains("1 key(s) on Stage(s) prod"),
+        "{status}"
+    );
+    for text in [
+        status,
+        s.controller.proc.log_text(),
+        s.dataplane.proc.log_text(),
+        reqwest::blocking::get(s.dataplane.admin("/metrics")).unwrap().text().unwrap(),
+    ] {
+        assert!(!text.contains(KEY_A) && !text.contains(KEY_B));
+    }
+}
