@@ -851,3 +851,82 @@ fn a_cluster_wide_controller_serves_every_namespace() {
         "{refs}"
     );
 }
+
+const KEY_A: &str = "OperatorKeyA0123456789abcdefgh";
+const KEY_B: &str = "OperatorKeyB0123456789abcdefgh";
+
+fn key_secret(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: Secret\ntype: tollhouse.dev/api-key\nmetadata:\n  name: {name}\n  labels: {{tollhouse.dev/usage-plan: gold}}\nstringData:\n  key: {value}\n")
+}
+
+fn plan(name: &str) -> String {
+    format!("apiVersion: tollhouse.dev/v1alpha1\nkind: UsagePlan\nmetadata: {{name: {name}}}\nspec:\n  apiStages:\n  - stage: prod\n  throttle: {{rateLimit: 100, burstLimit: 200}}\n  quota: {{limit: 100000, period: MONTH}}\n  apiKeySelector:\n    matchLabels: {{tollhouse.dev/usage-plan: gold}}\n")
+}
+
+fn keyed_status(dp: &Dataplane, key: Option<&str>) -> u16 {
+    let mut req = http().get(dp.url("/prod/keyed"));
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    req.send().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// Reference §2 on the real API server: api-key Secrets (only that type is read) and a
+/// UsagePlan get the plan's status (stages, key count, conditions, printer columns); a younger
+/// plan claiming the same keys on the Stage is ResolvedRefs=False Conflict; a key disabled by
+/// its annotation is refused once the change reaches the dataplane; no key value shows in
+/// status or Events.
+#[test]
+fn usage_plans_get_status_and_keys_follow_their_secrets() {
+    let w = World::new("plans");
+    let logs = w.logs();
+    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    w.apply(&format!(
+        "{STAGE}---\napiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata: {{name: keyed}}\nspec:\n  api: pets\n  path: /keyed\n  apiKeyRequired: true\n  integration: {{type: MOCK}}\n---\n{}---\n{}---\n{}",
+        key_secret("partner-a", KEY_A),
+        key_secret("partner-b", KEY_B),
+        plan("gold"),
+    ));
+    w.wait_programmed("usageplan/gold");
+    let status = w.get("usageplan/gold")["status"].clone();
+    assert_eq!(status["stages"], serde_json::json!(["prod"]));
+    assert_eq!(status["keys"], 2);
+    wait_for("the key to be served", Duration::from_secs(30), || {
+        (keyed_status(&dp, Some(KEY_A)) == 200).then_some(())
+    });
+    assert_eq!(keyed_status(&dp, None), 403);
+    let table = w.kubectl(&["get", "usageplans"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STAGES", "KEYS", "RATE", "QUOTA", "READY", "AGE"]);
+    assert!(table.contains("gold") && table.contains("100000"), "{table}");
+    // By short name and category too.
+    assert!(w.kubectl(&["get", "up"]).contains("gold"));
+    assert!(w.kubectl(&["get", "tollhouse"]).contains("usageplan"));
+
+    // A younger plan with the same keys on the same Stage.
+    std::thread::sleep(Duration::from_millis(1100));
+    w.apply(&plan("younger"));
+    let conflict = w.wait_condition("usageplan/younger", "ResolvedRefs", "False", "Conflict");
+    assert!(conflict["message"].as_str().unwrap().contains("gold"), "{conflict}");
+
+    // Disabling a key through its annotation.
+    let started = Instant::now();
+    w.kubectl(&["annotate", "secret", "partner-b", "tollhouse.dev/enabled=false"]);
+    wait_for("the disabled key to be refused", Duration::from_secs(30), || {
+        (keyed_status(&dp, Some(KEY_B)) == 403).then_some(())
+    });
+    eprintln!("disabled key refused {:?} after kubectl annotate", started.elapsed());
+    assert_eq!(keyed_status(&dp, Some(KEY_A)), 200);
+    wait_for("the key count to follow", Duration::from_secs(30), || {
+        (w.get("usageplan/gold")["status"]["keys"] == 1).then_some(())
+    });
+    let everything = format!(
+        "{}{}{}",
+        w.kubectl(&["get", "usageplans", "-o", "yaml"]),
+        w.events(),
+        c.proc.log_text()
+    );
+    assert!(!everything.contains(KEY_A) && !everything.contains(KEY_B));
+    drop(c);
+}

@@ -41,6 +41,7 @@ fn install(env: &KubeEnv) -> PathBuf {
         "--for=condition=Established",
         "crd/stages.tollhouse.dev",
         "crd/apiroutes.tollhouse.dev",
+        "crd/usageplans.tollhouse.dev",
         "--timeout=60s",
     ]);
     env.kubectl_ok(&["apply", "-f", RBAC]);
