@@ -15,6 +15,11 @@ use std::time::Duration;
 
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+const CRD_NAMES: [&str; 3] = [
+    "stages.tollhouse.dev",
+    "apiroutes.tollhouse.dev",
+    "usageplans.tollhouse.dev",
+];
 
 /// The shared API server with the CRDs applied and Established, once per test binary.
 fn env() -> &'static KubeEnv {
@@ -22,7 +27,7 @@ fn env() -> &'static KubeEnv {
     let env = KubeEnv::shared();
     APPLIED.get_or_init(|| {
         let out = env.kubectl_ok(&["apply", "-f", CRDS]);
-        for crd in ["stages.tollhouse.dev", "apiroutes.tollhouse.dev"] {
+        for crd in CRD_NAMES {
             assert!(out.contains(crd), "apply did not mention {crd}:\n{out}");
         }
         env.kubectl_ok(&[
@@ -31,6 +36,7 @@ fn env() -> &'static KubeEnv {
             "--timeout=60s",
             "crd/stages.tollhouse.dev",
             "crd/apiroutes.tollhouse.dev",
+            "crd/usageplans.tollhouse.dev",
         ]);
     });
     env
@@ -52,7 +58,7 @@ fn get_json(ns: &str, what: &str) -> Value {
 #[test]
 fn crds_are_established_and_reachable_by_category_and_short_names() {
     let env = env();
-    for crd in ["stages.tollhouse.dev", "apiroutes.tollhouse.dev"] {
+    for crd in CRD_NAMES {
         let status = env.kubectl_ok(&[
             "get",
             "crd",
@@ -129,14 +135,30 @@ fn the_examples_are_valid_objects() {
     let stages = std::fs::read_to_string(format!("{EXAMPLES}/petstore.yaml"))
         .unwrap()
         .replace("  namespace: default\n", "");
+    let plans = std::fs::read_to_string(format!("{EXAMPLES}/usage-plans.yaml"))
+        .unwrap()
+        .replace("  namespace: default\n", "");
     // As a user applies them: with kubectl's own validation.
-    for yaml in [&routes, &stages] {
+    for yaml in [&routes, &stages, &plans] {
         let out = env.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], yaml);
         assert!(out.status.success(), "{}", text(&out));
     }
-    let stored = get_json(&ns, "stages,apiroutes");
+    let stored = get_json(&ns, "stages,apiroutes,usageplans");
     let items = stored["items"].as_array().unwrap();
-    assert_eq!(items.len(), 8, "2 stages and 6 routes: {stored:#}");
+    assert_eq!(items.len(), 10, "2 stages, 7 routes, 1 plan: {stored:#}");
+    let gold = get_json(&ns, "usageplan/gold");
+    assert_eq!(
+        gold["spec"]["apiStages"][0]["throttle"]["GET /partner/pets"],
+        serde_json::json!({"rateLimit": 1, "burstLimit": 3})
+    );
+    assert_eq!(
+        gold["spec"]["quota"],
+        serde_json::json!({"limit": 1000, "period": "DAY"})
+    );
+    assert_eq!(
+        get_json(&ns, "secret/partner-a")["type"],
+        "tollhouse.dev/api-key"
+    );
 
     // Stored as written: nothing pruned or changed in the spec.
     let get_pet = get_json(&ns, "apiroute/get-pet");
@@ -164,6 +186,17 @@ fn the_examples_are_valid_objects() {
     assert_eq!(
         get_json(&ns, "apiroute/limited")["spec"]["throttle"],
         serde_json::json!({"rateLimit": 1, "burstLimit": 3})
+    );
+
+    // A quota period AWS does not have is refused by the API server, naming the field.
+    let out = apply_unchecked(
+        &ns,
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: UsagePlan\nmetadata: {name: yearly}\nspec:\n  quota: {limit: 5, period: YEAR}\n",
+    );
+    let said = text(&out);
+    assert!(
+        !out.status.success() && said.contains("spec.quota.period"),
+        "{said}"
     );
 
     // The bounds themselves are accepted.
