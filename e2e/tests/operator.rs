@@ -898,8 +898,14 @@ fn usage_plans_get_status_and_keys_follow_their_secrets() {
     assert_eq!(keyed_status(&dp, None), 403);
     let table = w.kubectl(&["get", "usageplans"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "STAGES", "KEYS", "RATE", "QUOTA", "READY", "AGE"]);
-    assert!(table.contains("gold") && table.contains("100000"), "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "STAGES", "KEYS", "RATE", "QUOTA", "READY", "AGE"]
+    );
+    assert!(
+        table.contains("gold") && table.contains("100000"),
+        "{table}"
+    );
     // By short name and category too.
     assert!(w.kubectl(&["get", "up"]).contains("gold"));
     assert!(w.kubectl(&["get", "tollhouse"]).contains("usageplan"));
@@ -908,15 +914,28 @@ fn usage_plans_get_status_and_keys_follow_their_secrets() {
     std::thread::sleep(Duration::from_millis(1100));
     w.apply(&plan("younger"));
     let conflict = w.wait_condition("usageplan/younger", "ResolvedRefs", "False", "Conflict");
-    assert!(conflict["message"].as_str().unwrap().contains("gold"), "{conflict}");
+    assert!(
+        conflict["message"].as_str().unwrap().contains("gold"),
+        "{conflict}"
+    );
 
     // Disabling a key through its annotation.
     let started = Instant::now();
-    w.kubectl(&["annotate", "secret", "partner-b", "tollhouse.dev/enabled=false"]);
-    wait_for("the disabled key to be refused", Duration::from_secs(30), || {
-        (keyed_status(&dp, Some(KEY_B)) == 403).then_some(())
-    });
-    eprintln!("disabled key refused {:?} after kubectl annotate", started.elapsed());
+    w.kubectl(&[
+        "annotate",
+        "secret",
+        "partner-b",
+        "tollhouse.dev/enabled=false",
+    ]);
+    wait_for(
+        "the disabled key to be refused",
+        Duration::from_secs(30),
+        || (keyed_status(&dp, Some(KEY_B)) == 403).then_some(()),
+    );
+    eprintln!(
+        "disabled key refused {:?} after kubectl annotate",
+        started.elapsed()
+    );
     assert_eq!(keyed_status(&dp, Some(KEY_A)), 200);
     wait_for("the key count to follow", Duration::from_secs(30), || {
         (w.get("usageplan/gold")["status"]["keys"] == 1).then_some(())

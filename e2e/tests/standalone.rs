@@ -1037,11 +1037,16 @@ fn api_keys_plans_and_quotas_hold_across_pushes_and_restarts() {
 
     for key in [None, Some("UnknownKeyValue00000000000000000")] {
         let r = send_key(&c, &pets, key);
-        assert_eq!((r.status, r.body.as_str()), (403, r#"{"message":"Forbidden"}"#));
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (403, r#"{"message":"Forbidden"}"#)
+        );
         assert_eq!(r.headers["x-amzn-errortype"], "ForbiddenException");
     }
     // Burst 4, then AWS's THROTTLED: the per-key bucket refills once in 100 s.
-    let statuses: Vec<u16> = (0..5).map(|_| send_key(&c, &pets, Some(KEY_A)).status).collect();
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| send_key(&c, &pets, Some(KEY_A)).status)
+        .collect();
     assert_eq!(statuses, [200, 200, 200, 200, 429]);
     // b has a bucket of its own.
     assert_eq!(send_key(&c, &pets, Some(KEY_B)).status, 200);
@@ -1078,15 +1083,23 @@ fn api_keys_plans_and_quotas_hold_across_pushes_and_restarts() {
     s.dataplane = Dataplane::start(&s.controller.url(""), &s.state, &logs);
     s.dataplane.wait_synced(&s.controller);
     let pets = s.dataplane.url("/pets");
-    let after: Vec<u16> = (0..4).map(|_| send_key(&c, &pets, Some(KEY_B)).status).collect();
-    assert_eq!(after, [200, 200, 429, 429], "b's count was lost in the kill");
+    let after: Vec<u16> = (0..4)
+        .map(|_| send_key(&c, &pets, Some(KEY_B)).status)
+        .collect();
+    assert_eq!(
+        after,
+        [200, 200, 429, 429],
+        "b's count was lost in the kill"
+    );
     assert_eq!(send_key(&c, &pets, Some(KEY_A)).status, 429);
 
     // Disabling a key: refused as soon as the edit is served.
     s.write("api.yaml", &files("false", "v3"));
-    wait_for("the disabled key to be refused", Duration::from_secs(10), || {
-        (send_key(&c, &pets, Some(KEY_B)).status == 403).then_some(())
-    });
+    wait_for(
+        "the disabled key to be refused",
+        Duration::from_secs(10),
+        || (send_key(&c, &pets, Some(KEY_B)).status == 403).then_some(()),
+    );
 
     // The plan's status, and no key value anywhere it could leak.
     let status = s.controller.status().to_string();
@@ -1099,7 +1112,10 @@ fn api_keys_plans_and_quotas_hold_across_pushes_and_restarts() {
         status,
         s.controller.proc.log_text(),
         s.dataplane.proc.log_text(),
-        reqwest::blocking::get(s.dataplane.admin("/metrics")).unwrap().text().unwrap(),
+        reqwest::blocking::get(s.dataplane.admin("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap(),
     ] {
         assert!(!text.contains(KEY_A) && !text.contains(KEY_B));
     }
