@@ -159,7 +159,7 @@ fn main() -> anyhow::Result<()> {
     // Quota counters come back from the state directory before any request is served.
     let quota_store = match &args.state_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)
+            source::private_dir(dir)
                 .with_context(|| format!("creating the state directory {}", dir.display()))?;
             let store = QuotaStore::open(dir).map_err(anyhow::Error::msg)?;
             let rows = store.read().map_err(anyhow::Error::msg)?;

@@ -250,7 +250,7 @@ pub fn save_state(dir: &Path, raw: &[u8]) -> std::io::Result<()> {
 
 /// Creates `dir` (and missing parents) as 0700, or tightens an existing one to 0700. A shared
 /// directory (sticky bit, as `/tmp`) is refused rather than changed: it is not ours to close.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -275,7 +275,7 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Makes the file at `path`, if there is one, readable by its owner only.
-fn private_file_mode(path: &Path) -> std::io::Result<()> {
+pub fn private_file_mode(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

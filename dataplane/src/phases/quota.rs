@@ -197,6 +197,20 @@ const COUNTERS: TableDefinition<(&str, &str), (u64, u64, u64, u64)> =
 /// Each day's count: (plan, key, day) → used, for usage reports.
 const DAYS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("quota-days-v1");
 
+/// Opens or creates the database at `path`, readable by its owner only, like every file of
+/// the state directory.
+fn create_private(path: &Path) -> Result<Database, redb::DatabaseError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(path)
+        .map_err(|e| redb::DatabaseError::Storage(e.into()))?;
+    crate::source::private_file_mode(path).map_err(|e| redb::DatabaseError::Storage(e.into()))?;
+    redb::Builder::new().create_with_backend(redb::backends::FileBackend::new(file)?)
+}
+
 /// The quota counters' file in a state directory.
 pub struct QuotaStore {
     db: Database,
@@ -208,7 +222,7 @@ impl QuotaStore {
     /// aside (named in the error log) and a new one started: counting goes on.
     pub fn open(dir: &Path) -> Result<QuotaStore, String> {
         let path = dir.join("quotas.redb");
-        let db = match Database::create(&path) {
+        let db = match create_private(&path) {
             Ok(db) => db,
             Err(e) => {
                 let aside = dir.join(format!(
@@ -220,7 +234,7 @@ impl QuotaStore {
                 tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e,
                     "the quota store does not open; moved aside, counting starts again from zero");
                 std::fs::rename(&path, &aside).map_err(|e| format!("{}: {e}", path.display()))?;
-                Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?
+                create_private(&path).map_err(|e| format!("{}: {e}", path.display()))?
             }
         };
         Ok(QuotaStore { db, path })
@@ -397,6 +411,15 @@ mod tests {
         std::fs::write(dir.join("quotas.redb"), b"not a database").unwrap();
         let store = QuotaStore::open(&dir).unwrap();
         assert!(store.read().unwrap().is_empty());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("quotas.redb"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         assert!(std::fs::read_dir(&dir).unwrap().any(|e| e
             .unwrap()
             .file_name()
