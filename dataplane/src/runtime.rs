@@ -287,6 +287,83 @@ impl Runtime {
     }
 }
 
+/// Shards of a [`ByKey`] map: requests of different keys rarely wait for one another.
+const SHARDS: usize = 16;
+
+/// State per API key (buckets, quota counters), made on a key's first request, in locked
+/// shards so that 100,000 keys cost nothing until they call and keys seldom share a lock.
+pub struct ByKey<V> {
+    shards: [Mutex<HashMap<Arc<str>, V>>; SHARDS],
+}
+
+impl<V> Default for ByKey<V> {
+    fn default() -> Self {
+        ByKey {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+impl<V> ByKey<V> {
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, V>> {
+        use std::hash::Hasher;
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        // The remainder is below SHARDS.
+        &self.shards[(h.finish() % SHARDS as u64) as usize]
+    }
+
+    /// `f` on the value of `key`, made by `make` if it has none; None if its shard is
+    /// poisoned.
+    pub fn with<R>(
+        &self,
+        key: &Arc<str>,
+        make: impl FnOnce() -> V,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
+        let mut shard = self.shard(key).lock().ok()?;
+        Some(f(shard.entry(key.clone()).or_insert_with(make)))
+    }
+
+    /// `f` on the value of `key`, if it has one.
+    pub fn get<R>(&self, key: &str, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+        self.shard(key).lock().ok()?.get_mut(key).map(f)
+    }
+
+    /// `f` on every value.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<str>, &mut V)) {
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                for (k, v) in shard.iter_mut() {
+                    f(k, v);
+                }
+            }
+        }
+    }
+
+    /// Keeps only the keys `keep` says yes to.
+    pub fn retain(&self, mut keep: impl FnMut(&Arc<str>) -> bool) {
+        for shard in &self.shards {
+            if let Ok(mut shard) = shard.lock() {
+                shard.retain(|k, _| keep(k));
+            }
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.len()))
+            .sum()
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,9 @@
 //! reads them back at start, so a restart loses at most the last second of counts (none on a
 //! clean stop). Each day's count per key is kept as well, for usage reports.
 
-use crate::runtime::Retained;
+use crate::runtime::{ByKey, Retained};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tollhouse_snapshot::{Quota, QuotaPeriod};
@@ -34,13 +33,11 @@ struct Entry {
     dirty: bool,
 }
 
-const SHARDS: usize = 16;
-
 /// The quota counters of one plan, by key id; made on a key's first request.
 pub struct PlanQuota {
     plan: String,
     quota: Mutex<Quota>,
-    shards: [Mutex<HashMap<Arc<str>, Entry>>; SHARDS],
+    counters: ByKey<Entry>,
     loaded: Arc<Loaded>,
 }
 
@@ -55,28 +52,19 @@ impl PlanQuota {
         PlanQuota {
             plan,
             quota: Mutex::new(quota),
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            counters: ByKey::default(),
             loaded,
         }
-    }
-
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, Entry>> {
-        let mut h = std::hash::DefaultHasher::new();
-        key.hash(&mut h);
-        &self.shards[(h.finish() % SHARDS as u64) as usize]
     }
 
     /// Counts one request of `key` at `unix_secs`, or says the key's quota for the period is
     /// spent (and counts nothing).
     pub fn take(&self, key: &Arc<str>, unix_secs: u64) -> bool {
+        // Best effort, as AWS's: a broken counter serves the request.
         let Ok(quota) = self.quota.lock().map(|q| *q) else {
             return true;
         };
-        let Ok(mut shard) = self.shard(key).lock() else {
-            // Best effort, as AWS's: a broken counter serves the request.
-            return true;
-        };
-        let entry = shard.entry(key.clone()).or_insert_with(|| Entry {
+        let loaded = || Entry {
             usage: self
                 .loaded
                 .usage
@@ -85,30 +73,34 @@ impl PlanQuota {
                 .and_then(|mut l| l.remove(&(self.plan.clone(), key.to_string())))
                 .unwrap_or_default(),
             dirty: false,
-        });
+        };
         let period = quota.period.index(unix_secs);
         let day = QuotaPeriod::Day.index(unix_secs);
-        let u = &mut entry.usage;
-        if u.period != period {
-            u.period = period;
-            u.used = 0;
-        }
-        if u.day != day {
-            u.day = day;
-            u.day_used = 0;
-        }
-        if u.used >= quota.limit_in(period) {
-            return false;
-        }
-        u.used += 1;
-        u.day_used += 1;
-        entry.dirty = true;
-        true
+        self.counters
+            .with(key, loaded, |entry| {
+                let u = &mut entry.usage;
+                if u.period != period {
+                    u.period = period;
+                    u.used = 0;
+                }
+                if u.day != day {
+                    u.day = day;
+                    u.day_used = 0;
+                }
+                if u.used >= quota.limit_in(period) {
+                    return false;
+                }
+                u.used += 1;
+                u.day_used += 1;
+                entry.dirty = true;
+                true
+            })
+            .unwrap_or(true)
     }
 
     /// The count of `key`, if it has called.
     pub fn usage(&self, key: &str) -> Option<Usage> {
-        self.shard(key).lock().ok()?.get(key).map(|e| e.usage)
+        self.counters.get(key, |e| e.usage)
     }
 
     fn set(&self, quota: Quota) {
@@ -119,23 +111,17 @@ impl PlanQuota {
 
     /// The counters changed since the last call, marked clean.
     fn take_dirty(&self, out: &mut Vec<(String, String, Usage)>) {
-        for shard in &self.shards {
-            if let Ok(mut shard) = shard.lock() {
-                for (key, e) in shard.iter_mut().filter(|(_, e)| e.dirty) {
-                    e.dirty = false;
-                    out.push((self.plan.clone(), key.to_string(), e.usage));
-                }
+        self.counters.for_each(|key, e| {
+            if e.dirty {
+                e.dirty = false;
+                out.push((self.plan.clone(), key.to_string(), e.usage));
             }
-        }
+        });
     }
 
     /// Marks counters dirty again after a failed write.
     fn mark_dirty(&self, key: &str) {
-        if let Ok(mut shard) = self.shard(key).lock() {
-            if let Some(e) = shard.get_mut(key) {
-                e.dirty = true;
-            }
-        }
+        self.counters.get(key, |e| e.dirty = true);
     }
 }
 

@@ -11,9 +11,8 @@
 //! keeps an object's limit keeps its bucket, and a push that changes the limit reconfigures the
 //! bucket in place, keeping the tokens already spent.
 
-use crate::runtime::Retained;
-use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use crate::runtime::{ByKey, Retained};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollhouse_snapshot::Throttle;
@@ -156,16 +155,12 @@ impl Bucket {
 /// Every bucket the gateway has, by the object it limits; owned by the runtime.
 pub type Throttles = Retained<String, Limit, Bucket>;
 
-/// Shards of [`KeyBuckets`]: requests of different keys rarely wait for one another.
-const SHARDS: usize = 16;
-
 /// One bucket per API key for one limit (a plan's per-key limit, or its limit on one route),
-/// made on a key's first request: a plan of 100,000 keys costs nothing until they call. Kept
-/// by the runtime across pushes like [`Bucket`]s; a changed limit reconfigures every bucket in
-/// place.
+/// made on a key's first request. Kept by the runtime across pushes like [`Bucket`]s; a changed
+/// limit reconfigures every bucket in place.
 pub struct KeyBuckets {
     limit: Mutex<Limit>,
-    shards: [Mutex<HashMap<Arc<str>, Arc<Bucket>>>; SHARDS],
+    buckets: ByKey<Arc<Bucket>>,
 }
 
 impl KeyBuckets {
@@ -173,27 +168,19 @@ impl KeyBuckets {
     pub fn new(limit: Limit) -> KeyBuckets {
         KeyBuckets {
             limit: Mutex::new(limit),
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            buckets: ByKey::default(),
         }
-    }
-
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Arc<str>, Arc<Bucket>>> {
-        let mut h = std::hash::DefaultHasher::new();
-        key.hash(&mut h);
-        // The remainder is below SHARDS.
-        &self.shards[(h.finish() % SHARDS as u64) as usize]
     }
 
     /// The bucket of `key`: a full one on its first request.
     pub fn bucket(&self, key: &Arc<str>) -> Option<Arc<Bucket>> {
-        let mut shard = self.shard(key).lock().ok()?;
-        if let Some(b) = shard.get(key) {
-            return Some(b.clone());
+        if let Some(b) = self.buckets.get(key, |b| b.clone()) {
+            return Some(b);
         }
+        // A key's first request: only then is the limit read.
         let limit = *self.limit.lock().ok()?;
-        let b = Arc::new(Bucket::new(limit));
-        shard.insert(key.clone(), b.clone());
-        Some(b)
+        self.buckets
+            .with(key, || Arc::new(Bucket::new(limit)), |b| b.clone())
     }
 
     /// Applies a new limit at `now` to every bucket, keeping the tokens they have spent.
@@ -201,35 +188,22 @@ impl KeyBuckets {
         if let Ok(mut l) = self.limit.lock() {
             *l = limit;
         }
-        for shard in &self.shards {
-            if let Ok(shard) = shard.lock() {
-                for b in shard.values() {
-                    b.reconfigure(limit, now);
-                }
-            }
-        }
+        self.buckets.for_each(|_, b| b.reconfigure(limit, now));
     }
 
     /// Forgets the buckets of keys not in `live`.
     pub fn keep_only(&self, live: &HashSet<Arc<str>>) {
-        for shard in &self.shards {
-            if let Ok(mut shard) = shard.lock() {
-                shard.retain(|k, _| live.contains(k));
-            }
-        }
+        self.buckets.retain(|k| live.contains(k));
     }
 
     /// Buckets made so far.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |s| s.len()))
-            .sum()
+        self.buckets.len()
     }
 
     /// Whether no key has called yet.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.buckets.is_empty()
     }
 }
 
