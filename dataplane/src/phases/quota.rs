@@ -180,8 +180,8 @@ impl Quotas {
 /// name: a new layout gets a new table, and this one can be read to migrate it.
 const COUNTERS: TableDefinition<(&str, &str), (u64, u64, u64, u64)> =
     TableDefinition::new("quota-counters-v1");
-/// Each day's count: (plan, key, day) → used, for usage reports.
-const DAYS: TableDefinition<(&str, &str, u64), u64> = TableDefinition::new("quota-days-v1");
+/// Each day's count: (plan, day, key) → used, for usage reports: one plan's days are one range.
+const DAYS: TableDefinition<(&str, u64, &str), u64> = TableDefinition::new("quota-days-v2");
 
 /// Opens or creates the database at `path`, readable by its owner only, like every file of
 /// the state directory.
@@ -228,12 +228,9 @@ impl QuotaStore {
 
     /// Every counter in the store.
     pub fn read(&self) -> Result<Vec<(String, String, Usage)>, String> {
-        let e = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
-        let txn = self.db.begin_read().map_err(|x| e(&x))?;
-        let table = match txn.open_table(COUNTERS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(x) => return Err(e(&x)),
+        let e = |e: &dyn std::fmt::Display| self.error(e);
+        let Some(table) = self.open_read(COUNTERS)? else {
+            return Ok(Vec::new());
         };
         let mut rows = Vec::new();
         for row in table.iter().map_err(|x| e(&x))? {
@@ -256,7 +253,7 @@ impl QuotaStore {
 
     /// Writes `rows` in one transaction.
     pub fn write(&self, rows: &[(String, String, Usage)]) -> Result<(), String> {
-        let e = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
+        let e = |e: &dyn std::fmt::Display| self.error(e);
         let txn = self.db.begin_write().map_err(|x| e(&x))?;
         {
             let mut counters = txn.open_table(COUNTERS).map_err(|x| e(&x))?;
@@ -268,7 +265,7 @@ impl QuotaStore {
                         (u.period, u.used, u.day, u.day_used),
                     )
                     .map_err(|x| e(&x))?;
-                days.insert((plan.as_str(), key.as_str(), u.day), u.day_used)
+                days.insert((plan.as_str(), u.day, key.as_str()), u.day_used)
                     .map_err(|x| e(&x))?;
             }
         }
@@ -277,22 +274,40 @@ impl QuotaStore {
 
     /// Each day's count of `plan`'s keys from day `from` to day `to`, inclusive.
     pub fn days(&self, plan: &str, from: u64, to: u64) -> Result<Vec<(String, u64, u64)>, String> {
-        let e = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
-        let txn = self.db.begin_read().map_err(|x| e(&x))?;
-        let table = match txn.open_table(DAYS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(x) => return Err(e(&x)),
+        let e = |e: &dyn std::fmt::Display| self.error(e);
+        let Some(table) = self.open_read(DAYS)? else {
+            return Ok(Vec::new());
         };
+        // The smallest key of the day after `to` ends the range.
+        let end = to.saturating_add(1);
         let mut out = Vec::new();
-        for row in table.iter().map_err(|x| e(&x))? {
+        for row in table
+            .range((plan, from, "")..(plan, end, ""))
+            .map_err(|x| e(&x))?
+        {
             let (k, v) = row.map_err(|x| e(&x))?;
-            let (p, key, day) = k.value();
-            if p == plan && (from..=to).contains(&day) {
-                out.push((key.to_string(), day, v.value()));
-            }
+            let (_, day, key) = k.value();
+            out.push((key.to_string(), day, v.value()));
         }
         Ok(out)
+    }
+
+    /// An error of this store, naming its file.
+    fn error(&self, e: &dyn std::fmt::Display) -> String {
+        format!("{}: {e}", self.path.display())
+    }
+
+    /// `table` for reading, or None before anything was written to it.
+    fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, String> {
+        let txn = self.db.begin_read().map_err(|x| self.error(&x))?;
+        match txn.open_table(table) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(x) => Err(self.error(&x)),
+        }
     }
 
     /// Writes what changed in `quotas`; on failure, keeps it to write next time.
@@ -392,6 +407,9 @@ mod tests {
             store.days("ns/gold", 0, u64::MAX).unwrap(),
             vec![("ns/a".to_string(), THU / DAY, 5)]
         );
+        // Only the plan's days in the range.
+        assert!(store.days("ns/gold", 0, THU / DAY - 1).unwrap().is_empty());
+        assert!(store.days("ns/other", 0, u64::MAX).unwrap().is_empty());
         // A file that is not a database is moved aside; counting goes on in a new one.
         drop(store);
         std::fs::write(dir.join("quotas.redb"), b"not a database").unwrap();
