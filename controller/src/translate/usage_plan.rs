@@ -51,9 +51,12 @@ pub(super) struct Plans {
 
 /// A key as read from its Secret.
 struct KeyRead {
+    namespace: String,
+    /// `namespace/name`.
     id: String,
-    sha256: String,
     labels: BTreeMap<String, String>,
+    /// The SHA-256 of its value, or why it is left out.
+    sha256: Result<String, String>,
 }
 
 /// Translates every plan against the served Stages (`namespace/name` → routes) and the Stage
@@ -64,7 +67,7 @@ pub(super) fn translate(
     served: &HashMap<String, StageRoutes>,
     stages_known: &BTreeSet<String>,
 ) -> Plans {
-    let (keys, malformed) = read_keys(secrets);
+    let keys = read_keys(secrets);
     // Key id → plans it is in, oldest first.
     let mut key_plans: HashMap<String, Vec<String>> = HashMap::new();
     // (key hash, Stage) → the plan holding it there.
@@ -141,17 +144,27 @@ pub(super) fn translate(
         stages.sort_by(|a, b| a.stage.cmp(&b.stage));
         let mut subscribed = 0u32;
         if let Some(selector) = &checked.selector {
-            for key in keys.iter().filter(|k| {
-                k.id.split_once('/').map(|(ns, _)| ns) == Some(meta.namespace.as_str())
-                    && selector.matches(&k.labels)
-            }) {
+            for key in keys
+                .iter()
+                .filter(|k| k.namespace == meta.namespace && selector.matches(&k.labels))
+            {
+                let sha256 = match &key.sha256 {
+                    Ok(sha256) => sha256,
+                    Err(why) => {
+                        problems.push((
+                            Reason::InvalidApiKey,
+                            format!("Secret {}: {why}; left out", key.id),
+                        ));
+                        continue;
+                    }
+                };
                 subscribed += 1;
                 key_plans
                     .entry(key.id.clone())
                     .or_default()
                     .push(me.clone());
                 for stage in &stages {
-                    let claim = (key.sha256.clone(), stage.stage.clone());
+                    let claim = (sha256.clone(), stage.stage.clone());
                     match claims.get(&claim) {
                         Some(older) if *older != me => conflicts.push(format!(
                             "Secret {} is already in the older plan {older} for Stage {}: it is not in this plan there",
@@ -161,16 +174,6 @@ pub(super) fn translate(
                             claims.insert(claim, me.clone());
                         }
                     }
-                }
-            }
-            for (id, why) in &malformed {
-                if id.split_once('/').map(|(ns, _)| ns) == Some(meta.namespace.as_str())
-                    && selector.matches(&why.0)
-                {
-                    problems.push((
-                        Reason::InvalidApiKey,
-                        format!("Secret {id}: {}; left out", why.1),
-                    ));
                 }
             }
         }
@@ -213,10 +216,10 @@ pub(super) fn translate(
     }
     out.plans.sort_by_key(|p| p.source.key());
     for key in keys {
-        if let Some(plans) = key_plans.remove(key.id.as_str()) {
+        if let (Ok(sha256), Some(plans)) = (key.sha256, key_plans.remove(key.id.as_str())) {
             out.keys.push(ApiKey {
                 id: key.id,
-                sha256: key.sha256,
+                sha256,
                 plans,
             });
         }
@@ -291,70 +294,59 @@ fn period_of(p: tollhouse_api::QuotaPeriod) -> QuotaPeriod {
     }
 }
 
-/// Reads every api-key Secret, oldest first: its id, the hash of its value and its labels, or
-/// (by id, with its labels) why it is left out. A disabled key is neither. Two Secrets with
-/// one value: the older keeps it.
-#[allow(clippy::type_complexity)]
-fn read_keys(
-    secrets: &[Resource<SecretData>],
-) -> (
-    Vec<KeyRead>,
-    Vec<(String, (BTreeMap<String, String>, String))>,
-) {
+/// Reads every api-key Secret, oldest first, into its id, labels and the hash of its value or
+/// why it is left out; a disabled key is not read. Two Secrets with one value: the older keeps
+/// it. Sorted by id.
+fn read_keys(secrets: &[Resource<SecretData>]) -> Vec<KeyRead> {
     let mut keys: Vec<KeyRead> = Vec::new();
-    let mut malformed = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
     for secret in by_age(secrets) {
         if !secret.spec.is_api_key() {
             continue;
         }
         let id = holder(&secret.meta);
-        let labels = secret.spec.labels.clone();
-        match secret
+        let enabled = secret
             .spec
             .annotations
             .get(ENABLED_ANNOTATION)
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("true") => {}
+            .map(|v| v.to_ascii_lowercase());
+        let sha256 = match enabled.as_deref() {
             Some("false") => continue,
-            Some(_) => {
-                malformed.push((
-                    id,
-                    (
-                        labels,
-                        format!("annotation {ENABLED_ANNOTATION} must be \"true\" or \"false\""),
-                    ),
-                ));
-                continue;
-            }
-        }
-        let value = secret.spec.data.get(KEY_FIELD);
-        let well_formed = value.is_some_and(|v| {
-            (KEY_MIN..=KEY_MAX).contains(&v.len()) && v.iter().all(u8::is_ascii_alphanumeric)
-        });
-        let Some(value) = value.filter(|_| well_formed) else {
-            malformed.push((
-                id,
-                (
-                    labels,
-                    format!("`{KEY_FIELD}` must be {KEY_MIN}-{KEY_MAX} alphanumeric characters"),
-                ),
-            ));
-            continue;
+            None | Some("true") => key_hash(&secret.spec, &id, &mut values),
+            Some(_) => Err(format!(
+                "annotation {ENABLED_ANNOTATION} must be \"true\" or \"false\""
+            )),
         };
-        let sha256 = hex::encode(Sha256::digest(value));
-        if let Some(older) = values.get(&sha256) {
-            malformed.push((
-                id,
-                (labels, format!("its key value is already Secret {older}'s")),
-            ));
-            continue;
-        }
-        values.insert(sha256.clone(), id.clone());
-        keys.push(KeyRead { id, sha256, labels });
+        keys.push(KeyRead {
+            namespace: secret.meta.namespace.clone(),
+            id,
+            labels: secret.spec.labels.clone(),
+            sha256,
+        });
     }
     keys.sort_by(|a, b| a.id.cmp(&b.id));
-    (keys, malformed)
+    keys
+}
+
+/// The SHA-256 of a Secret's well-formed key value that no older Secret (in `values`, hash →
+/// id) has, else why not.
+fn key_hash(
+    secret: &SecretData,
+    id: &str,
+    values: &mut HashMap<String, String>,
+) -> Result<String, String> {
+    let value = secret.data.get(KEY_FIELD).filter(|v| {
+        (KEY_MIN..=KEY_MAX).contains(&v.len()) && v.iter().all(u8::is_ascii_alphanumeric)
+    });
+    let Some(value) = value else {
+        return Err(format!(
+            "`{KEY_FIELD}` must be {KEY_MIN}-{KEY_MAX} alphanumeric characters"
+        ));
+    };
+    let sha256 = hex::encode(Sha256::digest(value));
+    if let Some(older) = values.get(&sha256) {
+        return Err(format!("its key value is already Secret {older}'s"));
+    }
+    values.insert(sha256.clone(), id.to_string());
+    Ok(sha256)
 }
