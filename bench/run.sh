@@ -17,6 +17,9 @@
 #                     leaves it out)
 #   tollhouse-10-log  as tollhouse-10, but the Stage has an accessLog (AWS's JSON example
 #                     format) and the dataplane runs with --access-log FILE (LOG_CASE=1)
+#   tollhouse-10-key  as tollhouse-10, but every route has apiKeyRequired and wrk sends the
+#                     x-api-key of a UsagePlan with a per-key throttle and a monthly quota no run
+#                     reaches (KEY_CASE=0 leaves it out)
 #
 # Proxies and backend are pinned to CPU 0, wrk to CPU 1. Rounds are interleaved (each round runs
 # every case once, in an order rotated from round to round) so that drift on a shared machine
@@ -56,6 +59,7 @@ BUILD_ONLY=${BUILD_ONLY:-0}
 BASELINE=${BASELINE:-}
 LOG_CASE=${LOG_CASE:-1}
 THROTTLE_CASE=${THROTTLE_CASE:-1}
+KEY_CASE=${KEY_CASE:-1}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -78,7 +82,7 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS DURATION CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
-for v in BUILD_ONLY LOG_CASE THROTTLE_CASE; do
+for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE; do
     [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1 (got '${!v}')"
 done
 
@@ -306,11 +310,12 @@ wait_for "http://127.0.0.1:$NGINX_PORT/svc5/items/42" 20 "$NGINX_PID"
 
 # Manifests: one Stage and N ApiRoutes /svc{i}/items/{id} -> backend /fast. STAGE_EXTRA is
 # appended inside the Stage's spec mapping (", key: value"); it goes through the environment
-# because awk -v would interpret backslashes.
+# because awk -v would interpret backslashes. ROUTE_EXTRA (from the environment: a line such as
+# "  apiKeyRequired: true") is added to every route's spec, and EXTRA_YAML (a file) appended.
 write_manifests() {
     local dir=$1 n=$2 extra=${3:-}
     mkdir -p "$dir"
-    STAGE_EXTRA=$extra awk -v n="$n" -v port="$BACKEND_PORT" 'BEGIN {
+    STAGE_EXTRA=$extra ROUTE_EXTRA=${ROUTE_EXTRA:-} awk -v n="$n" -v port="$BACKEND_PORT" 'BEGIN {
         print "apiVersion: tollhouse.dev/v1alpha1"
         print "kind: Stage"
         print "metadata: {name: bench, namespace: default}"
@@ -325,8 +330,10 @@ write_manifests() {
             printf "  path: /svc%d/items/{id}\n", i
             print "  methods: [GET]"
             printf "  integration: {type: HTTP_PROXY, uri: \"http://127.0.0.1:%d/fast\"}\n", port
+            if (ENVIRON["ROUTE_EXTRA"] != "") print ENVIRON["ROUTE_EXTRA"]
         }
     }' >"$dir/bench.yaml"
+    [[ -z ${EXTRA_YAML:-} ]] || cp "$EXTRA_YAML" "$dir/extra.yaml"
 }
 
 # start_tollhouse NAME ROUTES [BINDIR [STAGE_EXTRA [DATAPLANE_ARG...]]]: a controller and a
@@ -396,12 +403,41 @@ if [[ $THROTTLE_CASE == 1 ]]; then
     TH10THR_PORT=$TH_PORT TH10THR_PID=$TH_PID
 fi
 
-# Cases: name, URL, pids whose CPU counts as "the proxy".
+if [[ $KEY_CASE == 1 ]]; then
+    # One API key in a plan whose per-key throttle and monthly quota no run reaches: every
+    # request hashes and looks up its key, takes a token from the plan's bucket for it, counts
+    # in its quota (written to the state directory each second) and passes the account limit.
+    BENCH_KEY=BenchKey0123456789abcdefghijklmnop
+    cat >"$TMP/keys.yaml" <<YAML
+apiVersion: v1
+kind: Secret
+type: tollhouse.dev/api-key
+metadata: {name: bench-key, namespace: default, labels: {plan: bench}}
+stringData: {key: $BENCH_KEY}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: UsagePlan
+metadata: {name: bench, namespace: default}
+spec:
+  apiStages: [{stage: bench}]
+  throttle: {rateLimit: 1000000000, burstLimit: 1000000000}
+  quota: {limit: 1000000000000, period: MONTH}
+  apiKeySelector: {matchLabels: {plan: bench}}
+YAML
+    ROUTE_EXTRA="  apiKeyRequired: true" EXTRA_YAML="$TMP/keys.yaml" \
+        start_tollhouse th10key 10 "$BIN" "" "${ACCOUNT[@]}"
+    TH10KEY_PORT=$TH_PORT TH10KEY_PID=$TH_PID
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TH10KEY_PORT/svc5/items/42")
+    [[ $code == 403 ]] || die "tollhouse-10-key: a request without a key got $code, not 403"
+fi
+
+# Cases: name, URL, pids whose CPU counts as "the proxy"; HEADER: a request header to send.
 CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ -z $BASELINE ]] || CASES+=(baseline-10)
 [[ $LOG_CASE != 1 ]] || CASES+=(tollhouse-10-log)
 [[ $THROTTLE_CASE != 1 ]] || CASES+=(tollhouse-10-throttle)
-declare -A URL PROXY_PIDS
+[[ $KEY_CASE != 1 ]] || CASES+=(tollhouse-10-key)
+declare -A URL PROXY_PIDS HEADER
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
 URL[tollhouse-10]="http://127.0.0.1:$TH10_PORT/svc5/items/42"
@@ -426,10 +462,21 @@ if [[ $THROTTLE_CASE == 1 ]]; then
     URL[tollhouse-10-throttle]="http://127.0.0.1:$TH10THR_PORT/svc5/items/42"
     PROXY_PIDS[tollhouse-10-throttle]="$TH10THR_PID"
 fi
+if [[ $KEY_CASE == 1 ]]; then
+    URL[tollhouse-10-key]="http://127.0.0.1:$TH10KEY_PORT/svc5/items/42"
+    PROXY_PIDS[tollhouse-10-key]="$TH10KEY_PID"
+    HEADER[tollhouse-10-key]="x-api-key: $BENCH_KEY"
+fi
+
+# header_args CASE: the request-header arguments (curl and wrk both take -H) of a case.
+header_args() {
+    [[ -z ${HEADER[$1]:-} ]] || printf '%s\n' -H "${HEADER[$1]}"
+}
 
 # Every target must answer 200 with the backend's fixed body before it is measured.
 for c in "${CASES[@]}"; do
-    body=$(curl -fsS --max-time 5 "${URL[$c]}") || die "$c: ${URL[$c]} did not answer 2xx"
+    mapfile -t hargs < <(header_args "$c")
+    body=$(curl -fsS --max-time 5 "${hargs[@]}" "${URL[$c]}") || die "$c: ${URL[$c]} did not answer 2xx"
     [[ $body == "hello, world" ]] || die "$c: unexpected body from ${URL[$c]}: ${body:0:200}"
 done
 
@@ -465,7 +512,8 @@ WRK=(taskset -c 1 wrk -t1 "-c$CONNS" --latency)
 
 for c in "${CASES[@]}"; do
     log "warm-up $c (${WARMUP}s)"
-    out=$(timeout $((WARMUP + 30)) "${WRK[@]}" "-d${WARMUP}s" "${URL[$c]}")
+    mapfile -t hargs < <(header_args "$c")
+    out=$(timeout $((WARMUP + 30)) "${WRK[@]}" "${hargs[@]}" "-d${WARMUP}s" "${URL[$c]}")
     if [[ $c == tollhouse-10-log ]]; then
         reqs=$(awk '/requests in/ {print $1}' <<<"$out")
         LOG_SENT=$((LOG_SENT + ${reqs:-0}))
@@ -497,7 +545,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
         # shellcheck disable=SC2086
         p0=$(cpu_ticks ${PROXY_PIDS[$c]})
         b0=$(cpu_ticks "$BACKEND_PID")
-        out=$(timeout $((DURATION + 30)) "${WRK[@]}" "-d${DURATION}s" "${URL[$c]}")
+        mapfile -t hargs < <(header_args "$c")
+        out=$(timeout $((DURATION + 30)) "${WRK[@]}" "${hargs[@]}" "-d${DURATION}s" "${URL[$c]}")
         # shellcheck disable=SC2086
         p1=$(cpu_ticks ${PROXY_PIDS[$c]})
         b1=$(cpu_ticks "$BACKEND_PID")
@@ -542,6 +591,7 @@ echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU 
 [[ -z $BASELINE ]] || echo "baseline-10: controller + dataplane built from $BASE_DESC, same manifests as tollhouse-10"
 [[ $LOG_CASE != 1 ]] || echo "tollhouse-10-log: tollhouse-10 + Stage accessLog (AWS JSON example format), dataplane --access-log FILE"
 [[ $THROTTLE_CASE != 1 ]] || echo "tollhouse-10-throttle: tollhouse-10 + Stage throttle (never reached); every tollhouse case has an account limit it never reaches"
+[[ $KEY_CASE != 1 ]] || echo "tollhouse-10-key: tollhouse-10 + apiKeyRequired on every route, wrk sends x-api-key; UsagePlan with per-key throttle and monthly quota (never reached)"
 echo
 awk -F'\t' -v order="${CASES[*]}" '
 function median(key, n,    a, i, j, t, k) {
@@ -586,6 +636,10 @@ END {
     if ("tollhouse-10-throttle" in n) {
         printf r, "tollhouse-10-throttle / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-throttle"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-throttle"] / rps["tollhouse-10"])
         printf r, "tollhouse-10-throttle / nginx", sprintf("%.3f", cpu["tollhouse-10-throttle"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-throttle"] / rps["nginx"])
+    }
+    if ("tollhouse-10-key" in n) {
+        printf r, "tollhouse-10-key / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-key"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-key"] / rps["tollhouse-10"])
+        printf r, "tollhouse-10-key / nginx", sprintf("%.3f", cpu["tollhouse-10-key"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-key"] / rps["nginx"])
     }
 }' "$RAW"
 if [[ $LOG_CASE == 1 ]]; then
