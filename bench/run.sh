@@ -377,14 +377,20 @@ start_tollhouse() {
 
 # This tree's dataplanes hold every request to an account-wide limit (AWS's 10,000 a second by
 # default, which the runs here exceed); it is raised out of reach, so they pay for the check
-# without ever refusing. The baseline predates the flag.
+# without ever refusing. So is a baseline's, when it has the flag.
 ACCOUNT=(--account-rate-limit 1000000000 --account-burst-limit 1000000000)
 start_tollhouse th10 10 "$BIN" "" "${ACCOUNT[@]}"
 TH10_PORT=$TH_PORT TH10_PID=$TH_PID
 start_tollhouse th10k 10000 "$BIN" "" "${ACCOUNT[@]}"
 TH10K_PORT=$TH_PORT TH10K_PID=$TH_PID
 if [[ -n $BASELINE ]]; then
-    start_tollhouse base10 10 "$BASE_BIN"
+    # A baseline that has the account limit gets the same flags (else its 10,000/s default
+    # answers most of the run with 429s); an older one has no such limit.
+    BASE_ACCOUNT=()
+    if "$BASE_BIN/tollhouse-dataplane" --help 2>/dev/null | grep -q -- --account-rate-limit; then
+        BASE_ACCOUNT=("${ACCOUNT[@]}")
+    fi
+    start_tollhouse base10 10 "$BASE_BIN" "" "${BASE_ACCOUNT[@]}"
     BASE10_PORT=$TH_PORT BASE10_PID=$TH_PID
     # The same routes, so the same manifests: nothing a baseline controller might not know.
     cmp -s "$TMP/th10-manifests/bench.yaml" "$TMP/base10-manifests/bench.yaml" \
@@ -568,6 +574,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 [[ -z $RESULTS ]] || cp "$RAW" "$RESULTS"
+# A case answering errors (429s from a limit, 5xx, socket errors) did not measure proxying.
+ERRORED=$(awk -F'\t' 'NR > 1 && $9 > 0 {print $2}' "$RAW" | sort -u | tr '\n' ' ')
 
 if [[ $LOG_CASE == 1 ]]; then
     LOG_LINES=$(log_lines)
@@ -649,6 +657,7 @@ fi
 echo
 echo "per-run rows:"
 column -t -s $'\t' "$RAW" 2>/dev/null || cat "$RAW"
+[[ -z ${ERRORED// /} ]] || die "cases with non-2xx answers or socket errors: $ERRORED(see the errors column); their numbers do not measure proxying"
 if [[ $LOG_CASE == 1 && $LOG_VERDICT != ok ]]; then
     die "the access log has $LOG_LINES lines, but $LOG_SENT requests were sent to tollhouse-10-log \
 (${LOG_DROPPED:-?} counted as dropped): the dataplane did not log one line per request, so the \
