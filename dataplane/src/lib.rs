@@ -21,6 +21,7 @@ pub mod phases;
 pub mod pipeline;
 pub mod router;
 pub mod runtime;
+pub mod shared_limits;
 pub mod source;
 pub mod tls;
 pub mod upstream;

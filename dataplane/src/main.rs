@@ -21,6 +21,7 @@ use tollhouse_dataplane::phases::quota::QuotaStore;
 use tollhouse_dataplane::phases::throttle::Limit;
 use tollhouse_dataplane::pipeline::{Gateway, Worker};
 use tollhouse_dataplane::runtime::Runtime;
+use tollhouse_dataplane::shared_limits::SharedLimits;
 use tollhouse_dataplane::{admin, listener, metrics::Metrics, source, tls};
 
 // mimalloc's per-thread free lists suit a thread-per-core proxy: malloc/free were ~9% of the
@@ -91,6 +92,19 @@ struct Args {
     /// Requests the account-wide limit lets through at once (AWS: 5,000).
     #[arg(long, default_value_t = 5_000, value_name = "REQUESTS")]
     account_burst_limit: u32,
+    /// Redis that holds every limit and quota for the whole fleet of dataplanes
+    /// (`redis://[:password@]host:port[/db]`); without it each replica holds its own. Read
+    /// from the environment in preference to the command line: the URL may carry a password.
+    #[arg(
+        long,
+        env = "TOLLHOUSE_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    redis: Option<String>,
+    /// How long a request waits for Redis before its replica's own limits decide instead.
+    #[arg(long, default_value_t = 5, value_name = "MILLIS")]
+    redis_timeout_ms: u64,
 }
 
 /// A rate: a finite decimal, 0 or more.
@@ -145,16 +159,36 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let controller_tls = controller_tls(&args)?;
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
+    let shared = match &args.redis {
+        Some(url) => {
+            let limits = SharedLimits::new(
+                url,
+                std::time::Duration::from_millis(args.redis_timeout_ms),
+                &mut metrics,
+            )
+            .map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                server = limits.server(),
+                timeout_ms = args.redis_timeout_ms,
+                "limits and quotas are shared with the fleet through Redis"
+            );
+            Some(Arc::new(limits))
+        }
+        None => None,
+    };
     let access_log = AccessLogSink::start(args.access_log.as_deref(), metrics.access_log_dropped())
         .with_context(|| match &args.access_log {
             Some(p) => format!("opening the access log {}", p.display()),
             None => "starting the access log".to_string(),
         })?;
-    let runtime = Runtime::new(metrics, access_log).with_account_limit(Limit {
+    let mut runtime = Runtime::new(metrics, access_log).with_account_limit(Limit {
         rate: args.account_rate_limit,
         burst: args.account_burst_limit,
     });
+    if let Some(shared) = shared.clone() {
+        runtime = runtime.with_shared_limits(shared);
+    }
     let gateway = Arc::new(Gateway::new(runtime));
     // Quota counters come back from the state directory before any request is served.
     let quota_store = match &args.state_dir {
@@ -300,7 +334,7 @@ fn run_worker(
     };
     rt.block_on(async move {
         let bound = (|| -> Result<_, String> {
-            let worker = Arc::new(Worker::new(gateway).map_err(|e| format!("upstream TLS: {e}"))?);
+            let worker = Arc::new(Worker::new(gateway)?);
             let http =
                 shared_listener(addrs.http).map_err(|e| format!("binding {}: {e}", addrs.http))?;
             let tls = match addrs.tls {
@@ -353,6 +387,9 @@ async fn run_control(
 ) -> anyhow::Result<()> {
     if let Some(store) = quota_store {
         tokio::spawn(flush_quotas(store, gateway.clone()));
+    }
+    if let Some(shared) = gateway.runtime.shared.clone() {
+        tokio::spawn(async move { shared.probe().await });
     }
     let admin_l = TcpListener::bind(args.admin)
         .await

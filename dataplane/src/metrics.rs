@@ -64,6 +64,19 @@ pub struct Metrics {
     handles: std::sync::Mutex<RouteHandles>,
 }
 
+/// The handles of fleet-wide limits ([`Metrics::redis`]).
+#[derive(Clone, Debug)]
+pub struct RedisMetrics {
+    /// 1 while Redis answers.
+    pub up: Gauge,
+    /// Times Redis stopped answering.
+    pub fallbacks: Counter,
+    /// Requests checked locally because Redis did not answer.
+    pub fallback_requests: Counter,
+    /// Round trips of the limit script.
+    pub script: Histogram,
+}
+
 /// Pre-made handles for one (stage, route) pair.
 /// Route metric handles by stage, then route.
 type RouteHandles =
@@ -150,6 +163,39 @@ impl Metrics {
             live: Default::default(),
             handles: Default::default(),
         }
+    }
+
+    /// Registers the metrics of fleet-wide limits (only a dataplane given `--redis` has them).
+    pub fn redis(&mut self) -> RedisMetrics {
+        let m = RedisMetrics {
+            up: Gauge::default(),
+            fallbacks: Counter::default(),
+            fallback_requests: Counter::default(),
+            script: Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+            ]),
+        };
+        self.registry.register(
+            "redis_up",
+            "1 while Redis answers the fleet-wide limit checks, 0 while limits are per replica",
+            m.up.clone(),
+        );
+        self.registry.register(
+            "redis_fallbacks",
+            "Times Redis stopped answering and limits fell back to this replica's own",
+            m.fallbacks.clone(),
+        );
+        self.registry.register(
+            "redis_fallback_requests",
+            "Requests held to this replica's own limits because Redis did not answer",
+            m.fallback_requests.clone(),
+        );
+        self.registry.register(
+            "redis_script_duration_seconds",
+            "Round trip of one fleet-wide limit check to Redis",
+            m.script.clone(),
+        );
+        m
     }
 
     /// The counter of dropped access-log lines, for the sink to increment.

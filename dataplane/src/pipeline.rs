@@ -15,7 +15,7 @@ use crate::integration::http::{proxy, ProxyCall};
 use crate::integration::CompiledIntegration;
 use crate::phases::api_key;
 use crate::phases::throttle::Chain;
-use crate::phases::{access_log, admission, path};
+use crate::phases::{access_log, admission, limits, path};
 use crate::runtime::Runtime;
 use crate::upstream::{PooledBody, Upstream};
 use arc_swap::ArcSwapOption;
@@ -63,14 +63,22 @@ impl Gateway {
 pub struct Worker {
     gateway: Arc<Gateway>,
     upstream: Upstream,
+    /// This worker's connection to Redis, with `--redis`.
+    redis: Option<redis::aio::ConnectionManager>,
 }
 
 impl Worker {
-    /// A worker with its own upstream pools.
-    pub fn new(gateway: Arc<Gateway>) -> Result<Self, rustls::Error> {
+    /// A worker with its own upstream pools (and Redis connection, made for the calling
+    /// thread's runtime).
+    pub fn new(gateway: Arc<Gateway>) -> Result<Self, String> {
+        let redis = match &gateway.runtime.shared {
+            Some(s) => Some(s.connect()?),
+            None => None,
+        };
         Ok(Worker {
+            upstream: Upstream::new().map_err(|e| format!("upstream TLS: {e}"))?,
             gateway,
-            upstream: Upstream::new()?,
+            redis,
         })
     }
 
@@ -183,21 +191,16 @@ impl Worker {
             ctx.api_key_id = Some(id.clone());
             chain = chain.with_key(plan_route.as_deref(), plan_key.as_deref());
         }
-        if !chain.admit(rt.nanos(ctx.start)) {
-            // AWS's THROTTLED answer carries the trace id (§3a T1).
+        let secs = ctx
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let shared = rt.shared.as_deref().zip(self.redis.as_ref());
+        let keyed = quota.map(|q| &**q).zip(ctx.api_key_id.as_ref());
+        if let Err(e) = limits::admit(shared, &chain, keyed, rt.nanos(ctx.start), secs).await {
+            // AWS's THROTTLED and quota answers carry the trace id (§3a T1).
             ctx.traced = true;
-            return Err(GatewayError::Throttled);
-        }
-        if let (Some(q), Some(id)) = (quota, &ctx.api_key_id) {
-            let secs = ctx
-                .time
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if !q.take(id, secs) {
-                chain.refund();
-                ctx.traced = true;
-                return Err(GatewayError::QuotaExceeded);
-            }
+            return Err(e);
         }
 
         match &route.integration {

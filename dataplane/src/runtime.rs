@@ -10,6 +10,7 @@ use crate::access_log::AccessLogSink;
 use crate::metrics::Metrics;
 use crate::phases::quota::Quotas;
 use crate::phases::throttle::{Bucket, KeyThrottles, Limit, Throttles};
+use crate::shared_limits::SharedLimits;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -237,6 +238,8 @@ pub struct Runtime {
     /// The gateway's account-wide bucket (AWS's 10,000 requests a second, burst 5,000, by
     /// default); `None`: unlimited.
     pub account: Option<Bucket>,
+    /// The fleet's shared limits in Redis, with `--redis`.
+    pub shared: Option<Arc<SharedLimits>>,
     /// Where [`Runtime::nanos`] counts from.
     base: Instant,
 }
@@ -254,12 +257,19 @@ impl Runtime {
             key_throttles: KeyThrottles::default(),
             quotas: Quotas::default(),
             account: None,
+            shared: None,
         }
+    }
+
+    /// The same runtime holding requests to limits shared through Redis.
+    pub fn with_shared_limits(mut self, shared: Arc<SharedLimits>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// The same runtime holding every request to `limit` in all (AWS's account-level limit).
     pub fn with_account_limit(mut self, limit: Limit) -> Self {
-        self.account = Some(Bucket::new(limit));
+        self.account = Some(Bucket::named("account", limit));
         self
     }
 

@@ -44,6 +44,14 @@ apt_install() {
 # The Argo CD health check tests (e2e/tests/argocd_health.rs) run deploy/argocd/health.lua with it.
 apt_install lua5.1
 
+# --- redis ----------------------------------------------------------------
+# The fleet-wide limit tests (dataplane/tests/redis_limits.rs, e2e/tests/redis.rs) run their own
+# redis-server on a free port; the Debian package's service is not used.
+apt_install redis-server
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+  $SUDO systemctl stop redis-server || true
+fi
+
 # --- etcd -----------------------------------------------------------------
 apt_install etcd-server unzip
 if [[ ! -x "$BIN/etcd" ]]; then ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$BIN/etcd"; fi

@@ -220,10 +220,13 @@ mod tests {
     #[test]
     fn a_methods_own_route_limit_wins_over_any() {
         let b = || {
-            Arc::new(KeyBuckets::new(Limit {
-                rate: 1.0,
-                burst: 1,
-            }))
+            Arc::new(KeyBuckets::new(
+                "plan test",
+                Limit {
+                    rate: 1.0,
+                    burst: 1,
+                },
+            ))
         };
         let limits = vec![
             PlanRouteLimit {

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod admission;
 pub mod api_key;
+pub mod limits;
 pub mod path;
 pub mod quota;
 pub mod route;

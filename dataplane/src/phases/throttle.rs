@@ -48,6 +48,9 @@ fn interval(limit: Limit) -> Option<u64> {
 /// One token bucket. Times are nanoseconds on the runtime's monotonic clock.
 #[derive(Debug)]
 pub struct Bucket {
+    /// What it limits (`stage ns/prod`, `plan ns/gold ns/partner-a`, `account`): its key in a
+    /// shared store ([`crate::shared_limits`]).
+    name: Box<str>,
     /// Nanoseconds per token; `u64::MAX`: blocked.
     interval: AtomicU64,
     /// `burst × interval`: how far the theoretical arrival time may run ahead of now.
@@ -58,9 +61,15 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A full bucket for `limit`.
+    /// A full bucket for `limit`, with no name.
     pub fn new(limit: Limit) -> Bucket {
+        Bucket::named("", limit)
+    }
+
+    /// A full bucket for `limit`, named for what it limits.
+    pub fn named(name: impl Into<Box<str>>, limit: Limit) -> Bucket {
         let b = Bucket {
+            name: name.into(),
             interval: AtomicU64::new(u64::MAX),
             tolerance: AtomicU64::new(0),
             tat: AtomicU64::new(0),
@@ -140,6 +149,22 @@ impl Bucket {
         );
     }
 
+    /// What the bucket limits.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its limit in whole microseconds per token and tokens at once (the units a shared store
+    /// works in); `None` when it lets nothing through.
+    pub fn micros(&self) -> Option<(u64, u64)> {
+        let interval = self.interval.load(Ordering::Relaxed);
+        if interval == u64::MAX {
+            return None;
+        }
+        let burst = self.tolerance.load(Ordering::Relaxed) / interval;
+        Some((interval.div_ceil(1_000).max(1), burst))
+    }
+
     /// Tokens left at `now` (for tests and the admin API).
     pub fn available(&self, now: u64) -> u64 {
         let interval = self.interval.load(Ordering::Relaxed);
@@ -159,14 +184,17 @@ pub type Throttles = Retained<String, Limit, Bucket>;
 /// made on a key's first request. Kept by the runtime across pushes like [`Bucket`]s; a changed
 /// limit reconfigures every bucket in place.
 pub struct KeyBuckets {
+    /// The level's name: each key's bucket is named `{level} {key}`.
+    level: String,
     limit: Mutex<Limit>,
     buckets: ByKey<Arc<Bucket>>,
 }
 
 impl KeyBuckets {
-    /// No bucket yet, for `limit`.
-    pub fn new(limit: Limit) -> KeyBuckets {
+    /// No bucket yet, for `limit`, at the level named `level`.
+    pub fn new(level: impl Into<String>, limit: Limit) -> KeyBuckets {
         KeyBuckets {
+            level: level.into(),
             limit: Mutex::new(limit),
             buckets: ByKey::default(),
         }
@@ -179,8 +207,11 @@ impl KeyBuckets {
         }
         // A key's first request: only then is the limit read.
         let limit = *self.limit.lock().ok()?;
-        self.buckets
-            .with(key, || Arc::new(Bucket::new(limit)), |b| b.clone())
+        self.buckets.with(
+            key,
+            || Arc::new(Bucket::named(format!("{} {key}", self.level), limit)),
+            |b| b.clone(),
+        )
     }
 
     /// Applies a new limit at `now` to every bucket, keeping the tokens they have spent.
@@ -217,7 +248,7 @@ impl KeyThrottles {
         self.get_or_update(
             &level,
             &limit,
-            || KeyBuckets::new(limit),
+            || KeyBuckets::new(level.clone(), limit),
             |b| b.reconfigure(limit, now),
         )
     }
@@ -230,7 +261,7 @@ impl Throttles {
         self.get_or_update(
             &key,
             &limit,
-            || Bucket::new(limit),
+            || Bucket::named(key.clone(), limit),
             |b| b.reconfigure(limit, now),
         )
     }
@@ -261,6 +292,11 @@ impl<'a> Chain<'a> {
         self.levels[0] = plan_route;
         self.levels[1] = plan;
         self
+    }
+
+    /// Its buckets, in order.
+    pub fn levels(&self) -> impl Iterator<Item = &'a Bucket> + '_ {
+        self.levels.iter().flatten().copied()
     }
 
     /// Gives back the tokens [`Chain::admit`] took, for a request refused after it (over its
