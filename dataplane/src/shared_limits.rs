@@ -222,6 +222,10 @@ impl SharedLimits {
 
     fn went_down(&self, why: &str) {
         self.metrics.fallback_requests.inc();
+        self.mark_down(why);
+    }
+
+    fn mark_down(&self, why: &str) {
         if self.up.swap(false, Ordering::Relaxed) {
             self.metrics.fallbacks.inc();
             self.metrics.up.set(0);
@@ -230,43 +234,41 @@ impl SharedLimits {
         }
     }
 
-    /// Runs for the life of the process: while Redis is down, pings every worker's connection
-    /// every 200 ms, and sends checks to Redis again once all of them answer.
+    /// Runs for the life of the process: pings every worker's connection every 200 ms, so a
+    /// Redis that went away is noticed even by an idle replica, and checks go to Redis again
+    /// only once all of them answer.
     pub async fn probe(&self) {
         let mut last_error = String::new();
         loop {
-            if !self.is_up() {
-                let conns = self.conns.lock().map(|c| c.clone()).unwrap_or_default();
-                let mut failed = conns.is_empty().then(|| "no connection yet".to_string());
-                for mut conn in conns {
-                    let ping = redis::cmd("PING");
-                    match tokio::time::timeout(
-                        CONNECT_TIMEOUT,
-                        ping.query_async::<String>(&mut conn),
-                    )
+            let conns = self.conns.lock().map(|c| c.clone()).unwrap_or_default();
+            let mut failed = conns.is_empty().then(|| "no connection yet".to_string());
+            for mut conn in conns {
+                let ping = redis::cmd("PING");
+                match tokio::time::timeout(CONNECT_TIMEOUT, ping.query_async::<String>(&mut conn))
                     .await
-                    {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => failed = Some(describe(&e)),
-                        Err(_) => failed = Some("no answer to PING".to_string()),
-                    }
-                    if failed.is_some() {
-                        break;
-                    }
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => failed = Some(describe(&e)),
+                    Err(_) => failed = Some("no answer to PING".to_string()),
                 }
-                match failed {
-                    None => {
-                        self.up.store(true, Ordering::Relaxed);
-                        self.metrics.up.set(1);
-                        last_error.clear();
-                        tracing::info!(server = %self.server, "Redis answers; limits hold for the whole fleet");
-                    }
-                    Some(e) if e != last_error => {
-                        tracing::debug!(server = %self.server, error = %e, "Redis does not answer yet");
-                        last_error = e;
-                    }
-                    Some(_) => {}
+                if failed.is_some() {
+                    break;
                 }
+            }
+            match failed {
+                None if !self.is_up() => {
+                    self.up.store(true, Ordering::Relaxed);
+                    self.metrics.up.set(1);
+                    last_error.clear();
+                    tracing::info!(server = %self.server, "Redis answers; limits hold for the whole fleet");
+                }
+                None => {}
+                Some(e) if self.is_up() => self.mark_down(&e),
+                Some(e) if e != last_error => {
+                    tracing::debug!(server = %self.server, error = %e, "Redis does not answer yet");
+                    last_error = e;
+                }
+                Some(_) => {}
             }
             tokio::time::sleep(PROBE_EVERY).await;
         }
