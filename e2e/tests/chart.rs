@@ -470,6 +470,11 @@ fn bad_values_are_refused_with_a_clear_message() {
             "dataplane.drainDelaySeconds (30) must be below dataplane.terminationGracePeriodSeconds (30)",
         ),
         (
+            &["redis.url=redis://r:6379", "redis.existingSecret.name=mine"],
+            "redis.url and redis.existingSecret.name are both set",
+        ),
+        (&["redis.url=r:6379"], "at '/redis/url'"),
+        (
             &["controller.publicUrl=api.example.com"],
             "controller.publicUrl \"api.example.com\" must start with http:// or https://",
         ),
@@ -1411,4 +1416,74 @@ fn every_golden_values_file_installs_and_uninstalls() {
         let left = everything_in(env, &ns);
         assert!(left.is_empty(), "{name}: helm uninstall left {left:?}");
     }
+}
+
+/// `redis.url` reaches the dataplanes through a Secret the chart makes, never in the
+/// Deployment (it may carry a password); `redis.existingSecret` points them at the user's.
+#[test]
+fn the_redis_url_reaches_the_dataplanes_only_through_a_secret() {
+    let defaults = Path::new(CHART).join("values.yaml");
+    let password = "NotInTheDeployment42";
+    let url = format!("redis.url=redis://:{password}@redis.shop.svc:6379");
+    let docs = documents(&render(
+        &defaults,
+        &["--set", &url, "--set", "redis.timeoutMs=7"],
+    ));
+    let secret = find(&docs, "Secret", "tollhouse-redis");
+    assert!(secret["stringData"]["url"]
+        .as_str()
+        .unwrap()
+        .contains(password));
+    let deployment = find(&docs, "Deployment", "tollhouse-dataplane");
+    let text = serde_json::to_string(deployment).unwrap();
+    assert!(!text.contains(password), "{text}");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    let redis = env
+        .iter()
+        .find(|e| e["name"] == "TOLLHOUSE_REDIS_URL")
+        .unwrap();
+    assert_eq!(
+        redis["valueFrom"]["secretKeyRef"]["name"],
+        "tollhouse-redis"
+    );
+    assert_eq!(redis["valueFrom"]["secretKeyRef"]["key"], "url");
+    assert!(container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "--redis-timeout-ms=7"));
+
+    let docs = documents(&render(
+        &defaults,
+        &[
+            "--set",
+            "redis.existingSecret.name=mine",
+            "--set",
+            "redis.existingSecret.key=u",
+        ],
+    ));
+    assert!(!docs
+        .iter()
+        .any(|d| d["kind"] == "Secret" && d["metadata"]["name"] == "tollhouse-redis"));
+    let deployment = find(&docs, "Deployment", "tollhouse-dataplane");
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let redis = env
+        .iter()
+        .find(|e| e["name"] == "TOLLHOUSE_REDIS_URL")
+        .unwrap();
+    assert_eq!(redis["valueFrom"]["secretKeyRef"]["name"], "mine");
+    assert_eq!(redis["valueFrom"]["secretKeyRef"]["key"], "u");
+
+    // Without Redis: no Secret, no variable, no flag.
+    let docs = documents(&render(&defaults, &[]));
+    let deployment = find(&docs, "Deployment", "tollhouse-dataplane");
+    let text = serde_json::to_string(deployment).unwrap();
+    assert!(
+        !text.contains("REDIS") && !text.contains("--redis"),
+        "{text}"
+    );
 }

@@ -100,7 +100,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- if ge (int .Values.dataplane.drainDelaySeconds) (int .Values.dataplane.terminationGracePeriodSeconds) }}
 {{- fail (printf "dataplane.drainDelaySeconds (%d) must be below dataplane.terminationGracePeriodSeconds (%d), or Kubernetes kills dataplanes before they drain" (int .Values.dataplane.drainDelaySeconds) (int .Values.dataplane.terminationGracePeriodSeconds)) }}
 {{- end }}
+{{- if and .Values.redis.url .Values.redis.existingSecret.name }}
+{{- fail "redis.url and redis.existingSecret.name are both set: give the Redis URL one way" }}
+{{- end }}
 {{- if and .Values.controller.publicUrl (not (regexMatch "^https?://[^/]+" .Values.controller.publicUrl)) }}
 {{- fail (printf "controller.publicUrl %q must start with http:// or https:// and a host" .Values.controller.publicUrl) }}
 {{- end }}
+{{- end }}
+
+{{/* The Secret and key the dataplanes read the Redis URL from; empty without Redis. */}}
+{{- define "tollhouse.redis.secret" -}}
+{{- if .Values.redis.existingSecret.name -}}
+{{ .Values.redis.existingSecret.name }}
+{{- else if .Values.redis.url -}}
+{{ include "tollhouse.fullname" . }}-redis
+{{- end -}}
+{{- end }}
+{{- define "tollhouse.redis.key" -}}
+{{- if .Values.redis.existingSecret.name -}}
+{{ .Values.redis.existingSecret.key }}
+{{- else -}}
+url
+{{- end -}}
 {{- end }}
