@@ -84,73 +84,16 @@ impl PlanQuota {
         }
     }
 
-    /// Counts one request of `key` at `unix_secs`, or says the key's quota for the period is
-    /// spent (and counts nothing).
-    pub fn take(&self, key: &Arc<str>, unix_secs: u64) -> bool {
-        // Best effort, as AWS's: a broken counter serves the request.
-        let Ok(quota) = self.quota.lock().map(|q| *q) else {
-            return true;
-        };
-        let loaded = || self.loaded(key);
-        let period = quota.period.index(unix_secs);
-        let day = QuotaPeriod::Day.index(unix_secs);
-        self.counters
-            .with(key, loaded, |entry| {
-                let u = &mut entry.usage;
-                if u.period != period {
-                    u.period = period;
-                    u.used = 0;
-                }
-                if u.day != day {
-                    u.day = day;
-                    u.day_used = 0;
-                }
-                if u.used >= quota.limit_in(period) {
-                    return false;
-                }
-                u.used += 1;
-                u.day_used += 1;
-                entry.dirty = true;
-                true
-            })
-            .unwrap_or(true)
-    }
-
-    /// What a shared store needs to count one request of `key` at `unix_secs` for the fleet:
-    /// the counter's name for this period, the limit, when the counter may go, and the least
-    /// it holds (the fleet's count as this replica last saw it), so a store that lost its
-    /// data never starts a key's period again from zero. `None` if the counter is broken.
-    pub fn shared_call(&self, key: &Arc<str>, unix_secs: u64) -> Option<SharedQuota> {
+    /// `f` on the entry of `key` (read back from the store on its first request), rolled over
+    /// to the period and the day of `unix_secs`, with the quota and the period's number; `None`
+    /// if the quota or the counter is broken.
+    fn current<R>(
+        &self,
+        key: &Arc<str>,
+        unix_secs: u64,
+        f: impl FnOnce(&mut Entry, &Quota, u64) -> R,
+    ) -> Option<R> {
         let quota = *self.quota.lock().ok()?;
-        let period = quota.period.index(unix_secs);
-        let floor = self.counters.with(
-            key,
-            || self.loaded(key),
-            |e| {
-                if e.usage.period == period {
-                    e.usage.used
-                } else {
-                    0
-                }
-            },
-        )?;
-        Some(SharedQuota {
-            counter: format!("quota {} {key} {:?} {period}", self.plan, quota.period),
-            limit: quota.limit_in(period),
-            // A day past the period's end, so a replica whose clock is a little behind still
-            // finds it.
-            expire_at: quota.period.start(period.saturating_add(1)) + 86_400,
-            floor,
-        })
-    }
-
-    /// Records what a shared store answered for one request of `key`: the fleet's count in the
-    /// period is `fleet_used`, and this request was counted (or refused, over the quota).
-    /// The day's count stays this replica's own: usage reports add the replicas up.
-    pub fn record_shared(&self, key: &Arc<str>, unix_secs: u64, fleet_used: u64, counted: bool) {
-        let Ok(quota) = self.quota.lock().map(|q| *q) else {
-            return;
-        };
         let period = quota.period.index(unix_secs);
         let day = QuotaPeriod::Day.index(unix_secs);
         self.counters.with(
@@ -166,13 +109,57 @@ impl PlanQuota {
                     u.day = day;
                     u.day_used = 0;
                 }
-                u.used = u.used.max(fleet_used);
-                if counted {
-                    u.day_used += 1;
-                }
-                entry.dirty = true;
+                f(entry, &quota, period)
             },
-        );
+        )
+    }
+
+    /// Counts one request of `key` at `unix_secs`, or says the key's quota for the period is
+    /// spent (and counts nothing).
+    pub fn take(&self, key: &Arc<str>, unix_secs: u64) -> bool {
+        // Best effort, as AWS's: a broken counter serves the request.
+        self.current(key, unix_secs, |entry, quota, period| {
+            let u = &mut entry.usage;
+            if u.used >= quota.limit_in(period) {
+                return false;
+            }
+            u.used += 1;
+            u.day_used += 1;
+            entry.dirty = true;
+            true
+        })
+        .unwrap_or(true)
+    }
+
+    /// What a shared store needs to count one request of `key` at `unix_secs` for the fleet:
+    /// the counter's name for this period, the limit, when the counter may go, and the least
+    /// it holds (the fleet's count as this replica last saw it), so a store that lost its
+    /// data never starts a key's period again from zero. `None` if the counter is broken.
+    pub fn shared_call(&self, key: &Arc<str>, unix_secs: u64) -> Option<SharedQuota> {
+        let (quota, period, floor) =
+            self.current(key, unix_secs, |e, q, period| (*q, period, e.usage.used))?;
+        Some(SharedQuota {
+            counter: format!("quota {} {key} {:?} {period}", self.plan, quota.period),
+            limit: quota.limit_in(period),
+            // A day past the period's end, so a replica whose clock is a little behind still
+            // finds it.
+            expire_at: quota.period.start(period.saturating_add(1)) + 86_400,
+            floor,
+        })
+    }
+
+    /// Records what a shared store answered for one request of `key`: the fleet's count in the
+    /// period is `fleet_used`, and this request was counted (or refused, over the quota).
+    /// The day's count stays this replica's own: usage reports add the replicas up.
+    pub fn record_shared(&self, key: &Arc<str>, unix_secs: u64, fleet_used: u64, counted: bool) {
+        self.current(key, unix_secs, |entry, _, _| {
+            let u = &mut entry.usage;
+            u.used = u.used.max(fleet_used);
+            if counted {
+                u.day_used += 1;
+            }
+            entry.dirty = true;
+        });
     }
 
     /// The count of `key`, if it has called.
