@@ -8,30 +8,33 @@ mod harness;
 
 use harness::*;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A redis-server without persistence on `port`, killed on drop.
 struct Redis {
-    child: Option<Child>,
+    proc: Proc,
     port: u16,
 }
 
 impl Redis {
-    fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by e2e/kube/setup.sh) must be on PATH");
+    fn start(port: u16, logs: &std::path::Path) -> Redis {
+        let args = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
+            .into_iter()
+            .chain(["--save", "", "--appendonly", "no"])
+            .map(String::from)
+            .collect::<Vec<_>>();
+        let proc = Proc::spawn_program(
+            "redis-server",
+            std::path::Path::new("redis-server"),
+            &args,
+            logs,
+            &[],
+        );
         wait_for("redis-server", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
-        Redis {
-            child: Some(child),
-            port,
-        }
+        Redis { proc, port }
     }
 
     fn url(&self) -> String {
@@ -48,16 +51,7 @@ impl Redis {
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
+        self.proc.kill();
     }
 }
 
@@ -197,7 +191,8 @@ fn assert_fleet_holds(counts: &BTreeMap<u16, usize>, window: f64, what: &str) {
 #[test]
 fn three_dataplanes_share_the_stage_throttle_through_redis_and_survive_it_dying() {
     let port = free_port();
-    let mut redis = Redis::start(port);
+    let logs = TempDir::new("redis-fleet-server");
+    let mut redis = Redis::start(port, logs.path());
     let fleet = Fleet::start("redis-fleet", &redis, manifests(20, 20));
 
     let (counts, window) = fleet.hammer("/pets", None, 5.0);
@@ -231,7 +226,7 @@ fn three_dataplanes_share_the_stage_throttle_through_redis_and_survive_it_dying(
     }
 
     // Back on the same port, empty: the fleet shares again, from a full bucket.
-    redis = Redis::start(redis.port);
+    redis = Redis::start(redis.port, logs.path());
     fleet.wait_redis_up(true);
     std::thread::sleep(Duration::from_secs(2));
     let (counts, window) = fleet.hammer("/pets", None, 3.0);
@@ -243,7 +238,8 @@ fn three_dataplanes_share_the_stage_throttle_through_redis_and_survive_it_dying(
 #[test]
 fn a_quota_is_counted_once_for_the_fleet_and_outlives_redis_losing_its_data() {
     let port = free_port();
-    let mut redis = Redis::start(port);
+    let logs = TempDir::new("redis-quota-server");
+    let mut redis = Redis::start(port, logs.path());
     let fleet = Fleet::start("redis-quota", &redis, manifests(1000, 1000));
     let c = http();
     let call = |i: usize| {
@@ -278,7 +274,7 @@ fn a_quota_is_counted_once_for_the_fleet_and_outlives_redis_losing_its_data() {
     for i in 0..3 {
         assert_eq!(call(i).0, 429, "while Redis is down");
     }
-    let redis = Redis::start(port);
+    let redis = Redis::start(port, logs.path());
     fleet.wait_redis_up(true);
     for i in 0..6 {
         assert_eq!(call(i).0, 429, "after Redis came back empty");

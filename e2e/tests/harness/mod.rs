@@ -82,9 +82,20 @@ impl Proc {
         log_dir: &Path,
         vars: &[(&str, &str)],
     ) -> Proc {
+        Self::spawn_program(name, &bin(name), args, log_dir, vars)
+    }
+
+    /// Runs `program` (ours or a third party's, e.g. `redis-server`), logged as `name`.
+    pub fn spawn_program(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log_dir: &Path,
+        vars: &[(&str, &str)],
+    ) -> Proc {
         let log = log_dir.join(format!("{name}-{}.log", fastnum()));
         let file = fs::File::create(&log).unwrap();
-        let child = Command::new(bin(name))
+        let child = Command::new(program)
             .args(args)
             .envs(vars.iter().copied())
             .env("RUST_LOG", "info")
