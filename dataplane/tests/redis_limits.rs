@@ -224,7 +224,10 @@ async fn a_quota_holds_for_the_fleet_and_survives_redis_losing_its_data() {
     wait_up(&s).await;
     // Two replicas, each with its own counters, one Redis.
     let (q1, q2) = (Quotas::default(), Quotas::default());
-    let (p1, p2) = (q1.plan("t/gold", quota(10)), q2.plan("t/gold", quota(10)));
+    let (p1, p2) = (
+        q1.plan("t/gold", Some(quota(10))),
+        q2.plan("t/gold", Some(quota(10))),
+    );
     let key: Arc<str> = Arc::from("t/a");
     let now = unix_now();
     let chain = Chain::default();

@@ -14,6 +14,7 @@ mod route;
 mod source;
 mod stage;
 mod throttle;
+mod usage;
 mod usage_plan;
 mod versioned;
 
@@ -25,7 +26,10 @@ pub use route::{HttpProxy, Integration, Mock, Route};
 pub use source::SourceRef;
 pub use stage::{AccessLog, ApiType, Stage};
 pub use throttle::Throttle;
-pub use usage_plan::{ApiKey, ApiKeySource, PlanStage, Quota, QuotaPeriod, UsagePlan};
+pub use usage::{UsageAck, UsageReport, UsageRow};
+pub use usage_plan::{
+    format_date, parse_date, ApiKey, ApiKeySource, PlanStage, Quota, QuotaPeriod, UsagePlan,
+};
 pub use versioned::{IntegrityError, Versioned};
 
 use serde::{Deserialize, Serialize};

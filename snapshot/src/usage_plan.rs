@@ -103,6 +103,38 @@ fn days_from_civil(year: u64, month: u64) -> u64 {
     (era * 146_097 + doe).saturating_sub(719_468)
 }
 
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (1970 or later), as AWS's GetUsage takes its
+/// `startDate` and `endDate`; None for anything else, including a day the month lacks.
+pub fn parse_date(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let number = |r: std::ops::Range<usize>| -> Option<u64> {
+        let part = text.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    if year < 1970 || !(1..=12).contains(&month) || day == 0 {
+        return None;
+    }
+    let first = days_from_civil(year, month);
+    let next = if month == 12 {
+        days_from_civil(year + 1, 1)
+    } else {
+        days_from_civil(year, month + 1)
+    };
+    (first + day - 1 < next).then_some(first + day - 1)
+}
+
+/// The `YYYY-MM-DD` of a day count since 1970-01-01.
+pub fn format_date(days: u64) -> String {
+    let (y, m, d) = civil(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Where a Stage reads the API key.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
 #[serde(rename_all = "UPPERCASE")]
@@ -174,6 +206,28 @@ mod tests {
 
     /// 2026-12-03 is a Thursday.
     const THU: u64 = 1_796_256_000;
+
+    #[test]
+    fn dates_parse_and_format_as_get_usage_writes_them() {
+        assert_eq!(parse_date("2026-12-03"), Some(THU / DAY));
+        assert_eq!(format_date(THU / DAY), "2026-12-03");
+        assert_eq!(
+            parse_date("2024-02-29").map(format_date).as_deref(),
+            Some("2024-02-29")
+        );
+        for bad in [
+            "2026-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1-01",
+            "1969-12-31",
+            "+026-12-03",
+            "2026-12-3x",
+            "",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn periods_are_utc_calendar_days_weeks_from_monday_and_months() {

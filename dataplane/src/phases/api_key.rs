@@ -25,7 +25,8 @@ pub struct CompiledPlan {
     pub stages: SmallVec<[usize; 2]>,
     /// Its per-key limit across its Stages (kept by the runtime across pushes).
     pub per_key: Option<Arc<KeyBuckets>>,
-    /// Its quota's counters (kept by the runtime across pushes).
+    /// Its counters (kept by the runtime across pushes): the quota's, when it has one, and
+    /// each key's count per day, for usage reports. None only in tests.
     pub quota: Option<Arc<PlanQuota>>,
     /// The keys it holds, for forgetting the buckets of revoked ones.
     pub keys: HashSet<Arc<str>>,

@@ -20,8 +20,10 @@ pub async fn admit(
 ) -> Result<(), GatewayError> {
     if let Some((limits, conn)) = shared {
         let call = quota.and_then(|(q, key)| q.shared_call(key, unix_secs));
+        // The fleet's count when Redis kept the quota; every request let through counts in
+        // the day's usage of this replica.
         let record = |used, counted| {
-            if let (Some((q, key)), Some(_)) = (quota, &call) {
+            if let Some((q, key)) = quota {
                 q.record_shared(key, unix_secs, used, counted);
             }
         };

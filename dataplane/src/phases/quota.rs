@@ -6,7 +6,9 @@
 //! the counts, and a plan that goes and comes back finds them again. With a state directory,
 //! [`QuotaStore`] writes the changed counters to an embedded database (redb) once a second and
 //! reads them back at start, so a restart loses at most the last second of counts (none on a
-//! clean stop). Each day's count per key is kept as well, for usage reports.
+//! clean stop). Each day's count per key is kept as well, for usage reports: in every plan,
+//! with or without a quota, and handed to the usage reporter ([`Quotas::unreported`]) as it
+//! changes.
 
 use crate::runtime::{ByKey, Retained};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -43,15 +45,31 @@ pub struct SharedQuota {
 
 struct Entry {
     usage: Usage,
+    /// Changed since the store last wrote it.
     dirty: bool,
+    /// Changed since the usage reporter last took it.
+    unreported: bool,
 }
 
-/// The quota counters of one plan, by key id; made on a key's first request.
+/// One key's count on a day that has ended: (key, day, used).
+type ClosedDay = (String, u64, u64);
+
+/// Days that ended before the store or the reporter took their last count (a key's first
+/// request of a new day rolls its counter over): kept here until they do.
+#[derive(Default)]
+struct Closed {
+    store: Vec<ClosedDay>,
+    report: Vec<ClosedDay>,
+}
+
+/// The counters of one plan, by key id, made on a key's first request: its quota's, when it
+/// has one, and each key's count of the day.
 pub struct PlanQuota {
     plan: String,
-    quota: Mutex<Quota>,
+    quota: Mutex<Option<Quota>>,
     counters: ByKey<Entry>,
     loaded: Arc<Loaded>,
+    closed: Mutex<Closed>,
 }
 
 /// Counters read back at start, waiting for their plan and key.
@@ -61,12 +79,13 @@ pub struct Loaded {
 }
 
 impl PlanQuota {
-    fn new(plan: String, quota: Quota, loaded: Arc<Loaded>) -> PlanQuota {
+    fn new(plan: String, quota: Option<Quota>, loaded: Arc<Loaded>) -> PlanQuota {
         PlanQuota {
             plan,
             quota: Mutex::new(quota),
             counters: ByKey::default(),
             loaded,
+            closed: Mutex::default(),
         }
     }
 
@@ -81,20 +100,22 @@ impl PlanQuota {
                 .and_then(|mut l| l.remove(&(self.plan.clone(), key.to_string())))
                 .unwrap_or_default(),
             dirty: false,
+            unreported: false,
         }
     }
 
     /// `f` on the entry of `key` (read back from the store on its first request), rolled over
-    /// to the period and the day of `unix_secs`, with the quota and the period's number; `None`
-    /// if the quota or the counter is broken.
+    /// to the period and the day of `unix_secs`, with the quota and the period's number (0
+    /// without a quota); `None` if the counter is broken. A day that ends with counts the
+    /// store or the reporter has not taken yet is kept for them.
     fn current<R>(
         &self,
         key: &Arc<str>,
         unix_secs: u64,
-        f: impl FnOnce(&mut Entry, &Quota, u64) -> R,
+        f: impl FnOnce(&mut Entry, Option<&Quota>, u64) -> R,
     ) -> Option<R> {
         let quota = *self.quota.lock().ok()?;
-        let period = quota.period.index(unix_secs);
+        let period = quota.map_or(0, |q| q.period.index(unix_secs));
         let day = QuotaPeriod::Day.index(unix_secs);
         self.counters.with(
             key,
@@ -106,10 +127,21 @@ impl PlanQuota {
                     u.used = 0;
                 }
                 if u.day != day {
+                    if (entry.dirty || entry.unreported) && u.day_used > 0 {
+                        if let Ok(mut closed) = self.closed.lock() {
+                            let ended = (key.to_string(), u.day, u.day_used);
+                            if entry.dirty {
+                                closed.store.push(ended.clone());
+                            }
+                            if entry.unreported {
+                                closed.report.push(ended);
+                            }
+                        }
+                    }
                     u.day = day;
                     u.day_used = 0;
                 }
-                f(entry, &quota, period)
+                f(entry, quota.as_ref(), period)
             },
         )
     }
@@ -120,12 +152,15 @@ impl PlanQuota {
         // Best effort, as AWS's: a broken counter serves the request.
         self.current(key, unix_secs, |entry, quota, period| {
             let u = &mut entry.usage;
-            if u.used >= quota.limit_in(period) {
-                return false;
+            if let Some(quota) = quota {
+                if u.used >= quota.limit_in(period) {
+                    return false;
+                }
+                u.used += 1;
             }
-            u.used += 1;
             u.day_used += 1;
             entry.dirty = true;
+            entry.unreported = true;
             true
         })
         .unwrap_or(true)
@@ -134,10 +169,14 @@ impl PlanQuota {
     /// What a shared store needs to count one request of `key` at `unix_secs` for the fleet:
     /// the counter's name for this period, the limit, when the counter may go, and the least
     /// it holds (the fleet's count as this replica last saw it), so a store that lost its
-    /// data never starts a key's period again from zero. `None` if the counter is broken.
+    /// data never starts a key's period again from zero. `None` without a quota, or if the
+    /// counter is broken.
     pub fn shared_call(&self, key: &Arc<str>, unix_secs: u64) -> Option<SharedQuota> {
-        let (quota, period, floor) =
-            self.current(key, unix_secs, |e, q, period| (*q, period, e.usage.used))?;
+        let (quota, period, floor) = self
+            .current(key, unix_secs, |e, q, period| {
+                q.map(|q| (*q, period, e.usage.used))
+            })
+            .flatten()?;
         Some(SharedQuota {
             counter: format!("quota {} {key} {:?} {period}", self.plan, quota.period),
             limit: quota.limit_in(period),
@@ -149,14 +188,16 @@ impl PlanQuota {
     }
 
     /// Records what a shared store answered for one request of `key`: the fleet's count in the
-    /// period is `fleet_used`, and this request was counted (or refused, over the quota).
-    /// The day's count stays this replica's own: usage reports add the replicas up.
+    /// period is `fleet_used` (0 without a quota), and this request was counted (or refused,
+    /// over the quota). The day's count stays this replica's own: usage reports add the
+    /// replicas up.
     pub fn record_shared(&self, key: &Arc<str>, unix_secs: u64, fleet_used: u64, counted: bool) {
         self.current(key, unix_secs, |entry, _, _| {
             let u = &mut entry.usage;
             u.used = u.used.max(fleet_used);
             if counted {
                 u.day_used += 1;
+                entry.unreported = true;
             }
             entry.dirty = true;
         });
@@ -167,18 +208,45 @@ impl PlanQuota {
         self.counters.get(key, |e| e.usage)
     }
 
-    fn set(&self, quota: Quota) {
+    fn set(&self, quota: Option<Quota>) {
         if let Ok(mut q) = self.quota.lock() {
             *q = quota;
         }
     }
 
-    /// The counters changed since the last call, marked clean.
-    fn take_dirty(&self, out: &mut Vec<(String, String, Usage)>) {
+    /// The counters changed since the last call, marked clean, and the days that ended
+    /// since.
+    fn take_dirty(&self, out: &mut Vec<(String, String, Usage)>, ended: &mut Vec<DayRow>) {
+        if let Ok(mut closed) = self.closed.lock() {
+            for (key, day, used) in closed.store.drain(..) {
+                ended.push((self.plan.clone(), day, key, used));
+            }
+        }
         self.counters.for_each(|key, e| {
             if e.dirty {
                 e.dirty = false;
                 out.push((self.plan.clone(), key.to_string(), e.usage));
+            }
+        });
+    }
+
+    /// Each key's count of the day that changed since the last call, and of the days that
+    /// ended since.
+    fn take_unreported(&self, out: &mut Vec<DayRow>) {
+        if let Ok(mut closed) = self.closed.lock() {
+            for (key, day, used) in closed.report.drain(..) {
+                out.push((self.plan.clone(), day, key, used));
+            }
+        }
+        self.counters.for_each(|key, e| {
+            if e.unreported {
+                e.unreported = false;
+                out.push((
+                    self.plan.clone(),
+                    e.usage.day,
+                    key.to_string(),
+                    e.usage.day_used,
+                ));
             }
         });
     }
@@ -189,17 +257,20 @@ impl PlanQuota {
     }
 }
 
+/// One key's count on one day in one plan: (plan, day, key, used).
+pub type DayRow = (String, u64, String, u64);
+
 /// Every plan's counters, kept across pushes and never forgotten while the process runs.
 #[derive(Default)]
 pub struct Quotas {
-    plans: Retained<String, Quota, PlanQuota>,
+    plans: Retained<String, Option<Quota>, PlanQuota>,
     loaded: Arc<Loaded>,
 }
 
 impl Quotas {
     /// The counters of `plan` with `quota`: the ones kept from before (the quota updated in
     /// place, counts kept), or new ones.
-    pub fn plan(&self, plan: &str, quota: Quota) -> Arc<PlanQuota> {
+    pub fn plan(&self, plan: &str, quota: Option<Quota>) -> Arc<PlanQuota> {
         self.plans.get_or_update(
             &plan.to_string(),
             &quota,
@@ -217,15 +288,26 @@ impl Quotas {
         }
     }
 
-    fn dirty(&self) -> Vec<(String, String, Usage)> {
+    /// The counters and ended days the store has not written yet.
+    fn dirty(&self) -> (Vec<(String, String, Usage)>, Vec<DayRow>) {
+        let (mut out, mut ended) = (Vec::new(), Vec::new());
+        for p in self.plans.values() {
+            p.take_dirty(&mut out, &mut ended);
+        }
+        (out, ended)
+    }
+
+    /// Each key's count per day in every plan that changed since the last call, for the
+    /// usage reporter.
+    pub fn unreported(&self) -> Vec<DayRow> {
         let mut out = Vec::new();
         for p in self.plans.values() {
-            p.take_dirty(&mut out);
+            p.take_unreported(&mut out);
         }
         out
     }
 
-    fn redirty(&self, rows: &[(String, String, Usage)]) {
+    fn redirty(&self, rows: &[(String, String, Usage)], ended: Vec<DayRow>) {
         let plans: HashMap<String, Arc<PlanQuota>> = self
             .plans
             .values()
@@ -235,6 +317,11 @@ impl Quotas {
         for (plan, key, _) in rows {
             if let Some(p) = plans.get(plan) {
                 p.mark_dirty(key);
+            }
+        }
+        for (plan, day, key, used) in ended {
+            if let Some(mut closed) = plans.get(&plan).and_then(|p| p.closed.lock().ok()) {
+                closed.store.push((key, day, used));
             }
         }
     }
@@ -315,13 +402,17 @@ impl QuotaStore {
         Ok(rows)
     }
 
-    /// Writes `rows` in one transaction.
-    pub fn write(&self, rows: &[(String, String, Usage)]) -> Result<(), String> {
+    /// Writes `rows`, and the last counts of days that ended, in one transaction.
+    pub fn write(&self, rows: &[(String, String, Usage)], ended: &[DayRow]) -> Result<(), String> {
         let e = |e: &dyn std::fmt::Display| self.error(e);
         let txn = self.db.begin_write().map_err(|x| e(&x))?;
         {
             let mut counters = txn.open_table(COUNTERS).map_err(|x| e(&x))?;
             let mut days = txn.open_table(DAYS).map_err(|x| e(&x))?;
+            for (plan, day, key, used) in ended {
+                days.insert((plan.as_str(), *day, key.as_str()), *used)
+                    .map_err(|x| e(&x))?;
+            }
             for (plan, key, u) in rows {
                 counters
                     .insert(
@@ -334,6 +425,24 @@ impl QuotaStore {
             }
         }
         txn.commit().map_err(|x| e(&x))
+    }
+
+    /// Every day's count of every plan from day `from` on, for the usage reporter to start
+    /// from.
+    pub fn all_days(&self, from: u64) -> Result<Vec<DayRow>, String> {
+        let e = |e: &dyn std::fmt::Display| self.error(e);
+        let Some(table) = self.open_read(DAYS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|x| e(&x))? {
+            let (k, v) = row.map_err(|x| e(&x))?;
+            let (plan, day, key) = k.value();
+            if day >= from {
+                out.push((plan.to_string(), day, key.to_string(), v.value()));
+            }
+        }
+        Ok(out)
     }
 
     /// Each day's count of `plan`'s keys from day `from` to day `to`, inclusive.
@@ -376,14 +485,14 @@ impl QuotaStore {
 
     /// Writes what changed in `quotas`; on failure, keeps it to write next time.
     pub fn flush(&self, quotas: &Quotas) -> Result<usize, String> {
-        let rows = quotas.dirty();
-        if rows.is_empty() {
+        let (rows, ended) = quotas.dirty();
+        if rows.is_empty() && ended.is_empty() {
             return Ok(0);
         }
-        match self.write(&rows) {
-            Ok(()) => Ok(rows.len()),
+        match self.write(&rows, &ended) {
+            Ok(()) => Ok(rows.len() + ended.len()),
             Err(e) => {
-                quotas.redirty(&rows);
+                quotas.redirty(&rows, ended);
                 Err(e)
             }
         }
@@ -416,14 +525,14 @@ mod tests {
         let q = Quotas::default();
         let a: Arc<str> = Arc::from("ns/a");
         let b: Arc<str> = Arc::from("ns/b");
-        let week = q.plan("ns/gold", quota(3, QuotaPeriod::Week));
+        let week = q.plan("ns/gold", Some(quota(3, QuotaPeriod::Week)));
         assert_eq!(taken(&week, &a, THU, 5), 3);
         assert_eq!(taken(&week, &b, THU, 1), 1);
         // Sunday 23:59:59 is the same week; Monday 00:00 a new one.
         assert_eq!(taken(&week, &a, THU + 4 * DAY - 1, 1), 0);
         assert_eq!(taken(&week, &a, THU + 4 * DAY, 5), 3);
         // A push raising the limit keeps the count: 3 used of 4.
-        let again = q.plan("ns/gold", quota(4, QuotaPeriod::Week));
+        let again = q.plan("ns/gold", Some(quota(4, QuotaPeriod::Week)));
         assert!(Arc::ptr_eq(&week, &again));
         assert_eq!(taken(&again, &a, THU + 4 * DAY, 5), 1);
         let u = again.usage("ns/a").unwrap();
@@ -437,11 +546,11 @@ mod tests {
         let first = QuotaPeriod::Month.index(THU);
         let p = q.plan(
             "ns/gold",
-            Quota {
+            Some(Quota {
                 offset: 8,
                 first_period: Some(first),
                 ..quota(10, QuotaPeriod::Month)
-            },
+            }),
         );
         assert_eq!(taken(&p, &a, THU, 5), 2);
         let next = QuotaPeriod::Month.start(first + 1);
@@ -455,7 +564,7 @@ mod tests {
         {
             let store = QuotaStore::open(&dir).unwrap();
             let q = Quotas::default();
-            let p = q.plan("ns/gold", quota(5, QuotaPeriod::Day));
+            let p = q.plan("ns/gold", Some(quota(5, QuotaPeriod::Day)));
             assert_eq!(taken(&p, &a, THU, 3), 3);
             assert_eq!(store.flush(&q).unwrap(), 1);
             // Nothing changed: nothing written.
@@ -464,7 +573,7 @@ mod tests {
         let store = QuotaStore::open(&dir).unwrap();
         let q = Quotas::default();
         q.load(store.read().unwrap());
-        let p = q.plan("ns/gold", quota(5, QuotaPeriod::Day));
+        let p = q.plan("ns/gold", Some(quota(5, QuotaPeriod::Day)));
         assert_eq!(taken(&p, &a, THU, 5), 2);
         store.flush(&q).unwrap();
         assert_eq!(
@@ -493,6 +602,47 @@ mod tests {
             .file_name()
             .to_string_lossy()
             .contains("unreadable")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_day_of_every_plan_is_counted_for_reports_even_across_midnight() {
+        let dir = tempfile_dir();
+        let store = QuotaStore::open(&dir).unwrap();
+        let q = Quotas::default();
+        let a: Arc<str> = Arc::from("ns/a");
+        // A plan without a quota lets everything through and still counts the day.
+        let free = q.plan("ns/free", None);
+        assert_eq!(taken(&free, &a, THU, 4), 4);
+        assert!(free.shared_call(&a, THU).is_none());
+        assert_eq!(
+            q.unreported(),
+            vec![("ns/free".into(), THU / DAY, "ns/a".into(), 4)]
+        );
+        assert!(q.unreported().is_empty(), "taken once");
+        // The day's last requests and the next day's first, with neither the store nor the
+        // reporter in between: the ended day keeps its full count for both.
+        assert_eq!(taken(&free, &a, THU + DAY - 1, 2), 2);
+        assert_eq!(taken(&free, &a, THU + DAY, 1), 1);
+        free.record_shared(&a, THU + DAY, 0, true);
+        let mut rows = q.unreported();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![
+                ("ns/free".into(), THU / DAY, "ns/a".into(), 6),
+                ("ns/free".into(), THU / DAY + 1, "ns/a".into(), 2),
+            ]
+        );
+        store.flush(&q).unwrap();
+        assert_eq!(
+            store.days("ns/free", 0, u64::MAX).unwrap(),
+            vec![
+                ("ns/a".to_string(), THU / DAY, 6),
+                ("ns/a".to_string(), THU / DAY + 1, 2)
+            ]
+        );
+        assert_eq!(store.all_days(THU / DAY + 1).unwrap().len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
