@@ -375,7 +375,7 @@ impl CompiledSnapshot {
                     .iter()
                     .filter_map(|s| stage_index.get(s.stage.as_str()).copied())
                     .collect(),
-                quota: Some(runtime.quotas.plan(label, plan.quota)),
+                quota: runtime.quotas.plan(label, plan.quota),
                 label: label.clone(),
                 keys: HashSet::new(),
             })

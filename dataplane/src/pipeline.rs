@@ -187,7 +187,7 @@ impl Worker {
             plan_key = plan
                 .and_then(|p| p.per_key.as_ref())
                 .and_then(|b| b.bucket(id));
-            quota = plan.and_then(|p| p.quota.as_ref());
+            quota = plan.map(|p| &p.quota);
             ctx.api_key_id = Some(id.clone());
             chain = chain.with_key(plan_route.as_deref(), plan_key.as_deref());
         }

@@ -26,8 +26,8 @@ pub struct CompiledPlan {
     /// Its per-key limit across its Stages (kept by the runtime across pushes).
     pub per_key: Option<Arc<KeyBuckets>>,
     /// Its counters (kept by the runtime across pushes): the quota's, when it has one, and
-    /// each key's count per day, for usage reports. None only in tests.
-    pub quota: Option<Arc<PlanQuota>>,
+    /// each key's count per day, for usage reports.
+    pub quota: Arc<PlanQuota>,
     /// The keys it holds, for forgetting the buckets of revoked ones.
     pub keys: HashSet<Arc<str>>,
 }
@@ -182,7 +182,7 @@ mod tests {
             label: label.into(),
             stages: stages.iter().copied().collect(),
             per_key: None,
-            quota: None,
+            quota: crate::phases::quota::Quotas::default().plan(label, None),
             keys: HashSet::new(),
         }
     }

@@ -217,11 +217,7 @@ impl PlanQuota {
     /// The counters changed since the last call, marked clean, and the days that ended
     /// since.
     fn take_dirty(&self, out: &mut Vec<(String, String, Usage)>, ended: &mut Vec<DayRow>) {
-        if let Ok(mut closed) = self.closed.lock() {
-            for (key, day, used) in closed.store.drain(..) {
-                ended.push((self.plan.clone(), day, key, used));
-            }
-        }
+        self.drain_closed(|c| &mut c.store, ended);
         self.counters.for_each(|key, e| {
             if e.dirty {
                 e.dirty = false;
@@ -233,11 +229,7 @@ impl PlanQuota {
     /// Each key's count of the day that changed since the last call, and of the days that
     /// ended since.
     fn take_unreported(&self, out: &mut Vec<DayRow>) {
-        if let Ok(mut closed) = self.closed.lock() {
-            for (key, day, used) in closed.report.drain(..) {
-                out.push((self.plan.clone(), day, key, used));
-            }
-        }
+        self.drain_closed(|c| &mut c.report, out);
         self.counters.for_each(|key, e| {
             if e.unreported {
                 e.unreported = false;
@@ -249,6 +241,19 @@ impl PlanQuota {
                 ));
             }
         });
+    }
+
+    /// Moves the ended days of one of `closed`'s lists to `out`.
+    fn drain_closed(
+        &self,
+        list: impl FnOnce(&mut Closed) -> &mut Vec<ClosedDay>,
+        out: &mut Vec<DayRow>,
+    ) {
+        if let Ok(mut closed) = self.closed.lock() {
+            for (key, day, used) in list(&mut closed).drain(..) {
+                out.push((self.plan.clone(), day, key, used));
+            }
+        }
     }
 
     /// Marks counters dirty again after a failed write.
