@@ -49,6 +49,10 @@
 # the log has about as many lines as requests were sent to that case, and adds the ratio row
 # "tollhouse-10-log / tollhouse-10".
 #
+# MANY_KEYS=N (default 0: left out; needs KEY_CASE=1): the tollhouse-100k-key case, tollhouse-10-key
+# with N-1 more keys in the plan (issue 11: 100,000 keys, lookups no slower than with one), and the
+# ratio row "tollhouse-100k-key / tollhouse-10-key". bench/keys-scale.sh measures the rest of it.
+#
 # BUILD_ONLY=1: build (the main tree unless SKIP_BUILD=1, and the baseline when BASELINE is set),
 # then exit without measuring; e.g. `SKIP_BUILD=1 BUILD_ONLY=1 BASELINE=REV nice -n 19
 # bench/run.sh` prepares the baseline ahead of time.
@@ -65,6 +69,7 @@ LOG_CASE=${LOG_CASE:-1}
 THROTTLE_CASE=${THROTTLE_CASE:-1}
 KEY_CASE=${KEY_CASE:-1}
 REDIS_CASE=${REDIS_CASE:-$KEY_CASE}
+MANY_KEYS=${MANY_KEYS:-0}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -442,6 +447,22 @@ YAML
     code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TH10KEY_PORT/svc5/items/42")
     [[ $code == 403 ]] || die "tollhouse-10-key: a request without a key got $code, not 403"
 fi
+if [[ $MANY_KEYS -gt 0 ]]; then
+    [[ $KEY_CASE == 1 ]] || die "MANY_KEYS needs KEY_CASE=1"
+    # The bench key and MANY_KEYS-1 others, all in the plan: the one sent is looked up among them.
+    cp "$TMP/keys.yaml" "$TMP/many-keys.yaml"
+    awk -v n="$MANY_KEYS" 'BEGIN { for (i = 1; i < n; i++) printf "---\napiVersion: v1\nkind: Secret\ntype: tollhouse.dev/api-key\nmetadata: {name: k%d, namespace: default, labels: {plan: bench}}\nstringData: {key: ManyKey%012dabcdefghij}\n", i, i }' >>"$TMP/many-keys.yaml"
+    ROUTE_EXTRA="  apiKeyRequired: true" EXTRA_YAML="$TMP/many-keys.yaml" \
+        start_tollhouse th100kkey 10 "$BIN" "" "${ACCOUNT[@]}"
+    TH100KKEY_PORT=$TH_PORT TH100KKEY_PID=$TH_PID
+    # Served only once the whole snapshot, every key included, is.
+    for _ in $(seq 600); do
+        code=$(curl -sS -o /dev/null -w '%{http_code}' -H "x-api-key: ManyKey$(printf %012d $((MANY_KEYS - 1)))abcdefghij" "http://127.0.0.1:$TH100KKEY_PORT/svc5/items/42" || true)
+        [[ $code == 200 ]] && break
+        sleep 0.1
+    done
+    [[ $code == 200 ]] || die "tollhouse-100k-key: the last of the $MANY_KEYS keys is not served ($code)"
+fi
 if [[ $REDIS_CASE == 1 ]]; then
     [[ $KEY_CASE == 1 ]] || die "REDIS_CASE=1 needs KEY_CASE=1"
     REDIS_PORT=$(free_port)
@@ -471,6 +492,7 @@ CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ $THROTTLE_CASE != 1 ]] || CASES+=(tollhouse-10-throttle)
 [[ $KEY_CASE != 1 ]] || CASES+=(tollhouse-10-key)
 [[ $REDIS_CASE != 1 ]] || CASES+=(tollhouse-10-redis)
+[[ $MANY_KEYS -le 0 ]] || CASES+=(tollhouse-100k-key)
 declare -A URL PROXY_PIDS HEADER
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
@@ -500,6 +522,11 @@ if [[ $KEY_CASE == 1 ]]; then
     URL[tollhouse-10-key]="http://127.0.0.1:$TH10KEY_PORT/svc5/items/42"
     PROXY_PIDS[tollhouse-10-key]="$TH10KEY_PID"
     HEADER[tollhouse-10-key]="x-api-key: $BENCH_KEY"
+fi
+if [[ $MANY_KEYS -gt 0 ]]; then
+    URL[tollhouse-100k-key]="http://127.0.0.1:$TH100KKEY_PORT/svc5/items/42"
+    PROXY_PIDS[tollhouse-100k-key]="$TH100KKEY_PID"
+    HEADER[tollhouse-100k-key]="x-api-key: $BENCH_KEY"
 fi
 if [[ $REDIS_CASE == 1 ]]; then
     URL[tollhouse-10-redis]="http://127.0.0.1:$TH10REDIS_PORT/svc5/items/42"
@@ -634,6 +661,7 @@ echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU 
 [[ $LOG_CASE != 1 ]] || echo "tollhouse-10-log: tollhouse-10 + Stage accessLog (AWS JSON example format), dataplane --access-log FILE"
 [[ $THROTTLE_CASE != 1 ]] || echo "tollhouse-10-throttle: tollhouse-10 + Stage throttle (never reached); every tollhouse case has an account limit it never reaches"
 [[ $KEY_CASE != 1 ]] || echo "tollhouse-10-key: tollhouse-10 + apiKeyRequired on every route, wrk sends x-api-key; UsagePlan with per-key throttle and monthly quota (never reached)"
+[[ $MANY_KEYS -le 0 ]] || echo "tollhouse-100k-key: tollhouse-10-key with $MANY_KEYS keys in the plan (the same one sent)"
 [[ $REDIS_CASE != 1 ]] || echo "tollhouse-10-redis: tollhouse-10-key + --redis (redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) on CPU 0, no persistence); CPU = dataplane + redis-server"
 echo
 awk -F'\t' -v order="${CASES[*]}" '
@@ -679,6 +707,9 @@ END {
     if ("tollhouse-10-throttle" in n) {
         printf r, "tollhouse-10-throttle / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-throttle"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-throttle"] / rps["tollhouse-10"])
         printf r, "tollhouse-10-throttle / nginx", sprintf("%.3f", cpu["tollhouse-10-throttle"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-throttle"] / rps["nginx"])
+    }
+    if ("tollhouse-100k-key" in n) {
+        printf r, "tollhouse-100k-key / tollhouse-10-key", sprintf("%.3f", cpu["tollhouse-100k-key"] / cpu["tollhouse-10-key"]), sprintf("%.3f", rps["tollhouse-100k-key"] / rps["tollhouse-10-key"])
     }
     if ("tollhouse-10-key" in n) {
         printf r, "tollhouse-10-key / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-key"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-key"] / rps["tollhouse-10"])

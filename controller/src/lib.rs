@@ -3,7 +3,8 @@
 //!
 //! The modules follow the data: [`manifest`] → [`source`] → [`index`] → [`translate`] →
 //! [`server`], all speaking of the kinds and inputs of [`model`], with [`reconcile`] running one pass from files to a published snapshot and
-//! [`delivery_tls`] building the snapshot server's mutual TLS.
+//! [`delivery_tls`] building the snapshot server's mutual TLS, and [`usage`] adding up the
+//! dataplanes' usage reports for GetUsage.
 
 pub mod convert;
 pub mod delivery_tls;
@@ -16,3 +17,4 @@ pub mod reconcile;
 pub mod server;
 pub mod source;
 pub mod translate;
+pub mod usage;

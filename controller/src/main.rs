@@ -20,12 +20,14 @@ use tracing::{error, info};
 struct Cli {
     #[command(flatten)]
     source: Source,
-    /// Address of the snapshot server (`/v1/snapshot`, `/status`, `/healthz`, `/readyz`):
-    /// plain HTTP, or mutual TLS with --tls-cert, --tls-key and --client-ca.
+    /// Address of the snapshot server (`/v1/snapshot`, `/v1/usage`, GetUsage, `/status`,
+    /// `/healthz`, `/readyz`): plain HTTP, or mutual TLS with --tls-cert, --tls-key and
+    /// --client-ca.
     #[arg(long, default_value = "127.0.0.1:9090", env = "TOLLHOUSE_LISTEN")]
     listen: SocketAddr,
-    /// Optional plain-HTTP admin listener with `/healthz`, `/readyz`, `/metrics` and
-    /// `/status` (no snapshots), for probes and Prometheus when `--listen` requires mTLS.
+    /// Optional plain-HTTP admin listener with `/healthz`, `/readyz`, `/metrics`, `/status`
+    /// and GetUsage (no snapshots, no usage reports), for probes, Prometheus and usage queries
+    /// when `--listen` requires mTLS.
     #[arg(long, env = "TOLLHOUSE_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
     #[command(flatten)]

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Delivery TLS files reloaded (new files in use); refusals count as `errors{kind="tls_reload"}`.
     pub tls_reloads: Counter,
+    /// Usage rows recorded from dataplanes' reports.
+    pub usage_rows: Counter,
 }
 
 impl Metrics {
@@ -109,6 +111,12 @@ impl Metrics {
             "Delivery TLS certificate files reloaded without a restart",
             tls_reloads.clone(),
         );
+        let usage_rows = Counter::default();
+        registry.register(
+            "usage_rows",
+            "Usage rows recorded from dataplanes' reports (POST /v1/usage)",
+            usage_rows.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -121,6 +129,7 @@ impl Metrics {
             status_patches,
             leader,
             tls_reloads,
+            usage_rows,
         }
     }
 

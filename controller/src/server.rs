@@ -1,5 +1,6 @@
-//! Snapshot delivery (long-poll), `/status`, `/healthz` and `/readyz` over HTTP/1.1, plain or
-//! over TLS with client certificates ([`crate::delivery_tls`]).
+//! Snapshot delivery (long-poll), dataplanes' usage reports, AWS's GetUsage, `/status`,
+//! `/healthz` and `/readyz` over HTTP/1.1, plain or over TLS with client certificates
+//! ([`crate::delivery_tls`]).
 //!
 //! A publish serialises the snapshot once; every waiting dataplane gets the same bytes. The
 //! [`Hub`] is the meeting point: the source publishes into it, the server reads from it.
@@ -7,14 +8,20 @@
 //! TLS private keys travel only to authenticated peers: a plain-HTTP listener answers a
 //! snapshot that carries any with `403` instead (anyone who can connect to it could read them;
 //! docs/local-security.md). No other endpoint ever shows key material.
+//!
+//! Usage reports (`POST /v1/usage`) come only over `--listen`, where dataplanes are; GetUsage
+//! (`GET /usageplans/{id}/usage`) is on every listener, since it shows key ids (Secret names),
+//! never key values. Both belong to the leader, which alone hears every dataplane
+//! ([`crate::usage`]).
 
 use crate::delivery_tls::ReloadingServerConfig;
 use crate::manifest::Problem;
 use crate::model::ObjectKey;
 use crate::translate::Condition;
+use crate::usage::{UsageBook, UsageError, UsageQuery, MAX_REPORT_BYTES};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -129,7 +136,8 @@ struct Report {
 pub enum Role {
     /// Serves snapshots (also the only role without leader election).
     Leader,
-    /// Answers `/v1/snapshot` with a redirect to the leader's URL, or 503 while none is known.
+    /// Answers `/v1/snapshot`, `/v1/usage` and GetUsage with a redirect to the leader's URL,
+    /// or 503 while none is known.
     Standby(Option<String>),
 }
 
@@ -170,6 +178,8 @@ pub struct Hub {
     refused_plain: std::sync::atomic::AtomicU64,
     /// Controller metrics.
     pub metrics: crate::metrics::Metrics,
+    /// The fleet's usage, for GetUsage: dataplanes' reports and the current snapshot's plans.
+    pub usage: UsageBook,
 }
 
 impl Default for Hub {
@@ -192,6 +202,7 @@ impl Hub {
             changes: watch::Sender::new(0),
             refused_plain: std::sync::atomic::AtomicU64::new(0),
             metrics,
+            usage: UsageBook::new(),
         }
     }
 
@@ -234,6 +245,7 @@ impl Hub {
                 present.insert(key, entity.source.generation);
             }
         }
+        self.usage.set_plans(&snapshot);
         drop(snapshot);
         let body = Bytes::from(Versioned::wire(version, &hash, &json));
         let published = Published {
@@ -524,9 +536,10 @@ pub async fn serve(
     serve_inner(listener, hub, tls, kind, shutdown).await
 }
 
-/// The plain-HTTP admin listener: `/healthz`, `/readyz`, `/metrics` and `/status`, never
-/// `/v1/snapshot` (snapshots carry private keys and go only over `--listen`). Kubelet probes
-/// and Prometheus, which cannot present a client certificate, use this one.
+/// The plain-HTTP admin listener: `/healthz`, `/readyz`, `/metrics`, `/status` and GetUsage,
+/// never `/v1/snapshot` (snapshots carry private keys and go only over `--listen`) nor
+/// `/v1/usage` (only dataplanes report). Kubelet probes and Prometheus, which cannot present a
+/// client certificate, use this one.
 pub async fn serve_admin(listener: TcpListener, hub: Arc<Hub>, shutdown: impl Future<Output = ()>) {
     serve_inner(listener, hub, None, Listener::Admin, shutdown).await
 }
@@ -593,7 +606,7 @@ async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: Request<Incoming>| {
         let hub = hub.clone();
         async move { Ok::<_, Infallible>(handle(&hub, request, remote, kind).await) }
     });
@@ -604,13 +617,32 @@ async fn serve_connection<S>(
     }
 }
 
-async fn handle(
+async fn handle<B>(
     hub: &Hub,
-    request: Request<Incoming>,
+    request: Request<B>,
     remote: SocketAddr,
     kind: Listener,
-) -> Response<Full<Bytes>> {
+) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if request.uri().path() == "/v1/usage" {
+        if kind == Listener::Admin {
+            return text(StatusCode::NOT_FOUND, "not found\n");
+        }
+        if request.method() != Method::POST {
+            return only(Method::POST);
+        }
+        return receive_usage(hub, request.into_body()).await;
+    }
     let path = request.uri().path();
+    if let Some(id) = usage_plan_id(path) {
+        if request.method() != Method::GET {
+            return only(Method::GET);
+        }
+        return usage(hub, id, path, request.uri().query().unwrap_or(""));
+    }
     let known = matches!(
         path,
         "/v1/snapshot" | "/status" | "/healthz" | "/readyz" | "/metrics"
@@ -619,7 +651,7 @@ async fn handle(
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
     if request.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+        return only(Method::GET);
     }
     match path {
         "/v1/snapshot" => long_poll(hub, request.uri().query().unwrap_or(""), remote, kind).await,
@@ -694,15 +726,10 @@ async fn long_poll(
     match hub.role() {
         Role::Leader => {}
         Role::Standby(Some(leader)) => {
-            let location = format!("{}/v1/snapshot?{query}", leader.trim_end_matches('/'));
-            let mut response = text(
-                StatusCode::TEMPORARY_REDIRECT,
+            return redirect(
+                &format!("{}/v1/snapshot?{query}", leader.trim_end_matches('/')),
                 "this replica is on standby; the leader serves snapshots\n",
-            );
-            if let Ok(value) = header::HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            return response;
+            )
         }
         Role::Standby(None) => {
             return text(
@@ -764,6 +791,125 @@ async fn long_poll(
     response
 }
 
+/// `POST /v1/usage`: records a dataplane's report and answers the epoch.
+async fn receive_usage<B>(hub: &Hub, body: B) -> Response<Full<Bytes>>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match hub.role() {
+        Role::Leader => {}
+        Role::Standby(Some(leader)) => {
+            return redirect(
+                &format!("{}/v1/usage", leader.trim_end_matches('/')),
+                "this replica is on standby; the leader takes usage reports\n",
+            )
+        }
+        Role::Standby(None) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this replica is on standby and no leader is known yet\n",
+            )
+        }
+    }
+    let body = match Limited::new(body, MAX_REPORT_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a usage report is at most 16 MiB\n",
+            )
+        }
+        Err(_) => return text(StatusCode::BAD_REQUEST, "the body could not be read\n"),
+    };
+    match hub.usage.receive(&body, today()) {
+        Ok(rows) => {
+            hub.metrics
+                .usage_rows
+                .inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
+            let ack = tollhouse_snapshot::UsageAck {
+                epoch: hub.usage.epoch().to_string(),
+            };
+            match serde_json::to_vec(&ack) {
+                Ok(body) => json(StatusCode::OK, Bytes::from(body)),
+                Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "ack unavailable\n"),
+            }
+        }
+        Err(error) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
+    }
+}
+
+/// The usage plan id of a GetUsage path: `/usageplans/{id}/usage`, with the id percent-encoded
+/// as SDKs send it (`shop%2Fgold`) or not (`shop/gold`); still encoded.
+fn usage_plan_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/usageplans/")?
+        .strip_suffix("/usage")
+        .filter(|id| !id.is_empty())
+}
+
+/// `GET /usageplans/{id}/usage`: AWS's GetUsage over the whole fleet.
+fn usage(hub: &Hub, id: &str, path: &str, query: &str) -> Response<Full<Bytes>> {
+    match hub.role() {
+        Role::Leader => {}
+        Role::Standby(Some(leader)) => {
+            let leader = leader.trim_end_matches('/');
+            let location = match query {
+                "" => format!("{leader}{path}"),
+                _ => format!("{leader}{path}?{query}"),
+            };
+            return redirect(
+                &location,
+                "this replica is on standby; the leader counts usage\n",
+            );
+        }
+        Role::Standby(None) => {
+            return aws_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                "this replica is on standby and no leader is known yet",
+            )
+        }
+    }
+    let answer = UsageQuery::parse(percent_decode(id), &parse_query(query))
+        .and_then(|q| hub.usage.usage(&q));
+    let error = match answer {
+        Ok(usage) => match serde_json::to_vec(&usage) {
+            Ok(body) => return json(StatusCode::OK, Bytes::from(body)),
+            Err(_) => {
+                return aws_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerErrorException",
+                    "usage unavailable",
+                )
+            }
+        },
+        Err(error) => error,
+    };
+    let status = match error {
+        UsageError::NoSuchPlan => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    aws_error(status, error.error_type(), &error.to_string())
+}
+
+/// An AWS control-plane error: `{"message":…}` and its `x-amzn-ErrorType`.
+fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = json(status, Bytes::from(body));
+    response.headers_mut().insert(
+        "x-amzn-ErrorType",
+        header::HeaderValue::from_static(error_type),
+    );
+    response
+}
+
+/// Today in UTC, as days since 1970-01-01.
+fn today() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
 /// Marks a dataplane disconnected when its poll is dropped unanswered.
 struct Gone<'a> {
     hub: &'a Hub,
@@ -815,8 +961,8 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -832,6 +978,24 @@ fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// 405, naming the one method the path takes.
+fn only(method: Method) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, format!("only {method}\n"));
+    if let Ok(value) = header::HeaderValue::from_str(method.as_str()) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// 307 to the leader: the client repeats the same request there.
+fn redirect(location: &str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::TEMPORARY_REDIRECT, body);
+    if let Ok(value) = header::HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
     response
 }
 
@@ -1049,6 +1213,209 @@ mod tests {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         poll(format!("known={hash}&dataplane=dp-1&applied=100&wait=0"));
         assert!(hub.view().left_out.is_empty());
+    }
+
+    /// A request through `handle`, as a listener of `kind` would serve it.
+    fn call(
+        hub: &Hub,
+        kind: Listener,
+        method: Method,
+        uri: &str,
+        payload: &str,
+    ) -> (StatusCode, http::HeaderMap, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(payload.to_string())))
+            .unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let response = rt.block_on(handle(hub, request, addr, kind));
+        let headers = response.headers().clone();
+        let (status, text) = rt.block_on(body(response));
+        (status, headers, text)
+    }
+
+    /// Plan shop/gold with one key, shop/k1.
+    fn plan_snapshot(quota: Option<tollhouse_snapshot::Quota>) -> Snapshot {
+        crate::usage::tests::snapshot(quota, &["shop/k1"])
+    }
+
+    fn today_date() -> String {
+        tollhouse_snapshot::format_date(today())
+    }
+
+    /// Reports from two dataplanes add up in GetUsage, a resend counts once, and the plan id
+    /// is read encoded (as boto3 sends it) or not, on every listener.
+    #[test]
+    fn usage_reports_add_up_in_get_usage() {
+        let hub = Hub::new();
+        hub.publish_at(
+            plan_snapshot(Some(tollhouse_snapshot::Quota {
+                limit: 1000,
+                period: tollhouse_snapshot::QuotaPeriod::Day,
+                offset: 0,
+                first_period: None,
+            })),
+            100,
+        )
+        .unwrap();
+        let day = today();
+        let row = |source: &str, used: u64| {
+            format!(
+                r#"{{"source":"{source}","rows":[{{"plan":"shop/gold","day":{day},"key":"shop/k1","used":{used}}}]}}"#
+            )
+        };
+        for report in [row("dp-a", 5), row("dp-b", 7), row("dp-a", 5)] {
+            let (status, _, text) = call(
+                &hub,
+                Listener::Authenticated,
+                Method::POST,
+                "/v1/usage",
+                &report,
+            );
+            assert_eq!(status, StatusCode::OK, "{text}");
+            let ack: tollhouse_snapshot::UsageAck = serde_json::from_str(&text).unwrap();
+            assert_eq!(ack.epoch, hub.usage.epoch());
+        }
+        // A heartbeat.
+        let (status, _, _) = call(
+            &hub,
+            Listener::Plain,
+            Method::POST,
+            "/v1/usage",
+            r#"{"source":"dp-a","rows":[]}"#,
+        );
+        assert_eq!(status, StatusCode::OK);
+        let date = today_date();
+        let expected = format!(
+            r#"{{"usagePlanId":"shop/gold","startDate":"{date}","endDate":"{date}","values":{{"shop/k1":[[12,988]]}}}}"#
+        );
+        for (kind, path) in [
+            (Listener::Admin, "/usageplans/shop%2Fgold/usage"),
+            (Listener::Authenticated, "/usageplans/shop%2fgold/usage"),
+            (Listener::Plain, "/usageplans/shop/gold/usage"),
+        ] {
+            let uri = format!("{path}?startDate={date}&endDate={date}");
+            let (status, headers, text) = call(&hub, kind, Method::GET, &uri, "");
+            assert_eq!(status, StatusCode::OK, "{text}");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+            assert_eq!(text, expected);
+        }
+        assert!(hub
+            .metrics
+            .encode()
+            .contains("tollhouse_controller_usage_rows_total 3"));
+    }
+
+    /// GetUsage errors are AWS's: a JSON message and `x-amzn-ErrorType`.
+    #[test]
+    fn get_usage_errors_are_aws_errors() {
+        let hub = Hub::new();
+        hub.publish_at(plan_snapshot(None), 100).unwrap();
+        let cases = [
+            (
+                "/usageplans/shop%2Fnone/usage?startDate=2026-12-01&endDate=2026-12-01",
+                StatusCode::NOT_FOUND,
+                "NotFoundException",
+                r#"{"message":"Invalid Usage Plan ID specified"}"#,
+            ),
+            (
+                "/usageplans/shop%2Fgold/usage?endDate=2026-12-01",
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                r#"{"message":"startDate is required, as YYYY-MM-DD"}"#,
+            ),
+            (
+                "/usageplans/shop%2Fgold/usage?startDate=2026-12-01&endDate=2026-13-01",
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                r#"{"message":"endDate must be a date as YYYY-MM-DD (1970 or later)"}"#,
+            ),
+            (
+                "/usageplans/shop%2Fgold/usage?startDate=2026-01-01&endDate=2026-12-31",
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                r#"{"message":"the range has 365 days, but the usage report keeps 100 days"}"#,
+            ),
+        ];
+        for (uri, status, error_type, message) in cases {
+            let (got, headers, text) = call(&hub, Listener::Admin, Method::GET, uri, "");
+            assert_eq!((got, text.as_str()), (status, message), "{uri}");
+            assert_eq!(headers["x-amzn-ErrorType"], error_type, "{uri}");
+        }
+        let (status, headers, _) = call(
+            &hub,
+            Listener::Plain,
+            Method::DELETE,
+            "/usageplans/shop%2Fgold/usage",
+            "",
+        );
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[header::ALLOW], "GET");
+    }
+
+    /// Reports come only over `--listen`, by POST, as a bounded usage report.
+    #[test]
+    fn usage_reports_are_refused_where_they_do_not_belong() {
+        let hub = Hub::new();
+        let report = r#"{"source":"dp-a","rows":[]}"#;
+        let (status, _, _) = call(&hub, Listener::Admin, Method::POST, "/v1/usage", report);
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, headers, _) = call(&hub, Listener::Plain, Method::GET, "/v1/usage", "");
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(headers[header::ALLOW], "POST");
+        let (status, _, text) = call(&hub, Listener::Plain, Method::POST, "/v1/usage", "{");
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            text.starts_with("the body must be the JSON of a usage report"),
+            "{text}"
+        );
+        let huge = " ".repeat(MAX_REPORT_BYTES + 1);
+        let (status, _, _) = call(&hub, Listener::Plain, Method::POST, "/v1/usage", &huge);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Paths next to GetUsage's are still unknown, and the old ones unchanged.
+        let (status, _, _) = call(&hub, Listener::Plain, Method::GET, "/usageplans//usage", "");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, _) = call(&hub, Listener::Admin, Method::GET, "/v1/snapshot", "");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, text) = call(&hub, Listener::Plain, Method::POST, "/status", "");
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "only GET\n")
+        );
+    }
+
+    /// A standby sends reports and GetUsage to the leader, which alone hears every dataplane.
+    #[test]
+    fn a_standby_sends_usage_to_the_leader() {
+        let hub = Hub::new();
+        hub.set_role(Role::Standby(Some("https://10.0.0.9:9090/".into())));
+        let (status, headers, _) = call(
+            &hub,
+            Listener::Authenticated,
+            Method::POST,
+            "/v1/usage",
+            r#"{"source":"dp-a","rows":[]}"#,
+        );
+        assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(headers[header::LOCATION], "https://10.0.0.9:9090/v1/usage");
+        let uri = "/usageplans/shop%2Fgold/usage?startDate=2026-12-01&endDate=2026-12-02";
+        let (status, headers, _) = call(&hub, Listener::Admin, Method::GET, uri, "");
+        assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(
+            headers[header::LOCATION],
+            format!("https://10.0.0.9:9090{uri}").as_str()
+        );
+        hub.set_role(Role::Standby(None));
+        let (status, _, _) = call(&hub, Listener::Plain, Method::POST, "/v1/usage", "{}");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, headers, _) = call(&hub, Listener::Plain, Method::GET, uri, "");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers["x-amzn-ErrorType"], "ServiceUnavailableException");
     }
 
     #[test]

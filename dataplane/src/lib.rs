@@ -25,3 +25,4 @@ pub mod shared_limits;
 pub mod source;
 pub mod tls;
 pub mod upstream;
+pub mod usage_report;

@@ -385,7 +385,7 @@ async fn run_control(
     stop_tx: watch::Sender<bool>,
     quota_store: Option<Arc<QuotaStore>>,
 ) -> anyhow::Result<()> {
-    if let Some(store) = quota_store {
+    if let Some(store) = quota_store.clone() {
         tokio::spawn(flush_quotas(store, gateway.clone()));
     }
     if let Some(shared) = gateway.runtime.shared.clone() {
@@ -407,6 +407,7 @@ async fn run_control(
             id,
             state_dir: args.state_dir,
             tls: controller_tls,
+            quota_store,
         },
     ));
     shutdown_signal().await;

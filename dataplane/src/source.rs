@@ -18,7 +18,7 @@ use crate::compile::{Compiled, CompiledSnapshot};
 use crate::delivery_tls::{self, Reloader};
 use crate::pipeline::Gateway;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
@@ -40,6 +40,8 @@ pub struct SourceConfig {
     pub state_dir: Option<PathBuf>,
     /// TLS for an `https://` controller; `None` polls over plain HTTP.
     pub tls: Option<ControllerTls>,
+    /// The quota counters' store, whose past days the usage reporter starts from.
+    pub quota_store: Option<Arc<crate::phases::quota::QuotaStore>>,
 }
 
 /// How the poll speaks TLS to the controller.
@@ -57,7 +59,7 @@ const MAX_REDIRECTS: u8 = 5;
 
 /// Why one poll did not produce a snapshot.
 #[derive(Debug, thiserror::Error)]
-enum PollError {
+pub(crate) enum PollError {
     #[error("controller unreachable: {0}")]
     Unreachable(String),
     #[error("controller TLS handshake failed: {0}")]
@@ -73,7 +75,7 @@ enum PollError {
 impl PollError {
     /// A transport error, told apart as TLS or not: a TLS failure is a configuration problem
     /// (wrong CA, wrong name, refused client certificate) that retrying alone will not fix.
-    fn transport(error: &(dyn StdError + 'static)) -> PollError {
+    pub(crate) fn transport(error: &(dyn StdError + 'static)) -> PollError {
         match tls_failure(error) {
             Some(tls) => PollError::Tls(tls.to_string()),
             None => PollError::Unreachable(chain(error)),
@@ -125,10 +127,11 @@ enum Polled {
     Redirect(String),
 }
 
-/// Where the next poll goes: the configured controller, or the URL it last redirected to.
+/// Where the next poll (or usage report) goes: the configured controller, or the URL it last
+/// redirected to.
 #[derive(Debug)]
-struct Target {
-    /// `<scheme>://<authority>/v1/snapshot` from `--controller`.
+pub(crate) struct Target {
+    /// `<scheme>://<authority><path>` from `--controller`.
     configured: String,
     scheme: http::uri::Scheme,
     redirected: Option<String>,
@@ -137,7 +140,8 @@ struct Target {
 }
 
 impl Target {
-    fn new(controller: &str) -> Target {
+    /// `path` (e.g. `/v1/snapshot`) on `controller`.
+    pub(crate) fn new(controller: &str, path: &str) -> Target {
         let base = controller.trim_end_matches('/');
         // A URL that does not parse fails every poll, as it always did; main checks it first.
         let scheme = base
@@ -146,22 +150,22 @@ impl Target {
             .and_then(|uri| uri.scheme().cloned())
             .unwrap_or(http::uri::Scheme::HTTP);
         Target {
-            configured: format!("{base}/v1/snapshot"),
+            configured: format!("{base}{path}"),
             scheme,
             redirected: None,
             hops: 0,
         }
     }
 
-    /// The snapshot endpoint to poll, without a query.
-    fn endpoint(&self) -> &str {
+    /// The endpoint to call, without a query.
+    pub(crate) fn endpoint(&self) -> &str {
         self.redirected.as_deref().unwrap_or(&self.configured)
     }
 
     /// Follows a `307`: the next poll, with the same query, goes to `location` (its own query
     /// dropped). Refused when it is not an absolute URL of the configured scheme, or when it
     /// is the sixth redirect in a row.
-    fn redirect(&mut self, location: &str) -> Result<(), PollError> {
+    pub(crate) fn redirect(&mut self, location: &str) -> Result<(), PollError> {
         if self.hops >= MAX_REDIRECTS {
             return Err(PollError::Redirect(format!(
                 "more than {MAX_REDIRECTS} redirects in a row"
@@ -187,12 +191,12 @@ impl Target {
     }
 
     /// A 200 or 304: keep polling where we are.
-    fn answered(&mut self) {
+    pub(crate) fn answered(&mut self) {
         self.hops = 0;
     }
 
     /// Anything else: back to the configured controller.
-    fn failed(&mut self) {
+    pub(crate) fn failed(&mut self) {
         self.redirected = None;
         self.hops = 0;
     }
@@ -353,7 +357,9 @@ pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
     match config.tls.take() {
         None => {
             let client = Client::builder(TokioExecutor::new()).build(connector);
-            follow(move || client.clone(), gateway, config).await;
+            let clients = move || client.clone();
+            let usage = report_usage(clients.clone(), &gateway, &mut config);
+            tokio::join!(follow(clients, gateway, config), usage);
         }
         Some(tls) => {
             connector.enforce_http(false);
@@ -361,7 +367,7 @@ pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
             // The client and the config it was built from; a reload makes a new client, whose
             // pool (and so handshake) is fresh. The old client's connection is dropped with it,
             // between two polls.
-            let mut built: Option<(Arc<rustls::ClientConfig>, Client<_, Empty<Bytes>>)> = None;
+            let mut built: Option<(Arc<rustls::ClientConfig>, Client<_, Full<Bytes>>)> = None;
             let clients = move || {
                 let current = configs.current();
                 if let Some((from, client)) = &built {
@@ -394,24 +400,46 @@ pub async fn run(gateway: Arc<Gateway>, mut config: SourceConfig) {
                 }
                 _ => {}
             };
-            // Both run forever; the task is aborted at shutdown.
+            // Each clone of `clients` keeps its own client, rebuilt after a reload.
+            let usage = report_usage(clients.clone(), &gateway, &mut config);
+            // All run forever; the task is aborted at shutdown.
             tokio::select! {
                 () = tls.files.watch(delivery_tls::RELOAD_INTERVAL, counted) => {}
-                () = follow(clients, gateway, config) => {}
+                _ = async { tokio::join!(follow(clients, gateway, config), usage) } => {}
             }
         }
     }
 }
 
+/// The usage reporter ([`crate::usage_report`]) to the same controller, through the same
+/// kind of client as the poll.
+fn report_usage<C>(
+    clients: impl FnMut() -> Client<C, Full<Bytes>>,
+    gateway: &Arc<Gateway>,
+    config: &mut SourceConfig,
+) -> impl std::future::Future<Output = ()>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let source = crate::usage_report::source_id(config.state_dir.as_deref());
+    crate::usage_report::run(
+        clients,
+        gateway.clone(),
+        config.controller.clone(),
+        source,
+        config.quota_store.take(),
+    )
+}
+
 /// Polls with the client `client()` gives for each poll.
 async fn follow<C>(
-    mut client: impl FnMut() -> Client<C, Empty<Bytes>>,
+    mut client: impl FnMut() -> Client<C, Full<Bytes>>,
     gateway: Arc<Gateway>,
     config: SourceConfig,
 ) where
     C: Connect + Clone + Send + Sync + 'static,
 {
-    let mut target = Target::new(&config.controller);
+    let mut target = Target::new(&config.controller, "/v1/snapshot");
     let mut fallback = config.state_dir.as_deref().and_then(load_state);
     let mut known = String::new();
     // The version served and what compiling it left out.
@@ -535,11 +563,7 @@ async fn follow<C>(
     }
 }
 
-async fn poll<C>(
-    client: &Client<C, Empty<Bytes>>,
-    url: &str,
-    wait: u64,
-) -> Result<Polled, PollError>
+async fn poll<C>(client: &Client<C, Full<Bytes>>, url: &str, wait: u64) -> Result<Polled, PollError>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
@@ -547,7 +571,7 @@ where
         .parse()
         .map_err(|e: http::uri::InvalidUri| PollError::Unreachable(e.to_string()))?;
     let req = http::Request::get(uri)
-        .body(Empty::new())
+        .body(Full::new(Bytes::new()))
         .map_err(|e| PollError::Unreachable(e.to_string()))?;
     let deadline = Duration::from_secs(wait + 10);
     let resp = tokio::time::timeout(deadline, client.request(req))
@@ -701,7 +725,7 @@ mod tests {
 
     #[test]
     fn redirects_must_be_absolute_same_scheme_and_at_most_five_in_a_row() {
-        let mut t = Target::new("https://standby:9090/");
+        let mut t = Target::new("https://standby:9090/", "/v1/snapshot");
         assert_eq!(t.endpoint(), "https://standby:9090/v1/snapshot");
         for _ in 0..MAX_REDIRECTS {
             t.redirect("https://leader:9090/v1/snapshot?known=abc")
@@ -784,6 +808,7 @@ mod tests {
                 id: "dp-1".into(),
                 state_dir,
                 tls: None,
+                quota_store: None,
             },
         ));
         (gateway, task)

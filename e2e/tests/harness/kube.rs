@@ -514,7 +514,7 @@ impl Drop for KubeEnv {
 /// Finds a binary in `TOLLHOUSE_KUBE_BIN`, else in `$TOLLHOUSE_KUBE_CACHE/bin` or
 /// `~/.cache/tollhouse-kube/bin`, else (`from_path`, only for an existing cluster, where
 /// `setup.sh` installs nothing) on `PATH`. Panics with instructions if it is nowhere.
-fn tool(name: &str, from_path: bool) -> PathBuf {
+pub fn tool(name: &str, from_path: bool) -> PathBuf {
     let dir = match std::env::var_os("TOLLHOUSE_KUBE_BIN").filter(|v| !v.is_empty()) {
         Some(bin) => PathBuf::from(bin),
         None => match std::env::var_os("TOLLHOUSE_KUBE_CACHE").filter(|v| !v.is_empty()) {
@@ -538,8 +538,8 @@ fn tool(name: &str, from_path: bool) -> PathBuf {
         }
     }
     panic!(
-        "{} is missing. The Kubernetes e2e tests need etcd, kube-apiserver 1.20 and kubectl: \
-         run `e2e/kube/setup.sh` (installs them into ~/.cache/tollhouse-kube/bin; \
+        "{} is missing. The e2e tests need etcd, kube-apiserver 1.20, kubectl, helm and \
+         python-boto3 (boto3 in a venv): run `e2e/kube/setup.sh` (installs them into ~/.cache/tollhouse-kube/bin; \
          TOLLHOUSE_KUBE_CACHE moves the cache, TOLLHOUSE_KUBE_BIN points at other binaries), \
          or set TOLLHOUSE_KUBECONFIG to an existing cluster's admin kubeconfig.",
         path.display()
