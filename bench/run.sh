@@ -730,6 +730,17 @@ if [[ $REDIS_CASE == 1 ]]; then
     SCRIPT_N=$(awk '$1 == "tollhouse_redis_script_duration_seconds_count" {print $2}' <<<"$REDIS_METRICS")
     SCRIPT_SUM=$(awk '$1 == "tollhouse_redis_script_duration_seconds_sum" {print $2}' <<<"$REDIS_METRICS")
     echo
+    # The histogram's buckets (100 us, 250 us, 500 us, 1 ms, ...): the share within 1 ms and the
+    # bucket that holds the 99th percentile.
+    SCRIPT_P99=$(awk '$1 ~ /^tollhouse_redis_script_duration_seconds_bucket/ {
+            match($1, /le="[^"]*"/); le = substr($1, RSTART + 4, RLENGTH - 5); les[++k] = le; cum[k] = $2
+        } END {
+            total = cum[k]; if (total == 0) { print "?"; exit }
+            for (i = 1; i <= k; i++) if (les[i] == "0.001") within = cum[i] / total
+            for (i = 1; i <= k; i++) if (cum[i] >= 0.99 * total) { p99 = les[i]; break }
+            printf "%.1f %% within 1 ms, p99 <= %s s", within * 100, p99
+        }' <<<"$REDIS_METRICS")
+    echo "redis (tollhouse-10-redis): script round trips by the histogram: ${SCRIPT_P99:-?}"
     echo "redis (tollhouse-10-redis): ${SCRIPT_N:-?} script round trips, mean $(awk -v s="${SCRIPT_SUM:-0}" -v n="${SCRIPT_N:-0}" 'BEGIN {if (n > 0) printf "%.0f", s / n * 1e6; else print "?"}') us; ${FALLBACKS:-?} requests fell back to the dataplane's own limits"
 fi
 echo

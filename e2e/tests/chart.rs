@@ -475,6 +475,10 @@ fn bad_values_are_refused_with_a_clear_message() {
         ),
         (&["redis.url=r:6379"], "at '/redis/url'"),
         (
+            &["redis.inChart.enabled=true", "redis.url=redis://r:6379"],
+            "use the chart's Redis or yours, not both",
+        ),
+        (
             &["controller.publicUrl=api.example.com"],
             "controller.publicUrl \"api.example.com\" must start with http:// or https://",
         ),
@@ -547,8 +551,13 @@ fn pods_are_hardened() {
     for (name, path) in values_files() {
         let docs = documents(&render(&path, &[]));
         let deployments: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Deployment").collect();
-        assert_eq!(deployments.len(), 2, "{name}");
+        // The controller and the dataplanes, and the in-chart Redis when it is on.
+        let redis = documents(&std::fs::read_to_string(&path).unwrap())[0]["redis"]["inChart"]
+            ["enabled"]
+            == true;
+        assert_eq!(deployments.len(), if redis { 3 } else { 2 }, "{name}");
         for d in deployments {
+            let component = &d["metadata"]["labels"]["app.kubernetes.io/component"];
             let what = format!("{name}: {}", d["metadata"]["name"]);
             let pod = &d["spec"]["template"]["spec"];
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
@@ -571,10 +580,14 @@ fn pods_are_hardened() {
                 assert!(c["resources"]["requests"]["memory"].is_string(), "{what}");
                 assert!(c["resources"]["limits"]["memory"].is_string(), "{what}");
                 for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
-                    assert_eq!(c[probe]["httpGet"]["port"], "admin", "{what} {probe}");
+                    if component == "redis" {
+                        assert!(c[probe].is_object(), "{what} {probe}");
+                    } else {
+                        assert_eq!(c[probe]["httpGet"]["port"], "admin", "{what} {probe}");
+                    }
                 }
             }
-            if d["metadata"]["labels"]["app.kubernetes.io/component"] == "dataplane" {
+            if component == "dataplane" || component == "redis" {
                 assert_eq!(pod["automountServiceAccountToken"], false, "{what}");
             }
         }

@@ -103,6 +103,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.redis.url .Values.redis.existingSecret.name }}
 {{- fail "redis.url and redis.existingSecret.name are both set: give the Redis URL one way" }}
 {{- end }}
+{{- if and .Values.redis.inChart.enabled (or .Values.redis.url .Values.redis.existingSecret.name) }}
+{{- fail "redis.inChart.enabled is set with redis.url or redis.existingSecret.name: use the chart's Redis or yours, not both" }}
+{{- end }}
 {{- if and .Values.controller.publicUrl (not (regexMatch "^https?://[^/]+" .Values.controller.publicUrl)) }}
 {{- fail (printf "controller.publicUrl %q must start with http:// or https:// and a host" .Values.controller.publicUrl) }}
 {{- end }}
@@ -112,7 +115,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "tollhouse.redis.secret" -}}
 {{- if .Values.redis.existingSecret.name -}}
 {{ .Values.redis.existingSecret.name }}
-{{- else if .Values.redis.url -}}
+{{- else if or .Values.redis.url .Values.redis.inChart.enabled -}}
 {{ include "tollhouse.fullname" . }}-redis
 {{- end -}}
 {{- end }}
