@@ -21,6 +21,9 @@ pub struct Reconciler {
     problems: BTreeSet<Problem>,
     ignored: BTreeSet<Problem>,
     statuses: Arc<BTreeMap<ObjectKey, Status>>,
+    /// Whether files were applied once: a rescan that finds the files as they were does
+    /// nothing after that.
+    applied: bool,
 }
 
 impl Reconciler {
@@ -32,12 +35,17 @@ impl Reconciler {
             problems: BTreeSet::new(),
             ignored: BTreeSet::new(),
             statuses: Arc::default(),
+            applied: false,
         }
     }
 
-    /// Takes the full current set of files, translates and publishes if the content changed.
+    /// Takes the full current set of files, translates and publishes if the content changed;
+    /// files read as they were last time are neither parsed nor translated again.
     pub fn apply(&mut self, files: Vec<(String, FileRead)>) {
-        self.index.update(files);
+        if !self.index.update(files) && self.applied {
+            return;
+        }
+        self.applied = true;
         let output = self.translate(&self.index.input());
         self.finish(output, true);
     }

@@ -50,11 +50,11 @@ pub(super) struct Plans {
 }
 
 /// A key as read from its Secret.
-struct KeyRead {
-    namespace: String,
+struct KeyRead<'a> {
+    namespace: &'a str,
     /// `namespace/name`.
     id: String,
-    labels: BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
     /// The SHA-256 of its value, or why it is left out.
     sha256: Result<String, String>,
 }
@@ -67,11 +67,13 @@ pub(super) fn translate(
     served: &HashMap<String, StageRoutes>,
     stages_known: &BTreeSet<String>,
 ) -> Plans {
+    // At 100,000 keys this loop is most of a translation: keys are referred to by their
+    // index in `keys`, and nothing is allocated per key that the snapshot does not keep.
     let keys = read_keys(secrets);
-    // Key id → plans it is in, oldest first.
-    let mut key_plans: HashMap<String, Vec<String>> = HashMap::new();
-    // (key hash, Stage) → the plan holding it there.
-    let mut claims: HashMap<(String, String), String> = HashMap::new();
+    // Per key (by index): the plans it is in, oldest first.
+    let mut key_plans: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
+    // Stage → key index → the plan holding the key there.
+    let mut claims: HashMap<String, HashMap<usize, String>> = HashMap::new();
     let mut out = Plans {
         plans: Vec::new(),
         keys: Vec::new(),
@@ -144,12 +146,13 @@ pub(super) fn translate(
         stages.sort_by(|a, b| a.stage.cmp(&b.stage));
         let mut subscribed = 0u32;
         if let Some(selector) = &checked.selector {
-            for key in keys
+            for (index, key) in keys
                 .iter()
-                .filter(|k| k.namespace == meta.namespace && selector.matches(&k.labels))
+                .enumerate()
+                .filter(|(_, k)| k.namespace == meta.namespace && selector.matches(k.labels))
             {
-                let sha256 = match &key.sha256 {
-                    Ok(sha256) => sha256,
+                match &key.sha256 {
+                    Ok(_) => {}
                     Err(why) => {
                         problems.push((
                             Reason::InvalidApiKey,
@@ -159,19 +162,16 @@ pub(super) fn translate(
                     }
                 };
                 subscribed += 1;
-                key_plans
-                    .entry(key.id.clone())
-                    .or_default()
-                    .push(me.clone());
+                key_plans[index].push(me.clone());
                 for stage in &stages {
-                    let claim = (sha256.clone(), stage.stage.clone());
-                    match claims.get(&claim) {
+                    let held = claims.entry(stage.stage.clone()).or_default();
+                    match held.get(&index) {
                         Some(older) if *older != me => conflicts.push(format!(
                             "Secret {} is already in the older plan {older} for Stage {}: it is not in this plan there",
                             key.id, stage.stage
                         )),
                         _ => {
-                            claims.insert(claim, me.clone());
+                            held.insert(index, me.clone());
                         }
                     }
                 }
@@ -215,8 +215,8 @@ pub(super) fn translate(
         });
     }
     out.plans.sort_by_key(|p| p.source.key());
-    for key in keys {
-        if let (Ok(sha256), Some(plans)) = (key.sha256, key_plans.remove(key.id.as_str())) {
+    for (key, plans) in keys.into_iter().zip(key_plans) {
+        if let (Ok(sha256), false) = (key.sha256, plans.is_empty()) {
             out.keys.push(ApiKey {
                 id: key.id,
                 sha256,
@@ -297,9 +297,10 @@ fn period_of(p: tollhouse_api::QuotaPeriod) -> QuotaPeriod {
 /// Reads every api-key Secret, oldest first, into its id, labels and the hash of its value or
 /// why it is left out; a disabled key is not read. Two Secrets with one value: the older keeps
 /// it. Sorted by id.
-fn read_keys(secrets: &[Resource<SecretData>]) -> Vec<KeyRead> {
+fn read_keys(secrets: &[Resource<SecretData>]) -> Vec<KeyRead<'_>> {
     let mut keys: Vec<KeyRead> = Vec::new();
-    let mut values: HashMap<String, String> = HashMap::new();
+    // Digest → the Secret holding it.
+    let mut values: HashMap<[u8; 32], String> = HashMap::new();
     for secret in by_age(secrets) {
         if !secret.spec.is_api_key() {
             continue;
@@ -318,9 +319,9 @@ fn read_keys(secrets: &[Resource<SecretData>]) -> Vec<KeyRead> {
             )),
         };
         keys.push(KeyRead {
-            namespace: secret.meta.namespace.clone(),
+            namespace: &secret.meta.namespace,
             id,
-            labels: secret.spec.labels.clone(),
+            labels: &secret.spec.labels,
             sha256,
         });
     }
@@ -333,7 +334,7 @@ fn read_keys(secrets: &[Resource<SecretData>]) -> Vec<KeyRead> {
 fn key_hash(
     secret: &SecretData,
     id: &str,
-    values: &mut HashMap<String, String>,
+    values: &mut HashMap<[u8; 32], String>,
 ) -> Result<String, String> {
     let value = secret.data.get(KEY_FIELD).filter(|v| {
         (KEY_MIN..=KEY_MAX).contains(&v.len()) && v.iter().all(u8::is_ascii_alphanumeric)
@@ -343,10 +344,14 @@ fn key_hash(
             "`{KEY_FIELD}` must be {KEY_MIN}-{KEY_MAX} alphanumeric characters"
         ));
     };
-    let sha256 = hex::encode(Sha256::digest(value));
-    if let Some(older) = values.get(&sha256) {
-        return Err(format!("its key value is already Secret {older}'s"));
+    let digest: [u8; 32] = Sha256::digest(value).into();
+    match values.entry(digest) {
+        std::collections::hash_map::Entry::Occupied(older) => {
+            Err(format!("its key value is already Secret {}'s", older.get()))
+        }
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(id.to_string());
+            Ok(hex::encode(digest))
+        }
     }
-    values.insert(sha256.clone(), id.to_string());
-    Ok(sha256)
 }
