@@ -34,7 +34,7 @@ struct FileState {
 #[derive(Clone, Debug)]
 struct Current {
     manifest: Arc<Manifest>,
-    file: String,
+    file: Arc<str>,
     generation: i64,
     seen: u64,
 }
@@ -127,6 +127,7 @@ impl Index {
         let mut next: BTreeMap<ObjectKey, Current> = BTreeMap::new();
         let mut duplicates = Vec::new();
         for (file, state) in &self.files {
+            let shared: Arc<str> = Arc::from(file.as_str());
             for manifest in &state.entries {
                 match next.entry(manifest.key.clone()) {
                     btree_map::Entry::Occupied(first) => {
@@ -158,7 +159,7 @@ impl Index {
                         let generation = manifest.generation.unwrap_or(generation);
                         slot.insert(Current {
                             manifest: Arc::clone(manifest),
-                            file: file.clone(),
+                            file: Arc::clone(&shared),
                             generation,
                             seen,
                         });
@@ -197,7 +198,7 @@ impl Index {
     pub fn location(&self, key: &ObjectKey) -> Option<(&str, usize)> {
         self.current
             .get(key)
-            .map(|c| (c.file.as_str(), c.manifest.line))
+            .map(|c| (&*c.file, c.manifest.line))
     }
 
     /// The objects as translate reads them.

@@ -18,7 +18,7 @@ pub enum Object {
     /// An ApiRoute spec.
     ApiRoute(ApiRouteSpec),
     /// A Secret's type, labels, annotations and data.
-    Secret(crate::model::SecretData),
+    Secret(std::sync::Arc<crate::model::SecretData>),
     /// A Service's ports.
     Service(crate::model::ServicePorts),
     /// An EndpointSlice.
@@ -229,7 +229,10 @@ fn typed(file: &str, line: usize, value: serde_yaml::Value) -> Document {
             .map(|r| (r.metadata, Object::ApiRoute(r.spec))),
         Kind::Secret => serde_yaml::from_value::<Secret>(value).map(|s| {
             let metadata = s.metadata.clone();
-            (metadata, Object::Secret(crate::convert::secret_data(s)))
+            (
+                metadata,
+                Object::Secret(std::sync::Arc::new(crate::convert::secret_data(s))),
+            )
         }),
         Kind::UsagePlan => serde_yaml::from_value::<UsagePlan>(value)
             .map(|p| (p.metadata, Object::UsagePlan(p.spec))),

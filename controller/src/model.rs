@@ -240,7 +240,8 @@ pub struct Input {
     /// ApiRoutes.
     pub routes: Vec<Resource<ApiRouteSpec>>,
     /// Secrets with `stringData` merged into `data`.
-    pub secrets: Vec<Resource<SecretData>>,
+    /// Shared with the index (or the API cache): an `Input` of 100,000 keys is built per change.
+    pub secrets: Vec<Resource<std::sync::Arc<SecretData>>>,
     /// Services (only their ports).
     pub services: Vec<Resource<ServicePorts>>,
     /// EndpointSlices.

@@ -46,8 +46,11 @@ impl Reconciler {
             return;
         }
         self.applied = true;
-        let output = self.translate(&self.index.input());
+        let input = self.index.input();
+        let output = self.translate(&input);
         self.finish(output, true);
+        // Freed after publishing, off the path of the change.
+        drop(input);
     }
 
     /// Translates objects from another source (the Kubernetes API), publishes if the content

@@ -301,7 +301,7 @@ pub fn input(stores: &Stores) -> Input {
         let meta = meta(s.as_ref());
         input.secrets.push(Resource {
             meta,
-            spec: convert::secret_data(s.as_ref().clone()),
+            spec: std::sync::Arc::new(convert::secret_data(s.as_ref().clone())),
         });
     }
     for p in stores.usage_plans.state() {

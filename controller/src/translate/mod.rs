@@ -27,6 +27,7 @@ use conditions::fail;
 use route::RouteEntry;
 use stage::StageEntry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use tollhouse_snapshot::{ApiKeySource, Integration, Reason, Route, Snapshot, SourceRef};
 use tollhouse_template::UriError;
 
@@ -58,7 +59,7 @@ fn by_name<T>(items: &[Resource<T>]) -> Vec<&Resource<T>> {
 /// Translates the objects into a snapshot and the status of every Stage and ApiRoute.
 pub fn translate(input: &Input) -> Output {
     // An api-key Secret is never read as a certificate.
-    let secrets: HashMap<(&str, &str), &Resource<SecretData>> = input
+    let secrets: HashMap<(&str, &str), &Resource<Arc<SecretData>>> = input
         .secrets
         .iter()
         .filter(|s| !s.spec.is_api_key())

@@ -4,6 +4,7 @@ use super::conditions::{fail, Failure};
 use super::conflict::{holder, oldest_wins, Contender};
 use crate::model::{Kind, Meta, Resource, SecretData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use tollhouse_api::StageSpec;
 use tollhouse_snapshot::{AccessLog, ApiType, Certificate, Reason, Sensitive, Throttle};
 
@@ -49,7 +50,7 @@ impl<'a> StageEntry<'a> {
     /// Checks a Stage and resolves its certificate among `secrets` (by namespace and name).
     pub fn new(
         resource: &'a Resource<StageSpec>,
-        secrets: &HashMap<(&str, &str), &Resource<SecretData>>,
+        secrets: &HashMap<(&str, &str), &Resource<Arc<SecretData>>>,
     ) -> StageEntry<'a> {
         StageEntry {
             resource,
@@ -248,7 +249,7 @@ fn is_dns_name(host: &str) -> bool {
 /// refuse is refused here, so the Stage is never Ready while its routes answer 404.
 fn certificate(
     stage: &Resource<StageSpec>,
-    secrets: &HashMap<(&str, &str), &Resource<SecretData>>,
+    secrets: &HashMap<(&str, &str), &Resource<Arc<SecretData>>>,
 ) -> Result<Option<(String, Certificate)>, Failure> {
     let Some(tls) = &stage.spec.tls else {
         return Ok(None);

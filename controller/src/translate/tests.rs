@@ -413,14 +413,14 @@ fn certificates_come_from_pem_secrets_in_the_namespace() {
     let other = ca.server();
     let secret = |crt: &str, key: &str| Resource {
         meta: meta("cert", 1),
-        spec: crate::model::SecretData {
+        spec: std::sync::Arc::new(crate::model::SecretData {
             data: [
                 ("tls.crt".to_string(), crt.as_bytes().to_vec()),
                 ("tls.key".to_string(), key.as_bytes().to_vec()),
             ]
             .into(),
             ..Default::default()
-        },
+        }),
     };
     // What the dataplane would refuse is refused here, with the same code: text that merely
     // looks like PEM, a key that is not a key, a key of another certificate.

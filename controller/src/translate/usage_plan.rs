@@ -16,6 +16,7 @@ use crate::model::{Kind, ObjectKey, Resource, SecretData};
 use kube::core::{Selector, SelectorExt};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use tollhouse_api::UsagePlanSpec;
 use tollhouse_snapshot::{ApiKey, PlanStage, Quota, QuotaPeriod, Reason, UsagePlan};
 
@@ -63,7 +64,7 @@ struct KeyRead<'a> {
 /// objects that exist at all (`stages_known`, for a better message).
 pub(super) fn translate(
     plans: &[Resource<UsagePlanSpec>],
-    secrets: &[Resource<SecretData>],
+    secrets: &[Resource<Arc<SecretData>>],
     served: &HashMap<String, StageRoutes>,
     stages_known: &BTreeSet<String>,
 ) -> Plans {
@@ -72,8 +73,9 @@ pub(super) fn translate(
     let keys = read_keys(secrets);
     // Per key (by index): the plans it is in, oldest first.
     let mut key_plans: Vec<Vec<String>> = vec![Vec::new(); keys.len()];
-    // Stage → key index → the plan holding the key there.
-    let mut claims: HashMap<String, HashMap<usize, String>> = HashMap::new();
+    // Stage → key index → the plan holding the key there (by its place in `holders`).
+    let mut claims: HashMap<String, HashMap<usize, usize>> = HashMap::new();
+    let mut holders: Vec<String> = Vec::new();
     let mut out = Plans {
         plans: Vec::new(),
         keys: Vec::new(),
@@ -82,6 +84,8 @@ pub(super) fn translate(
     for plan in by_age(plans) {
         let meta = &plan.meta;
         let me = holder(meta);
+        let ordinal = holders.len();
+        holders.push(me.clone());
         let object = ObjectKey::new(Kind::UsagePlan, &meta.namespace, &meta.name);
         let checked = match check(&plan.spec, meta) {
             Ok(c) => c,
@@ -145,6 +149,9 @@ pub(super) fn translate(
         }
         stages.sort_by(|a, b| a.stage.cmp(&b.stage));
         let mut subscribed = 0u32;
+        for stage in &stages {
+            claims.entry(stage.stage.clone()).or_default();
+        }
         if let Some(selector) = &checked.selector {
             for (index, key) in keys
                 .iter()
@@ -164,14 +171,16 @@ pub(super) fn translate(
                 subscribed += 1;
                 key_plans[index].push(me.clone());
                 for stage in &stages {
-                    let held = claims.entry(stage.stage.clone()).or_default();
+                    let Some(held) = claims.get_mut(&stage.stage) else {
+                        continue;
+                    };
                     match held.get(&index) {
-                        Some(older) if *older != me => conflicts.push(format!(
-                            "Secret {} is already in the older plan {older} for Stage {}: it is not in this plan there",
-                            key.id, stage.stage
+                        Some(&older) if older != ordinal => conflicts.push(format!(
+                            "Secret {} is already in the older plan {} for Stage {}: it is not in this plan there",
+                            key.id, holders[older], stage.stage
                         )),
                         _ => {
-                            held.insert(index, me.clone());
+                            held.insert(index, ordinal);
                         }
                     }
                 }
@@ -297,7 +306,7 @@ fn period_of(p: tollhouse_api::QuotaPeriod) -> QuotaPeriod {
 /// Reads every api-key Secret, oldest first, into its id, labels and the hash of its value or
 /// why it is left out; a disabled key is not read. Two Secrets with one value: the older keeps
 /// it. Sorted by id.
-fn read_keys(secrets: &[Resource<SecretData>]) -> Vec<KeyRead<'_>> {
+fn read_keys(secrets: &[Resource<Arc<SecretData>>]) -> Vec<KeyRead<'_>> {
     let mut keys: Vec<KeyRead> = Vec::new();
     // Digest → the Secret holding it.
     let mut values: HashMap<[u8; 32], String> = HashMap::new();
@@ -310,10 +319,11 @@ fn read_keys(secrets: &[Resource<SecretData>]) -> Vec<KeyRead<'_>> {
             .spec
             .annotations
             .get(ENABLED_ANNOTATION)
-            .map(|v| v.to_ascii_lowercase());
-        let sha256 = match enabled.as_deref() {
-            Some("false") => continue,
-            None | Some("true") => key_hash(&secret.spec, &id, &mut values),
+            .map(String::as_str);
+        let sha256 = match enabled {
+            Some(v) if v.eq_ignore_ascii_case("false") => continue,
+            None => key_hash(&secret.spec, &id, &mut values),
+            Some(v) if v.eq_ignore_ascii_case("true") => key_hash(&secret.spec, &id, &mut values),
             Some(_) => Err(format!(
                 "annotation {ENABLED_ANNOTATION} must be \"true\" or \"false\""
             )),
