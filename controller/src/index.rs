@@ -196,9 +196,7 @@ impl Index {
 
     /// File and line an object currently comes from.
     pub fn location(&self, key: &ObjectKey) -> Option<(&str, usize)> {
-        self.current
-            .get(key)
-            .map(|c| (&*c.file, c.manifest.line))
+        self.current.get(key).map(|c| (&*c.file, c.manifest.line))
     }
 
     /// The objects as translate reads them.
