@@ -56,6 +56,8 @@ impl Redis {
 }
 
 const KEY: &str = "FleetKeyValue0123456789abcdefXYZ";
+/// A key of the plan `silver`, which holds each key to 10 a second, 10 at once.
+const SILVER_KEY: &str = "SilverKeyValue0123456789abcdefXY";
 
 /// The manifests, the Stage throttled at `rate` a second with a burst of `burst`.
 fn manifests(rate: u32, burst: u32) -> String {
@@ -65,6 +67,8 @@ fn manifests(rate: u32, burst: u32) -> String {
         "apiVersion: tollhouse.dev/v1alpha1\nkind: ApiRoute\nmetadata:\n  name: keyed\n  namespace: default\nspec:\n  api: shop\n  path: /keyed\n  methods: [GET]\n  apiKeyRequired: true\n  integration:\n    type: MOCK\n    mock: {statusCode: 200, body: keyed}\n",
         &format!("apiVersion: v1\nkind: Secret\ntype: tollhouse.dev/api-key\nmetadata:\n  name: partner-a\n  namespace: default\n  labels: {{tollhouse.dev/usage-plan: gold}}\nstringData:\n  key: {KEY}\n"),
         "apiVersion: tollhouse.dev/v1alpha1\nkind: UsagePlan\nmetadata:\n  name: gold\n  namespace: default\nspec:\n  apiStages:\n  - stage: prod\n  quota: {limit: 30, period: DAY}\n  apiKeySelector:\n    matchLabels: {tollhouse.dev/usage-plan: gold}\n",
+        &format!("apiVersion: v1\nkind: Secret\ntype: tollhouse.dev/api-key\nmetadata:\n  name: partner-b\n  namespace: default\n  labels: {{tollhouse.dev/usage-plan: silver}}\nstringData:\n  key: {SILVER_KEY}\n"),
+        "apiVersion: tollhouse.dev/v1alpha1\nkind: UsagePlan\nmetadata:\n  name: silver\n  namespace: default\nspec:\n  apiStages:\n  - stage: prod\n  throttle: {rateLimit: 10, burstLimit: 10}\n  apiKeySelector:\n    matchLabels: {tollhouse.dev/usage-plan: silver}\n",
     ]
     .join("---\n")
 }
@@ -167,11 +171,17 @@ impl Fleet {
     }
 }
 
-/// The Stage lets 20 at once and 20 a second through, for the fleet: in a window of s seconds
-/// from full, the three dataplanes together answer 20 + 20 × s with 200, not three times that.
-fn assert_fleet_holds(counts: &BTreeMap<u16, usize>, window: f64, what: &str) {
+/// A bucket of `burst` at once and `rate` a second holds the fleet: in a window of s seconds
+/// from full, the three dataplanes together answer burst + rate × s with 200, not three times
+/// that.
+fn assert_fleet_holds(
+    counts: &BTreeMap<u16, usize>,
+    window: f64,
+    (burst, rate): (f64, f64),
+    what: &str,
+) {
     let ok = counts.get(&200).copied().unwrap_or(0) as f64;
-    let expected = 20.0 + 20.0 * window;
+    let expected = burst + rate * window;
     eprintln!(
         "{what}: {counts:?} in {window:.2} s; 200s {ok} vs {expected:.1} expected ({:+.2} %)",
         (ok - expected) / expected * 100.0
@@ -196,7 +206,7 @@ fn three_dataplanes_share_the_stage_throttle_through_redis_and_survive_it_dying(
     let fleet = Fleet::start("redis-fleet", &redis, manifests(20, 20));
 
     let (counts, window) = fleet.hammer("/pets", None, 5.0);
-    assert_fleet_holds(&counts, window, "three dataplanes, one Redis");
+    assert_fleet_holds(&counts, window, (20.0, 20.0), "three dataplanes, one Redis");
     for d in &fleet.dataplanes {
         assert_eq!(
             Fleet::metric(d, "tollhouse_redis_fallback_requests_total"),
@@ -230,7 +240,35 @@ fn three_dataplanes_share_the_stage_throttle_through_redis_and_survive_it_dying(
     fleet.wait_redis_up(true);
     std::thread::sleep(Duration::from_secs(2));
     let (counts, window) = fleet.hammer("/pets", None, 3.0);
-    assert_fleet_holds(&counts, window, "after Redis came back");
+    assert_fleet_holds(&counts, window, (20.0, 20.0), "after Redis came back");
+    drop(redis);
+    drop(fleet.dir);
+}
+
+/// Issue 11: three dataplanes sharing one Redis hold a key to its plan within a few percent over
+/// 10 s (the Stage's own limit is out of reach here).
+#[test]
+fn three_dataplanes_hold_a_key_to_its_plan_throttle_through_redis_for_10_s() {
+    let logs = TempDir::new("redis-plan-server");
+    let redis = Redis::start(free_port(), logs.path());
+    let fleet = Fleet::start("redis-plan", &redis, manifests(1000, 1000));
+    let (counts, window) = fleet.hammer("/keyed", Some(SILVER_KEY), 10.0);
+    assert_fleet_holds(
+        &counts,
+        window,
+        (10.0, 10.0),
+        "a key's plan throttle, three dataplanes",
+    );
+    let keys = redis.cli(&["KEYS", "tollhouse:*"]);
+    assert!(keys.contains("default/silver"), "{keys}");
+    assert!(!keys.contains(SILVER_KEY), "a key value in Redis: {keys}");
+    for d in &fleet.dataplanes {
+        assert_eq!(
+            Fleet::metric(d, "tollhouse_redis_fallback_requests_total"),
+            Some(0.0),
+            "no request fell back while Redis answered"
+        );
+    }
     drop(redis);
     drop(fleet.dir);
 }
