@@ -125,6 +125,13 @@ named! {
         /// An api-key Secret a UsagePlan selects has a malformed key value, a value another
         /// Secret already has, or a bad `tollhouse.dev/enabled` annotation: it is left out.
         InvalidApiKey,
+        /// An Authorizer whose spec cannot be run: a type without its settings, an issuer or
+        /// JWKS URL that is not an `http(s)` URL, an identity source that is not one, or a type
+        /// this version does not run yet.
+        InvalidAuthorizer,
+        /// An ApiRoute's `authorizerRef` names no Authorizer in its namespace, or one that is
+        /// not accepted: the route is left out (serving it unprotected would open it).
+        AuthorizerNotFound,
         /// The `backendRef` Service does not exist.
         BackendNotFound,
         /// The `backendRef` port is not a port of the Service.

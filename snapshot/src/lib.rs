@@ -6,6 +6,7 @@
 //! name it in logs and metrics. TLS private keys are [`Sensitive`]: their `Debug` output is
 //! redacted and [`Snapshot::redacted`] replaces them by a hash for golden files and logs.
 
+mod authorizer;
 mod backend;
 mod certificate;
 pub mod condition;
@@ -18,6 +19,7 @@ mod usage;
 mod usage_plan;
 mod versioned;
 
+pub use authorizer::{Authorizer, AuthorizerKind, Jwt, RouteAuthorization};
 pub use backend::Backend;
 pub use certificate::{Certificate, Sensitive};
 pub use condition::{ConditionStatus, ConditionType, Reason};
@@ -66,6 +68,9 @@ pub struct Snapshot {
     /// API keys in some plan, sorted by id. Only hashes of their values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ApiKey>,
+    /// Authorizers referenced by served routes, keyed by `namespace/name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorizers: BTreeMap<String, Authorizer>,
 }
 
 impl Snapshot {
@@ -107,6 +112,7 @@ impl Snapshot {
             backends,
             usage_plans,
             api_keys,
+            authorizers,
         } = self;
         let mut out = Vec::new();
         for stage in stages.iter_mut() {
@@ -132,6 +138,7 @@ impl Snapshot {
                     integration,
                     throttle: _,
                     api_key_required: _,
+                    authorization: _,
                 } = route;
                 match integration {
                     Integration::HttpProxy(HttpProxy {
@@ -162,6 +169,21 @@ impl Snapshot {
                 source,
                 endpoints: _,
             } = backend;
+            out.push(Entity::new(source, Vec::new()));
+        }
+        for authorizer in authorizers.values_mut() {
+            let Authorizer {
+                source,
+                identity_source: _,
+                kind,
+            } = authorizer;
+            match kind {
+                AuthorizerKind::Jwt(Jwt {
+                    issuer: _,
+                    audience: _,
+                    jwks_uri: _,
+                }) => {}
+            }
             out.push(Entity::new(source, Vec::new()));
         }
         for plan in usage_plans.iter_mut() {
@@ -246,6 +268,7 @@ mod tests {
             backends: BTreeMap::new(),
             usage_plans: Vec::new(),
             api_keys: Vec::new(),
+            authorizers: BTreeMap::new(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! A route and its integration.
 
-use crate::{SourceRef, Throttle};
+use crate::{RouteAuthorization, SourceRef, Throttle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -22,6 +22,9 @@ pub struct Route {
     /// Whether a request needs an API key of a usage plan covering the Stage.
     #[serde(default, skip_serializing_if = "is_false")]
     pub api_key_required: bool,
+    /// The authorizer a request must pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<RouteAuthorization>,
 }
 
 /// What serves a request that matched a route.
