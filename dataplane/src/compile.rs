@@ -10,6 +10,8 @@
 //! undefined stage variable is served and fails as AWS fails. Only a snapshot that fails its
 //! integrity check is refused whole.
 
+use crate::authorizer::jwks::Jwks;
+use crate::authorizer::{CompiledAuthorizer, RouteAuth};
 use crate::error::GatewayError;
 use crate::flavour::Flavour;
 use crate::integration::http::{CompileError, EndpointPool, HttpTarget};
@@ -49,6 +51,8 @@ pub struct CompiledSnapshot {
     pub keys: KeyTable,
     /// The names of the per-key bucket sets this snapshot uses.
     key_levels: HashSet<String>,
+    /// The issuers (and JWKS URLs) whose keys this snapshot's authorizers use.
+    jwks_keys: HashSet<(String, Option<String>)>,
 }
 
 /// What compiling a snapshot gave.
@@ -188,6 +192,23 @@ impl CompiledSnapshot {
             }
         }
         let plan_labels: Vec<String> = snap.usage_plans.iter().map(|p| p.key()).collect();
+        // Authorizers, each with its issuer's retained keys.
+        let mut jwks_keys = HashSet::new();
+        let mut authorizers: HashMap<&str, Result<Arc<CompiledAuthorizer>, String>> =
+            HashMap::new();
+        for (key, a) in &snap.authorizers {
+            let compiled = CompiledAuthorizer::compile(a, &mut |issuer, uri| {
+                let k = (issuer.to_string(), uri.map(str::to_string));
+                jwks_keys.insert(k.clone());
+                runtime.jwks.get_or_make(&k, &(), || {
+                    Jwks::new(issuer, uri, runtime.jwks_refetch_after)
+                })
+            });
+            if let Err(e) = &compiled {
+                leave_out(&a.source, Reason::InvalidAuthorizer, e.clone());
+            }
+            authorizers.insert(key.as_str(), compiled.map(Arc::new));
+        }
         let mut key_levels = HashSet::new();
         let mut stages = Vec::with_capacity(snap.stages.len());
         let mut entries: Vec<StageEntry<'_>> = Vec::with_capacity(snap.stages.len());
@@ -266,6 +287,27 @@ impl CompiledSnapshot {
                             continue;
                         }
                     };
+                let authorization = match &route.authorization {
+                    None => None,
+                    Some(a) => match authorizers.get(a.authorizer.as_str()) {
+                        Some(Ok(c)) => Some(RouteAuth {
+                            authorizer: c.clone(),
+                            scopes: a.scopes.clone(),
+                        }),
+                        // Never served unprotected.
+                        _ => {
+                            leave_out(
+                                &route.source,
+                                Reason::AuthorizerNotFound,
+                                format!(
+                                    "left out of Stage {label}: authorizer {} is not served",
+                                    a.authorizer
+                                ),
+                            );
+                            continue;
+                        }
+                    },
+                };
                 sources.push(&route.source);
                 let throttle = route.throttle.map(|t| {
                     runtime
@@ -309,6 +351,7 @@ impl CompiledSnapshot {
                 inputs.push(RouteInput {
                     route: CompiledRoute {
                         api_key_required: route.api_key_required,
+                        authorization,
                         plan_limits,
                         throttle,
                         metrics: metrics.route(&label, &rlabel),
@@ -407,6 +450,7 @@ impl CompiledSnapshot {
         let compiled = CompiledSnapshot {
             keys,
             key_levels,
+            jwks_keys,
             version: v.version,
             hash: v.hash.clone(),
             stage_table: StageTable::build(&entries),
@@ -459,6 +503,11 @@ impl CompiledSnapshot {
     /// once it is applied.
     pub fn key_levels(&self) -> &HashSet<String> {
         &self.key_levels
+    }
+
+    /// The issuers (and JWKS URLs) whose keys this snapshot uses: the runtime forgets others.
+    pub fn jwks_keys(&self) -> &HashSet<(String, Option<String>)> {
+        &self.jwks_keys
     }
 
     /// Number of stages served.

@@ -98,6 +98,8 @@ pub struct RequestContext {
     /// `$context.identity.apiKeyId`: the id of the API key a route with `apiKeyRequired`
     /// accepted.
     pub api_key_id: Option<Arc<str>>,
+    /// Who called, when the route's authorizer said (`$context.authorizer.*`).
+    pub identity: Option<Arc<crate::authorizer::Identity>>,
     /// The error answered, if any.
     pub error: Option<GatewayError>,
     /// The status answered.
@@ -140,6 +142,7 @@ impl RequestContext {
             params: Params::new(),
             integration: IntegrationRecord::default(),
             api_key_id: None,
+            identity: None,
             error: None,
             status: 0,
             response_length: None,

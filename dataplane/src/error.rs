@@ -6,6 +6,7 @@
 //! default template `{"message":$context.error.messageString}` with a message string that
 //! starts with a space, the compact bodies have none.
 
+use crate::authorizer::jwt::JwtFailure;
 use crate::flavour::Flavour;
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
@@ -80,6 +81,10 @@ pub enum GatewayError {
     /// The key's usage-plan quota for the period is spent (QUOTA_EXCEEDED, reference §2).
     #[error("quota exceeded")]
     QuotaExceeded,
+    /// The route's authorizer refused the credentials, or found none (UNAUTHORIZED,
+    /// reference §5, §6); for a JWT, why (the `www-authenticate` description).
+    #[error("unauthorized")]
+    Unauthorized(Option<JwtFailure>),
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -112,6 +117,7 @@ impl GatewayError {
             GatewayError::Throttled => "throttled",
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::QuotaExceeded => "quota_exceeded",
+            GatewayError::Unauthorized(_) => "unauthorized",
         }
     }
 
@@ -145,6 +151,7 @@ impl GatewayError {
             GatewayError::Throttled => "THROTTLED",
             GatewayError::InvalidApiKey => "INVALID_API_KEY",
             GatewayError::QuotaExceeded => "QUOTA_EXCEEDED",
+            GatewayError::Unauthorized(_) => "UNAUTHORIZED",
         }
     }
 
@@ -263,6 +270,18 @@ impl GatewayError {
                 r#"{"message":"Limit Exceeded"}"#,
                 None,
             ),
+            // §3: UNAUTHORIZED, compact like the other 4XX bodies.
+            GatewayError::Unauthorized(_) if rest => json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"message":"Unauthorized"}"#,
+                Some("UnauthorizedException"),
+            ),
+            // §3a, DG:http-api-troubleshooting-jwt.
+            GatewayError::Unauthorized(_) => json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"message":"Unauthorized"}"#,
+                None,
+            ),
         }
     }
 
@@ -280,6 +299,19 @@ impl GatewayError {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.body.len()));
         if let Some(t) = a.error_type {
             h.insert(ERROR_TYPE, HeaderValue::from_static(t));
+        }
+        if let GatewayError::Unauthorized(Some(failure)) = self {
+            // §3a: `Bearer scope="" error="invalid_token" error_description="…"`; with no
+            // token at all, RFC 6750 §3.1's bare challenge (no error code).
+            let challenge = match failure {
+                JwtFailure::Missing => HeaderValue::from_static("Bearer"),
+                f => HeaderValue::from_str(&format!(
+                    r#"Bearer scope="" error="invalid_token" error_description="{}""#,
+                    f.description()
+                ))
+                .unwrap_or(HeaderValue::from_static("Bearer")),
+            };
+            h.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if matches!(self, GatewayError::BadRequest(_)) {
             // The framing cannot be trusted: nothing after this request is read.

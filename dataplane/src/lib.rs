@@ -8,6 +8,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod authorizer;
 pub mod body;
 pub mod compile;
 pub mod context;

@@ -92,6 +92,10 @@ struct Args {
     /// Requests the account-wide limit lets through at once (AWS: 5,000).
     #[arg(long, default_value_t = 5_000, value_name = "REQUESTS")]
     account_burst_limit: u32,
+    /// The least time between two fetches of a JWT issuer's keys for a token whose `kid` is
+    /// not among them (an issuer that rotated its keys), in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MILLIS")]
+    jwks_refetch_interval_ms: u64,
     /// Redis that holds every limit and quota for the whole fleet of dataplanes
     /// (`redis://[:password@]host:port[/db]`); without it each replica holds its own. Read
     /// from the environment in preference to the command line: the URL may carry a password.
@@ -186,6 +190,7 @@ fn main() -> anyhow::Result<()> {
         rate: args.account_rate_limit,
         burst: args.account_burst_limit,
     });
+    runtime.jwks_refetch_after = std::time::Duration::from_millis(args.jwks_refetch_interval_ms);
     if let Some(shared) = shared.clone() {
         runtime = runtime.with_shared_limits(shared);
     }

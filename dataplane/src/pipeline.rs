@@ -170,6 +170,20 @@ impl Worker {
             stage.throttle.as_deref(),
             rt.account.as_ref(),
         );
+        // The authorizer (§5, §6) before API keys, as AWS: a refused caller spends nothing.
+        if let Some(auth) = &route.authorization {
+            let identity = auth
+                .authorizer
+                .authorize(
+                    req.headers(),
+                    req.uri().query(),
+                    &auth.scopes,
+                    ctx.start,
+                    ctx.time,
+                )
+                .await?;
+            ctx.identity = Some(Arc::new(identity));
+        }
         // API keys (§2): a refused key spends nothing; a plan's limits come first.
         let (plan_route, plan_key);
         let mut quota = None;

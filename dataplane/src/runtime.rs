@@ -7,6 +7,7 @@
 //! throttle, quota and token-expiry tests run without sleeping.
 
 use crate::access_log::AccessLogSink;
+use crate::authorizer::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::phases::quota::Quotas;
 use crate::phases::throttle::{Bucket, KeyThrottles, Limit, Throttles};
@@ -240,6 +241,10 @@ pub struct Runtime {
     pub account: Option<Bucket>,
     /// The fleet's shared limits in Redis, with `--redis`.
     pub shared: Option<Arc<SharedLimits>>,
+    /// JWT issuers' keys by issuer and `jwksUri`, kept across pushes.
+    pub jwks: Retained<(String, Option<String>), (), Jwks>,
+    /// The least time between two JWKS fetches for an unknown `kid`.
+    pub jwks_refetch_after: Duration,
     /// Where [`Runtime::nanos`] counts from.
     base: Instant,
 }
@@ -258,6 +263,8 @@ impl Runtime {
             quotas: Quotas::default(),
             account: None,
             shared: None,
+            jwks: Retained::default(),
+            jwks_refetch_after: crate::authorizer::DEFAULT_REFETCH_AFTER,
         }
     }
 

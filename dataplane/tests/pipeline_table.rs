@@ -56,6 +56,7 @@ fn route(name: &str, path: &str, methods: &[&str], integration: Integration) -> 
         integration,
         throttle: None,
         api_key_required: false,
+        authorization: None,
     }
 }
 

@@ -23,6 +23,8 @@ pub struct CompiledRoute {
     pub throttle: Option<std::sync::Arc<crate::phases::throttle::Bucket>>,
     /// Whether a request needs an API key (AWS `apiKeyRequired`).
     pub api_key_required: bool,
+    /// The authorizer a request must pass, and the scopes.
+    pub authorization: Option<crate::authorizer::RouteAuth>,
     /// Usage plans' per-key limits on this route.
     pub plan_limits: Vec<crate::phases::api_key::PlanRouteLimit>,
 }
