@@ -44,6 +44,10 @@ pub struct ApiRouteSpec {
     /// per-method throttling): checked before the Stage's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<Throttle>,
+    /// The Authorizer a request must pass (AWS `authorizerId`, `authorizationScopes`). A
+    /// route whose Authorizer is missing or not accepted is not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<crate::Authorization>,
 }
 
 /// An HTTP method a route answers, or ANY.

@@ -5,6 +5,7 @@
 //! controller's translate and show up as conditions (the e2e API server is Kubernetes 1.20).
 
 mod api_route;
+mod authorizer;
 mod refs;
 mod stage;
 mod status;
@@ -12,6 +13,7 @@ mod throttle;
 mod usage_plan;
 
 pub use api_route::{ApiRoute, ApiRouteSpec, IntegrationSpec, IntegrationType, Method, MockSpec};
+pub use authorizer::{Authorization, Authorizer, AuthorizerSpec, AuthorizerType, JwtSpec};
 pub use refs::{BackendRef, LocalObjectRef};
 pub use stage::{AccessLog, ApiType, Stage, StageSpec, StageTls};
 pub use status::{condition, ConditionStatus, ConditionType, Reason, ResourceStatus, StageStatus};
@@ -37,6 +39,7 @@ pub fn crds() -> Vec<(
         ("stages.tollhouse.dev.yaml", Stage::crd()),
         ("apiroutes.tollhouse.dev.yaml", ApiRoute::crd()),
         ("usageplans.tollhouse.dev.yaml", UsagePlan::crd()),
+        ("authorizers.tollhouse.dev.yaml", Authorizer::crd()),
     ]
 }
 

@@ -235,6 +235,10 @@ impl Index {
                     meta,
                     spec: spec.clone(),
                 }),
+                Object::Authorizer(spec) => input.authorizers.push(Resource {
+                    meta,
+                    spec: spec.clone(),
+                }),
             }
         }
         input

@@ -8,7 +8,9 @@ use crate::model::{Kind, ObjectKey};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Serialize;
-use tollhouse_api::{ApiRoute, ApiRouteSpec, Stage, StageSpec, UsagePlan, UsagePlanSpec};
+use tollhouse_api::{
+    ApiRoute, ApiRouteSpec, Authorizer, AuthorizerSpec, Stage, StageSpec, UsagePlan, UsagePlanSpec,
+};
 
 /// The typed content of an object; Secret data has `stringData` already merged over `data`.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +27,8 @@ pub enum Object {
     EndpointSlice(crate::model::EndpointSliceData),
     /// A UsagePlan spec.
     UsagePlan(UsagePlanSpec),
+    /// An Authorizer spec.
+    Authorizer(AuthorizerSpec),
 }
 
 /// One object read from a manifest, with the metadata the index needs.
@@ -236,6 +240,8 @@ fn typed(file: &str, line: usize, value: serde_yaml::Value) -> Document {
         }),
         Kind::UsagePlan => serde_yaml::from_value::<UsagePlan>(value)
             .map(|p| (p.metadata, Object::UsagePlan(p.spec))),
+        Kind::Authorizer => serde_yaml::from_value::<Authorizer>(value)
+            .map(|a| (a.metadata, Object::Authorizer(a.spec))),
         Kind::Service => serde_yaml::from_value::<Service>(value).map(|s| {
             (
                 s.metadata.clone(),

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use tollhouse_api::{ApiRouteSpec, StageSpec, UsagePlanSpec};
+use tollhouse_api::{ApiRouteSpec, AuthorizerSpec, StageSpec, UsagePlanSpec};
 
 /// Defines [`Kind`] and `Kind::ALL` from one list, so the two cannot drift apart.
 macro_rules! kinds {
@@ -38,6 +38,8 @@ macro_rules! kinds {
 kinds! {
     /// `tollhouse.dev/v1alpha1` ApiRoute.
     ApiRoute,
+    /// `tollhouse.dev/v1alpha1` Authorizer.
+    Authorizer,
     /// `discovery.k8s.io/v1` (or `v1beta1`) EndpointSlice: the endpoints of a Service.
     EndpointSlice,
     /// `v1` Secret: `kubernetes.io/tls` (certificates) and `tollhouse.dev/api-key` (API keys).
@@ -59,13 +61,17 @@ pub enum StatusKind {
     ApiRoute,
     /// A UsagePlan: conditions plus its Stages and key count.
     UsagePlan,
+    /// An Authorizer: conditions.
+    Authorizer,
 }
 
 impl Kind {
     /// The `apiVersion` this controller writes and reads for the kind.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::ApiRoute | Kind::Stage | Kind::UsagePlan => tollhouse_api::API_VERSION,
+            Kind::ApiRoute | Kind::Authorizer | Kind::Stage | Kind::UsagePlan => {
+                tollhouse_api::API_VERSION
+            }
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::Secret | Kind::Service => "v1",
         }
@@ -77,9 +83,12 @@ impl Kind {
             Kind::EndpointSlice => {
                 api_version == self.api_version() || api_version == "discovery.k8s.io/v1beta1"
             }
-            Kind::ApiRoute | Kind::Secret | Kind::Service | Kind::Stage | Kind::UsagePlan => {
-                api_version == self.api_version()
-            }
+            Kind::ApiRoute
+            | Kind::Authorizer
+            | Kind::Secret
+            | Kind::Service
+            | Kind::Stage
+            | Kind::UsagePlan => api_version == self.api_version(),
         }
     }
 
@@ -95,6 +104,7 @@ impl Kind {
             Kind::Stage => Some(StatusKind::Stage),
             Kind::ApiRoute => Some(StatusKind::ApiRoute),
             Kind::UsagePlan => Some(StatusKind::UsagePlan),
+            Kind::Authorizer => Some(StatusKind::Authorizer),
             Kind::EndpointSlice | Kind::Secret | Kind::Service => None,
         }
     }
@@ -105,7 +115,7 @@ impl Kind {
     /// Other kinds have no generation worth trusting: every change counts.
     pub fn translates_on_generation(self) -> bool {
         match self {
-            Kind::Stage | Kind::ApiRoute | Kind::UsagePlan => true,
+            Kind::Stage | Kind::ApiRoute | Kind::UsagePlan | Kind::Authorizer => true,
             Kind::EndpointSlice | Kind::Secret | Kind::Service => false,
         }
     }
@@ -118,6 +128,7 @@ impl StatusKind {
             StatusKind::Stage => Kind::Stage,
             StatusKind::ApiRoute => Kind::ApiRoute,
             StatusKind::UsagePlan => Kind::UsagePlan,
+            StatusKind::Authorizer => Kind::Authorizer,
         }
     }
 }
@@ -248,6 +259,8 @@ pub struct Input {
     pub endpoint_slices: Vec<Resource<EndpointSliceData>>,
     /// UsagePlans.
     pub usage_plans: Vec<Resource<UsagePlanSpec>>,
+    /// Authorizers.
+    pub authorizers: Vec<Resource<AuthorizerSpec>>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 -- Argo CD health check for every Tollhouse custom resource (group tollhouse.dev): Stage,
--- ApiRoute and UsagePlan today, and each later kind (Authorizer) that keeps the same status
+-- ApiRoute, UsagePlan and Authorizer today, and each later kind that keeps the same status
 -- convention. One script, installed under one argocd-cm key per kind (argocd-cm.yaml); the
 -- meaning of each answer is in docs/argocd.md.
 --

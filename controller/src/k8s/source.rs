@@ -24,7 +24,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
-use tollhouse_api::{ApiRoute, Stage, UsagePlan};
+use tollhouse_api::{ApiRoute, Authorizer, Stage, UsagePlan};
 use tracing::{info, warn};
 
 /// Quiet time that ends a burst of changes, and the longest a burst may delay a translate.
@@ -46,6 +46,8 @@ pub struct Stores {
     pub secrets: Vec<Store<Secret>>,
     /// UsagePlans.
     pub usage_plans: Store<UsagePlan>,
+    /// Authorizers.
+    pub authorizers: Store<Authorizer>,
 }
 
 /// Statuses from the latest translate, for the status writer.
@@ -140,6 +142,14 @@ pub async fn start(
         &trigger,
         Kind::UsagePlan,
     );
+    let (authorizers, w) = reflector::store();
+    spawn(
+        api::<Authorizer>(&client, namespace),
+        w,
+        &hub,
+        &trigger,
+        Kind::Authorizer,
+    );
     Stores {
         stages,
         routes,
@@ -147,6 +157,7 @@ pub async fn start(
         slices,
         secrets,
         usage_plans,
+        authorizers,
     }
 }
 
@@ -160,7 +171,7 @@ fn watch_configs(kind: Kind) -> Vec<watcher::Config> {
         Kind::EndpointSlice => {
             vec![watcher::Config::default().labels(convert::SERVICE_NAME_LABEL)]
         }
-        Kind::ApiRoute | Kind::Service | Kind::Stage | Kind::UsagePlan => {
+        Kind::ApiRoute | Kind::Authorizer | Kind::Service | Kind::Stage | Kind::UsagePlan => {
             vec![watcher::Config::default()]
         }
     }
@@ -251,6 +262,7 @@ pub async fn wait_synced(stores: &Stores) -> Result<(), reflector::store::Writer
         secrets.wait_until_ready().await?;
     }
     stores.usage_plans.wait_until_ready().await?;
+    stores.authorizers.wait_until_ready().await?;
     Ok(())
 }
 
@@ -308,6 +320,12 @@ pub fn input(stores: &Stores) -> Input {
         input.usage_plans.push(Resource {
             meta: meta(p.as_ref()),
             spec: p.spec.clone(),
+        });
+    }
+    for a in stores.authorizers.state() {
+        input.authorizers.push(Resource {
+            meta: meta(a.as_ref()),
+            spec: a.spec.clone(),
         });
     }
     input

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tollhouse_api::{
-    ApiRoute, ConditionStatus, ConditionType, Reason, ResourceStatus, Stage, StageStatus,
-    UsagePlan, UsagePlanStatus,
+    ApiRoute, Authorizer, ConditionStatus, ConditionType, Reason, ResourceStatus, Stage,
+    StageStatus, UsagePlan, UsagePlanStatus,
 };
 use tracing::{debug, info, warn};
 
@@ -267,19 +267,24 @@ async fn write_round(
                 .usage_plans
                 .get(&ObjectRef::new(&key.name).within(&key.namespace))
                 .map(Stored::UsagePlan),
+            StatusKind::Authorizer => stores
+                .authorizers
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(Stored::Authorizer),
         };
         let Some(stored) = stored else { continue };
         let uid = match &stored {
             Stored::Stage(s) => s.meta().uid.clone(),
             Stored::ApiRoute(r) => r.meta().uid.clone(),
             Stored::UsagePlan(p) => p.meta().uid.clone(),
+            Stored::Authorizer(a) => a.meta().uid.clone(),
         };
         let Some(uid) = uid else { continue };
         let first = first_version(&generations, key, status.observed_generation);
         let programmed = programmed_state(key, status.observed_generation, first, view);
         let extra = match &stored {
             Stored::Stage(s) => Some(stage_extra(&s.spec, view, config)),
-            Stored::ApiRoute(_) | Stored::UsagePlan(_) => None,
+            Stored::ApiRoute(_) | Stored::UsagePlan(_) | Stored::Authorizer(_) => None,
         };
         if let Some(w) = written.get(key) {
             let unchanged = w.uid == uid
@@ -305,6 +310,10 @@ async fn write_round(
                         from_server(s.observed_generation, &s.conditions, Some(extra), None)
                     }),
                     Stored::ApiRoute(o) => o
+                        .status
+                        .as_ref()
+                        .map(|s| from_server(s.observed_generation, &s.conditions, None, None)),
+                    Stored::Authorizer(o) => o
                         .status
                         .as_ref()
                         .map(|s| from_server(s.observed_generation, &s.conditions, None, None)),
@@ -351,6 +360,7 @@ async fn write_round(
             Stored::Stage(o) => o.object_ref(&()),
             Stored::ApiRoute(o) => o.object_ref(&()),
             Stored::UsagePlan(o) => o.object_ref(&()),
+            Stored::Authorizer(o) => o.object_ref(&()),
         };
         let mut transitions = BTreeMap::new();
         for c in &desired.conditions {
@@ -664,6 +674,7 @@ enum Stored {
     Stage(Arc<Stage>),
     ApiRoute(Arc<ApiRoute>),
     UsagePlan(Arc<UsagePlan>),
+    Authorizer(Arc<Authorizer>),
 }
 
 /// A server-side apply of the status subresource: the typed status of the kind.
@@ -724,7 +735,7 @@ async fn patch(client: &Client, key: &ObjectKey, w: &Written) -> Result<(), kube
                 .await
                 .map(|_| ())
         }
-        StatusKind::ApiRoute => {
+        StatusKind::ApiRoute | StatusKind::Authorizer => {
             let body = StatusPatch {
                 api_version: tollhouse_api::API_VERSION,
                 kind: status_kind.kind().as_str(),
@@ -733,10 +744,18 @@ async fn patch(client: &Client, key: &ObjectKey, w: &Written) -> Result<(), kube
                     observed_generation: Some(generation),
                 },
             };
-            Api::<ApiRoute>::namespaced(client.clone(), &key.namespace)
-                .patch_status(&key.name, &params, &Patch::Apply(body))
-                .await
-                .map(|_| ())
+            let patch = Patch::Apply(body);
+            if status_kind == StatusKind::Authorizer {
+                Api::<Authorizer>::namespaced(client.clone(), &key.namespace)
+                    .patch_status(&key.name, &params, &patch)
+                    .await
+                    .map(|_| ())
+            } else {
+                Api::<ApiRoute>::namespaced(client.clone(), &key.namespace)
+                    .patch_status(&key.name, &params, &patch)
+                    .await
+                    .map(|_| ())
+            }
         }
         StatusKind::UsagePlan => {
             let plan = w.desired.plan.clone().unwrap_or_default();

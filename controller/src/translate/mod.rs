@@ -9,6 +9,7 @@
 //! and URI templates) use the same code as the dataplane, so a status never says more than the
 //! data path does.
 
+mod authorizer;
 mod backend;
 mod conditions;
 mod conflict;
@@ -28,7 +29,9 @@ use route::RouteEntry;
 use stage::StageEntry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use tollhouse_snapshot::{ApiKeySource, Integration, Reason, Route, Snapshot, SourceRef};
+use tollhouse_snapshot::{
+    ApiKeySource, Integration, Reason, Route, RouteAuthorization, Snapshot, SourceRef,
+};
 use tollhouse_template::UriError;
 
 /// What translate produces.
@@ -77,6 +80,31 @@ pub fn translate(input: &Input) -> Output {
         .collect();
     route::resolve_conflicts(&mut routes);
 
+    let mut authorizers = authorizer::check_all(&input.authorizers);
+    for route in routes.iter_mut() {
+        let (Ok(_), Some(a)) = (&route.accepted, &route.resource.spec.authorization) else {
+            continue;
+        };
+        let ns = &route.resource.meta.namespace;
+        let name = &a.authorizer_ref.name;
+        route.authorizer = Some(match authorizers.get(&(ns.clone(), name.clone())) {
+            Some(e) => match &e.accepted {
+                Ok(_) => Ok(authorizer::key(ns, name)),
+                Err(f) => fail(
+                    Reason::AuthorizerNotFound,
+                    format!(
+                        "Authorizer {name} is not accepted ({}): the route is not served",
+                        f.message
+                    ),
+                ),
+            },
+            None => fail(
+                Reason::AuthorizerNotFound,
+                format!("no Authorizer {name} in namespace {ns}: the route is not served"),
+            ),
+        });
+    }
+
     let services = backend::Services::new(&input.services, &input.endpoint_slices);
     let mut backends = BTreeMap::new();
     let mut by_api: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
@@ -110,6 +138,31 @@ pub fn translate(input: &Input) -> Output {
         {
             let entry = &mut routes[r];
             let Ok(route) = &entry.accepted else { continue };
+            // Never served without its authorizer.
+            let authorization = match &entry.authorizer {
+                None => None,
+                Some(Err(_)) => continue,
+                Some(Ok(key)) => {
+                    let meta = &entry.resource.meta;
+                    let spec = entry.resource.spec.authorization.as_ref();
+                    let name = spec
+                        .map(|a| a.authorizer_ref.name.clone())
+                        .unwrap_or_default();
+                    if let Some(a) = authorizers.get_mut(&(meta.namespace.clone(), name)) {
+                        if let Ok(compiled) = &a.accepted {
+                            snapshot.authorizers.insert(key.clone(), compiled.clone());
+                        }
+                        let user = format!("{}/{}", meta.namespace, meta.name);
+                        if !a.used_by.contains(&user) {
+                            a.used_by.push(user);
+                        }
+                    }
+                    Some(RouteAuthorization {
+                        authorizer: key.clone(),
+                        scopes: spec.map(|a| a.scopes.clone()).unwrap_or_default(),
+                    })
+                }
+            };
             // The URI is bound with the code the dataplane binds it with. An undefined or
             // unusable variable does not withdraw the route: it is served and its calls fail
             // as AWS's do (reference §3a R7); ResolvedRefs says why.
@@ -153,6 +206,7 @@ pub fn translate(input: &Input) -> Output {
                 integration,
                 throttle: route.throttle,
                 api_key_required: entry.resource.spec.api_key_required,
+                authorization,
             });
         }
         served.sort_by(|a, b| (&a.path, &a.source).cmp(&(&b.path, &b.source)));
@@ -239,8 +293,9 @@ pub fn translate(input: &Input) -> Output {
     for route in &routes {
         let meta = &route.resource.meta;
         let accepted = route.accepted.as_ref().map(|_| ()).map_err(Clone::clone);
-        let refs = match &route.backend {
-            Some(Err(f)) => Err(f.clone()),
+        let refs = match (&route.authorizer, &route.backend) {
+            (Some(Err(f)), _) => Err(f.clone()),
+            (_, Some(Err(f))) => Err(f.clone()),
             _ if !route.unusable.is_empty() => {
                 fail(Reason::InvalidIntegration, route.unusable.join("; "))
             }
@@ -275,6 +330,23 @@ pub fn translate(input: &Input) -> Output {
         statuses.insert(
             ObjectKey::new(Kind::ApiRoute, &meta.namespace, &meta.name),
             Status::new(meta.generation, accepted, refs, ready),
+        );
+    }
+
+    for entry in authorizers.values() {
+        let meta = &entry.resource.meta;
+        let accepted = entry.accepted.as_ref().map(|_| ()).map_err(Clone::clone);
+        let mut ready = match entry.used_by.len() {
+            0 => "used by no served route".to_string(),
+            n => format!("used by {n} served route(s)"),
+        };
+        for note in &entry.notes {
+            ready.push_str("; ");
+            ready.push_str(note);
+        }
+        statuses.insert(
+            ObjectKey::new(Kind::Authorizer, &meta.namespace, &meta.name),
+            Status::new(meta.generation, accepted, Ok(()), Ok(ready)),
         );
     }
 

@@ -34,6 +34,8 @@ pub(super) struct RouteEntry<'a> {
     pub accepted: Result<RouteOk, Failure>,
     /// Its Service backend: the snapshot key, or why it does not resolve.
     pub backend: Option<Result<String, Failure>>,
+    /// Its Authorizer: the snapshot key, or why it does not resolve (then it is not served).
+    pub authorizer: Option<Result<String, Failure>>,
     /// The Stages serving it (`namespace/name`).
     pub served_by: Vec<String>,
     /// Per serving Stage that lacks a variable its URI uses: what is missing.
@@ -63,6 +65,7 @@ impl<'a> RouteEntry<'a> {
             resource,
             accepted: check(&resource.spec),
             backend: None,
+            authorizer: None,
             served_by: Vec::new(),
             undefined: Vec::new(),
             unusable: Vec::new(),

@@ -61,6 +61,7 @@ fn proxy(
             },
             throttle: None,
             api_key_required: false,
+            authorization: None,
         },
     }
 }
