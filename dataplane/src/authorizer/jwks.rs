@@ -178,7 +178,8 @@ impl Jwks {
     }
 
     /// The key for `kid` at `now`: from the current set (refreshing it in the background when
-    /// it is past its lifetime), else after one fetch, when the last is long enough ago.
+    /// it is past its lifetime), else after the fetch in flight, else after one fetch of its
+    /// own when the last is long enough ago.
     pub async fn key(self: &Arc<Self>, kid: &str, now: Instant) -> Result<Arc<Key>, Missing> {
         if let Some(set) = self.current.load_full() {
             if let Some(key) = set.get(kid) {
@@ -186,9 +187,7 @@ impl Jwks {
                 return Ok(key);
             }
         }
-        if !self.may_fetch(now) {
-            return Err(self.missing());
-        }
+        // A fetch in flight (for this kid or any) is waited for: concurrent misses share it.
         let _one = self.fetching.lock().await;
         // Another request may have fetched while this one waited.
         if let Some(key) = self.current.load_full().and_then(|s| s.get(kid)) {
@@ -384,5 +383,124 @@ mod tests {
         assert_eq!(ed.algorithms, vec![Algorithm::EdDSA]);
         assert!(set.get("h").is_none(), "an HMAC secret is never a key");
         assert!(KeySet::parse(b"{}").is_err());
+    }
+
+    /// A JWKS endpoint on loopback that counts its requests, answers after `delay`, and
+    /// answers 503 while `down` is set.
+    struct Issuer {
+        url: String,
+        hits: Arc<std::sync::atomic::AtomicUsize>,
+        down: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    async fn issuer(doc: String, delay: Duration) -> Issuer {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/keys", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
+        let (h, dn) = (hits.clone(), down.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let (doc, h, dn) = (doc.clone(), h.clone(), dn.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    h.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let (status, body) = if dn.load(Ordering::SeqCst) {
+                        ("503 Service Unavailable", "{}".to_string())
+                    } else {
+                        ("200 OK", doc)
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Issuer { url, hits, down }
+    }
+
+    fn ed25519_doc(kid: &str) -> String {
+        use base64::Engine;
+        use ring::signature::KeyPair;
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"{kid}","x":"{x}"}}]}}"#)
+    }
+
+    /// Concurrent misses for one issuer make one fetch; an unknown `kid` refetches at most once
+    /// per interval; a failed refresh keeps the last good keys (crates.md §12's peer bugs).
+    #[tokio::test]
+    async fn one_fetch_for_concurrent_misses_rate_limited_refetch_and_last_good_keys() {
+        use std::sync::atomic::Ordering;
+        let idp = issuer(ed25519_doc("k1"), Duration::from_millis(100)).await;
+        let every = Duration::from_secs(10);
+        let jwks = Arc::new(Jwks::new("http://issuer", Some(&idp.url), every));
+        let t0 = Instant::now();
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let j = jwks.clone();
+                tokio::spawn(async move { j.key("k1", t0).await.is_ok() })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.unwrap());
+        }
+        assert_eq!(
+            idp.hits.load(Ordering::SeqCst),
+            1,
+            "one fetch for 20 misses"
+        );
+
+        // An unknown kid within the interval: refused at once, no fetch.
+        assert_eq!(jwks.key("k2", t0).await.err(), Some(Missing::UnknownKid));
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 1);
+        // After the interval: one refetch.
+        assert_eq!(
+            jwks.key("k2", t0 + every).await.err(),
+            Some(Missing::UnknownKid)
+        );
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 2);
+
+        // The issuer goes down and the set is past its lifetime: the key still verifies while
+        // one background refresh fails.
+        idp.down.store(true, Ordering::SeqCst);
+        let later = t0 + Duration::from_secs(7200);
+        assert!(jwks.key("k1", later).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(idp.hits.load(Ordering::SeqCst), 3, "one background refresh");
+        assert!(jwks.key("k1", later).await.is_ok(), "last good keys kept");
+        assert_eq!(
+            idp.hits.load(Ordering::SeqCst),
+            3,
+            "no retry before RETRY_AFTER"
+        );
+    }
+
+    /// Nothing fetched and the issuer unreachable: Unavailable, within the fetch timeout.
+    #[tokio::test]
+    async fn an_unreachable_issuer_is_unavailable_quickly() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/keys", listener.local_addr().unwrap());
+        drop(listener);
+        let jwks = Arc::new(Jwks::new(
+            "http://issuer",
+            Some(&url),
+            Duration::from_secs(1),
+        ));
+        let started = Instant::now();
+        assert_eq!(
+            jwks.key("k1", started).await.err(),
+            Some(Missing::Unavailable)
+        );
+        assert!(started.elapsed() <= FETCH_TIMEOUT + Duration::from_millis(500));
     }
 }
