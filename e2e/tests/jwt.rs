@@ -9,82 +9,10 @@
 
 mod harness;
 
+use harness::idp::Idp;
 use harness::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-struct Idp {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Idp {
-    fn start() -> Idp {
-        let port = free_port();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("idp/idp.py");
-        let mut child = Command::new(harness::kube::tool("python-boto3", false))
-            .arg(script)
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the issuer did not start");
-        Idp { child, port }
-    }
-
-    fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn post(&self, path: &str, body: Value) -> String {
-        let r = http()
-            .post(format!("{}{path}", self.issuer()))
-            .json(&body)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.text().unwrap()
-    }
-
-    fn mint(&self, kid: &str, claims: Value, alg: &str) -> String {
-        self.post("/mint", json!({"kid": kid, "claims": claims, "alg": alg}))
-    }
-
-    fn forge(&self, kind: &str, claims: Value) -> String {
-        self.post(
-            "/forge",
-            json!({"kind": kind, "kid": "k1", "claims": claims}),
-        )
-    }
-
-    fn counts(&self) -> (u64, u64) {
-        let v: Value = http()
-            .get(format!("{}/counts", self.issuer()))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        (
-            v["discovery"].as_u64().unwrap(),
-            v["jwks"].as_u64().unwrap(),
-        )
-    }
-}
 
 fn now() -> i64 {
     SystemTime::now()

@@ -291,6 +291,14 @@ fn the_controller_role_grants_no_more_than_needed() {
             "-n",
             "default",
         ],
+        &["watch", "authorizers.tollhouse.dev", "-A"],
+        &[
+            "patch",
+            "authorizers.tollhouse.dev",
+            "--subresource=status",
+            "-n",
+            "default",
+        ],
         &["list", "endpointslices.discovery.k8s.io", "-A"],
         &["create", "events.events.k8s.io", "-n", "default"],
         &[
@@ -305,6 +313,7 @@ fn the_controller_role_grants_no_more_than_needed() {
     for denied in [
         &["update", "apiroutes.tollhouse.dev", "-n", "default"][..],
         &["delete", "stages.tollhouse.dev", "-n", "default"],
+        &["update", "authorizers.tollhouse.dev", "-n", "default"],
         &["get", "configmaps", "-n", "default"],
         &["create", "secrets", "-n", "default"],
         &["update", "leases.coordination.k8s.io", "-n", "default"],
@@ -947,5 +956,115 @@ fn usage_plans_get_status_and_keys_follow_their_secrets() {
         c.proc.log_text()
     );
     assert!(!everything.contains(KEY_A) && !everything.contains(KEY_B));
+    drop(c);
+}
+
+/// Authorizers on the real API server: a JWT Authorizer in use is Programmed and Ready (its
+/// plain-http issuer said in the message), with its printer columns and short name; one of a
+/// type this version does not run is Accepted=False, and its route is ResolvedRefs=False and
+/// not served; the served route refuses a request without a token and passes a PyJWT one.
+#[test]
+fn authorizers_get_status_and_protect_their_routes() {
+    let idp = harness::idp::Idp::start();
+    let w = World::new("authz");
+    let logs = w.logs();
+    let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
+    let dp = Dataplane::start(&c.url(""), &w.dir.path().join("state"), &logs);
+    let issuer = idp.issuer();
+    w.apply(&format!(
+        "{STAGE}---
+apiVersion: tollhouse.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: corp}}
+spec:
+  type: JWT
+  jwt: {{issuer: \"{issuer}\", audience: [pets-api]}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: fn}}
+spec: {{type: REQUEST}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: jwt}}
+spec:
+  api: pets
+  path: /jwt
+  authorization: {{authorizerRef: {{name: corp}}, scopes: [pets:read]}}
+  integration: {{type: MOCK, mock: {{statusCode: 200, body: jwt}}}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: by-fn}}
+spec:
+  api: pets
+  path: /fn
+  authorization: {{authorizerRef: {{name: fn}}}}
+  integration: {{type: MOCK}}
+"
+    ));
+    w.wait_programmed("authorizer/corp");
+    let ready = w.wait_condition("authorizer/corp", "Ready", "True", "Ready");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("used by 1 served route(s)") && message.contains("plain http"),
+        "{ready}"
+    );
+    let refused = w.wait_condition("authorizer/fn", "Accepted", "False", "InvalidAuthorizer");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("type REQUEST is not run"),
+        "{refused}"
+    );
+    w.wait_condition(
+        "apiroute/by-fn",
+        "ResolvedRefs",
+        "False",
+        "AuthorizerNotFound",
+    );
+
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = idp.mint(
+        "k1",
+        serde_json::json!({"iss": issuer, "aud": "pets-api", "sub": "op", "iat": t,
+            "exp": t + 600, "scope": "pets:read"}),
+        "RS256",
+    );
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = http().get(dp.url(path));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        req.send().map(|r| r.status().as_u16()).unwrap_or(0)
+    };
+    wait_for("the protected route", Duration::from_secs(30), || {
+        (get("/prod/jwt", Some(&token)) == 200).then_some(())
+    });
+    assert_eq!(get("/prod/jwt", None), 401);
+    assert_eq!(
+        get("/prod/fn", Some(&token)),
+        404,
+        "not served without its authorizer"
+    );
+
+    let table = w.kubectl(&["get", "authorizers"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "TYPE", "ISSUER", "READY", "AGE"]);
+    assert!(table.contains("corp") && table.contains("JWT"), "{table}");
+    assert!(w.kubectl(&["get", "authz"]).contains("corp"));
+    assert!(w.kubectl(&["get", "tollhouse"]).contains("authorizer"));
+    let everything = format!(
+        "{}{}{}",
+        w.kubectl(&["get", "authorizers,apiroutes", "-o", "yaml"]),
+        w.events(),
+        c.proc.log_text()
+    );
+    assert!(!everything.contains(&token[token.len() - 20..]));
     drop(c);
 }
