@@ -24,6 +24,10 @@
 #                     in a redis-server (--redis; one Lua script round trip a request); the
 #                     proxy's CPU is the dataplane's plus redis-server's (REDIS_CASE=0 leaves it
 #                     out; it needs KEY_CASE=1)
+#   tollhouse-10-jwt  as tollhouse-10, but every route has a JWT Authorizer and wrk sends a
+#                     Bearer token (RS256, minted by PyJWT from e2e/idp/idp.py, which serves the
+#                     issuer's discovery and JWKS; needs e2e/kube/setup.sh's venv); every request
+#                     verifies the signature and the claims (JWT_CASE=0 leaves it out)
 #
 # Proxies and backend are pinned to CPU 0, wrk to CPU 1. Rounds are interleaved (each round runs
 # every case once, in an order rotated from round to round) so that drift on a shared machine
@@ -70,6 +74,7 @@ THROTTLE_CASE=${THROTTLE_CASE:-1}
 KEY_CASE=${KEY_CASE:-1}
 REDIS_CASE=${REDIS_CASE:-$KEY_CASE}
 MANY_KEYS=${MANY_KEYS:-0}
+JWT_CASE=${JWT_CASE:-1}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -92,7 +97,7 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS DURATION CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
-for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE; do
+for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE JWT_CASE; do
     [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1 (got '${!v}')"
 done
 
@@ -485,6 +490,33 @@ if [[ $REDIS_CASE == 1 ]]; then
         || die "tollhouse-10-redis: the dataplane never reported tollhouse_redis_up 1"
 fi
 
+if [[ $JWT_CASE == 1 ]]; then
+    # The test issuer (PyJWT) on CPU 0; it is asked once for discovery and keys, then idle.
+    PY=${TOLLHOUSE_PYTHON:-$HOME/.cache/tollhouse-kube/bin/python-boto3}
+    [[ -x $PY ]] || die "JWT_CASE=1 needs PyJWT: run e2e/kube/setup.sh (or JWT_CASE=0)"
+    IDP_PORT=$(free_port)
+    start idp "$PY" "$REPO/e2e/idp/idp.py" "$IDP_PORT"
+    wait_for "http://127.0.0.1:$IDP_PORT/counts" 30 "$LAST_PID" idp
+    ISSUER="http://127.0.0.1:$IDP_PORT"
+    cat >"$TMP/jwt.yaml" <<YAML
+apiVersion: tollhouse.dev/v1alpha1
+kind: Authorizer
+metadata: {name: bench, namespace: default}
+spec:
+  type: JWT
+  jwt: {issuer: "$ISSUER", audience: [bench]}
+YAML
+    NOW=$(date +%s)
+    BENCH_TOKEN=$(curl -fsS "$ISSUER/mint" -d "{\"kid\":\"k1\",\"claims\":{\"iss\":\"$ISSUER\",\"aud\":\"bench\",\"sub\":\"bench\",\"iat\":$NOW,\"exp\":$((NOW + 86400)),\"scope\":\"bench\"}}")
+    ROUTE_EXTRA="  authorization: {authorizerRef: {name: bench}}" EXTRA_YAML="$TMP/jwt.yaml" \
+        start_tollhouse th10jwt 10 "$BIN" "" "${ACCOUNT[@]}"
+    TH10JWT_PORT=$TH_PORT TH10JWT_PID=$TH_PID
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TH10JWT_PORT/svc5/items/42")
+    [[ $code == 401 ]] || die "tollhouse-10-jwt: a request without a token got $code, not 401"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -H "authorization: Bearer $BENCH_TOKEN" "http://127.0.0.1:$TH10JWT_PORT/svc5/items/42")
+    [[ $code == 200 ]] || die "tollhouse-10-jwt: a request with a valid token got $code, not 200"
+fi
+
 # Cases: name, URL, pids whose CPU counts as "the proxy"; HEADER: a request header to send.
 CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ -z $BASELINE ]] || CASES+=(baseline-10)
@@ -493,6 +525,7 @@ CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ $KEY_CASE != 1 ]] || CASES+=(tollhouse-10-key)
 [[ $REDIS_CASE != 1 ]] || CASES+=(tollhouse-10-redis)
 [[ $MANY_KEYS -le 0 ]] || CASES+=(tollhouse-100k-key)
+[[ $JWT_CASE != 1 ]] || CASES+=(tollhouse-10-jwt)
 declare -A URL PROXY_PIDS HEADER
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
@@ -522,6 +555,11 @@ if [[ $KEY_CASE == 1 ]]; then
     URL[tollhouse-10-key]="http://127.0.0.1:$TH10KEY_PORT/svc5/items/42"
     PROXY_PIDS[tollhouse-10-key]="$TH10KEY_PID"
     HEADER[tollhouse-10-key]="x-api-key: $BENCH_KEY"
+fi
+if [[ $JWT_CASE == 1 ]]; then
+    URL[tollhouse-10-jwt]="http://127.0.0.1:$TH10JWT_PORT/svc5/items/42"
+    PROXY_PIDS[tollhouse-10-jwt]="$TH10JWT_PID"
+    HEADER[tollhouse-10-jwt]="authorization: Bearer $BENCH_TOKEN"
 fi
 if [[ $MANY_KEYS -gt 0 ]]; then
     URL[tollhouse-100k-key]="http://127.0.0.1:$TH100KKEY_PORT/svc5/items/42"
@@ -662,6 +700,7 @@ echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU 
 [[ $THROTTLE_CASE != 1 ]] || echo "tollhouse-10-throttle: tollhouse-10 + Stage throttle (never reached); every tollhouse case has an account limit it never reaches"
 [[ $KEY_CASE != 1 ]] || echo "tollhouse-10-key: tollhouse-10 + apiKeyRequired on every route, wrk sends x-api-key; UsagePlan with per-key throttle and monthly quota (never reached)"
 [[ $MANY_KEYS -le 0 ]] || echo "tollhouse-100k-key: tollhouse-10-key with $MANY_KEYS keys in the plan (the same one sent)"
+[[ $JWT_CASE != 1 ]] || echo "tollhouse-10-jwt: tollhouse-10 + a JWT Authorizer on every route (RS256, 2048-bit key from the issuer's JWKS), wrk sends a Bearer token"
 [[ $REDIS_CASE != 1 ]] || echo "tollhouse-10-redis: tollhouse-10-key + --redis (redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) on CPU 0, no persistence); CPU = dataplane + redis-server"
 echo
 awk -F'\t' -v order="${CASES[*]}" '
@@ -714,6 +753,10 @@ END {
     if ("tollhouse-10-key" in n) {
         printf r, "tollhouse-10-key / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-key"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-key"] / rps["tollhouse-10"])
         printf r, "tollhouse-10-key / nginx", sprintf("%.3f", cpu["tollhouse-10-key"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-key"] / rps["nginx"])
+    }
+    if ("tollhouse-10-jwt" in n) {
+        printf r, "tollhouse-10-jwt / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-jwt"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-jwt"] / rps["tollhouse-10"])
+        printf r, "tollhouse-10-jwt / nginx", sprintf("%.3f", cpu["tollhouse-10-jwt"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-jwt"] / rps["nginx"])
     }
     if ("tollhouse-10-redis" in n) {
         printf r, "tollhouse-10-redis / tollhouse-10-key", sprintf("%.3f", cpu["tollhouse-10-redis"] / cpu["tollhouse-10-key"]), sprintf("%.3f", rps["tollhouse-10-redis"] / rps["tollhouse-10-key"])
