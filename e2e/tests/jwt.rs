@@ -26,7 +26,10 @@ fn manifests(issuer: &str, mock_body: &str) -> String {
         "apiVersion: tollhouse.dev/v1alpha1
 kind: Stage
 metadata: {{name: prod, namespace: shop}}
-spec: {{api: pets}}
+spec:
+  api: pets
+  accessLog:
+    format: '{{\"requestId\":\"$context.requestId\",\"status\":\"$context.status\",\"sub\":\"$context.authorizer.claims.sub\",\"principal\":\"$context.authorizer.principalId\",\"exp\":\"$context.authorizer.claims.exp\"}}'
 ---
 apiVersion: tollhouse.dev/v1alpha1
 kind: Authorizer
@@ -118,7 +121,12 @@ fn jwt_authorizer_checks_pyjwt_tokens_as_aws_and_keeps_the_issuers_keys() {
         &controller.url(""),
         &dir.path().join("state"),
         dir.path(),
-        &["--jwks-refetch-interval-ms".into(), "500".into()],
+        &[
+            "--jwks-refetch-interval-ms".into(),
+            "500".into(),
+            "--access-log".into(),
+            dir.path().join("access.log").display().to_string(),
+        ],
     );
     d.wait_synced(&controller);
 
@@ -306,8 +314,24 @@ fn jwt_authorizer_checks_pyjwt_tokens_as_aws_and_keeps_the_issuers_keys() {
             "the last good keys keep working while the issuer is down"
         );
     }
+    // The caller reaches the access log (`$context.authorizer.*`); a refused one is `-`.
+    let access = wait_for("the access log", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(dir.path().join("access.log")).ok()?;
+        text.contains(r#""status":"401""#).then_some(text)
+    });
+    let lines: Vec<Value> = access
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first_ok = lines.iter().find(|l| l["status"] == "200").unwrap();
+    assert_eq!(first_ok["sub"], "user-1");
+    assert_eq!(first_ok["principal"], "user-1");
+    assert_eq!(first_ok["exp"], (t + 600).to_string());
+    let refused = lines.iter().find(|l| l["status"] == "401").unwrap();
+    assert_eq!((&refused["sub"], &refused["principal"]), (&json!("-"), &json!("-")));
+
     // No token value reaches the logs.
-    let logs = d.proc.log_text() + &controller.proc.log_text();
+    let logs = d.proc.log_text() + &controller.proc.log_text() + &access;
     assert!(
         !logs.contains(&good[good.len() - 20..]),
         "a token in the logs"

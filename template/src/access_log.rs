@@ -84,6 +84,12 @@ impl fmt::Display for Var {
 pub trait ContextValues {
     /// Appends the value of `var` to `out`.
     fn write(&self, var: Var, out: &mut String);
+    /// Appends `$context.authorizer.<key>` (`principalId`, `claims.sub`, a context key) to
+    /// `out`; `-` when the caller has no such value.
+    fn write_authorizer(&self, key: &str, out: &mut String) {
+        let _ = key;
+        out.push('-');
+    }
 }
 
 /// The most a format may hold: AWS refuses HTTP-API access-log formats over 3 KB (§14, §17).
@@ -112,6 +118,8 @@ pub enum FormatError {
 enum Part {
     Literal(String),
     Var(Var),
+    /// `$context.authorizer.<key>`: what the route's authorizer established (§14).
+    Authorizer(String),
 }
 
 /// A parsed access-log format.
@@ -146,12 +154,16 @@ impl AccessLogFormat {
             let after = &rest[i + PREFIX.len()..];
             let end = after.find(|c: char| !name_char(c)).unwrap_or(after.len());
             let name = after[..end].trim_end_matches('.');
-            let var = Var::from_name(name)
-                .ok_or_else(|| FormatError::UnknownVariable(name.chars().take(64).collect()))?;
+            let part = match name.strip_prefix("authorizer.").filter(|k| !k.is_empty()) {
+                Some(key) => Part::Authorizer(key.to_string()),
+                None => Var::from_name(name)
+                    .map(Part::Var)
+                    .ok_or_else(|| FormatError::UnknownVariable(name.chars().take(64).collect()))?,
+            };
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
-            parts.push(Part::Var(var));
+            parts.push(part);
             rest = &after[name.len()..];
         }
         literal.push_str(rest);
@@ -176,6 +188,7 @@ impl AccessLogFormat {
             match p {
                 Part::Literal(l) => out.push_str(l),
                 Part::Var(v) => values.write(*v, out),
+                Part::Authorizer(key) => values.write_authorizer(key, out),
             }
         }
     }
@@ -196,6 +209,29 @@ pub mod examples {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorizer_values_are_variables_of_their_own() {
+        struct V;
+        impl ContextValues for V {
+            fn write(&self, var: Var, out: &mut String) {
+                out.push_str(var.name());
+            }
+            fn write_authorizer(&self, key: &str, out: &mut String) {
+                out.push('<');
+                out.push_str(key);
+                out.push('>');
+            }
+        }
+        let f = AccessLogFormat::parse(
+            "$context.requestId $context.authorizer.claims.sub $context.authorizer.principalId.",
+        )
+        .unwrap();
+        let mut out = String::new();
+        f.render(&V, &mut out);
+        assert_eq!(out, "requestId <claims.sub> <principalId>.");
+        assert!(AccessLogFormat::parse("$context.requestId $context.authorizer.").is_err());
+    }
 
     struct Fake;
     impl ContextValues for Fake {
@@ -282,8 +318,8 @@ mod tests {
         assert_eq!(e.to_string(), "unknown variable $context.nope");
         // A variable AWS has that we do not render yet is refused too, rather than logged as `-`.
         assert_eq!(
-            AccessLogFormat::parse("$context.requestId $context.authorizer.claims.sub"),
-            Err(FormatError::UnknownVariable("authorizer.claims.sub".into()))
+            AccessLogFormat::parse("$context.requestId $context.identity.clientCert.pem"),
+            Err(FormatError::UnknownVariable("identity.clientCert.pem".into()))
         );
     }
 

@@ -56,6 +56,27 @@ fn clf_time(t: std::time::SystemTime, out: &mut String) {
 }
 
 impl ContextValues for View<'_> {
+    fn write_authorizer(&self, key: &str, out: &mut String) {
+        let Some(id) = self.0.identity.as_deref() else {
+            out.push('-');
+            return;
+        };
+        let value = match key {
+            "principalId" => id.principal_id.as_deref().map(std::borrow::Cow::Borrowed),
+            _ => key
+                .strip_prefix("claims.")
+                .and_then(|claim| id.claims.get(claim))
+                .map(|v| match v {
+                    serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                    other => std::borrow::Cow::Owned(other.to_string()),
+                }),
+        };
+        match value {
+            Some(v) => escaped(out, &v),
+            None => out.push('-'),
+        }
+    }
+
     fn write(&self, var: Var, out: &mut String) {
         let c = self.0;
         let stage = c.stage();
