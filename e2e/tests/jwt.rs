@@ -328,7 +328,10 @@ fn jwt_authorizer_checks_pyjwt_tokens_as_aws_and_keeps_the_issuers_keys() {
     assert_eq!(first_ok["principal"], "user-1");
     assert_eq!(first_ok["exp"], (t + 600).to_string());
     let refused = lines.iter().find(|l| l["status"] == "401").unwrap();
-    assert_eq!((&refused["sub"], &refused["principal"]), (&json!("-"), &json!("-")));
+    assert_eq!(
+        (&refused["sub"], &refused["principal"]),
+        (&json!("-"), &json!("-"))
+    );
 
     // No token value reaches the logs.
     let logs = d.proc.log_text() + &controller.proc.log_text() + &access;

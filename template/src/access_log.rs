@@ -319,7 +319,9 @@ mod tests {
         // A variable AWS has that we do not render yet is refused too, rather than logged as `-`.
         assert_eq!(
             AccessLogFormat::parse("$context.requestId $context.identity.clientCert.pem"),
-            Err(FormatError::UnknownVariable("identity.clientCert.pem".into()))
+            Err(FormatError::UnknownVariable(
+                "identity.clientCert.pem".into()
+            ))
         );
     }
 
