@@ -94,7 +94,7 @@ struct Args {
     account_burst_limit: u32,
     /// The least time between two fetches of a JWT issuer's keys for a token whose `kid` is
     /// not among them (an issuer that rotated its keys), in milliseconds.
-    #[arg(long, default_value_t = 10_000, value_name = "MILLIS")]
+    #[arg(long, default_value_t = tollhouse_dataplane::authorizer::DEFAULT_REFETCH_AFTER_MS, value_name = "MILLIS")]
     jwks_refetch_interval_ms: u64,
     /// Redis that holds every limit and quota for the whole fleet of dataplanes
     /// (`redis://[:password@]host:port[/db]`); without it each replica holds its own. Read

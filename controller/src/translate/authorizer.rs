@@ -18,26 +18,23 @@ pub(super) struct AuthorizerEntry<'a> {
     pub accepted: Result<Authorizer, Failure>,
     /// What its Ready condition adds (a plain-`http://` key URL is said here).
     pub notes: Vec<String>,
-    /// The routes that use it (`namespace/name`).
-    pub used_by: Vec<String>,
 }
 
-/// The Authorizers by `(namespace, name)`.
+/// The Authorizers by their snapshot [`key`].
 pub(super) fn check_all(
     authorizers: &[Resource<AuthorizerSpec>],
-) -> HashMap<(String, String), AuthorizerEntry<'_>> {
+) -> HashMap<String, AuthorizerEntry<'_>> {
     authorizers
         .iter()
         .map(|a| {
             let mut notes = Vec::new();
             let accepted = check(a, &mut notes);
             (
-                (a.meta.namespace.clone(), a.meta.name.clone()),
+                key(&a.meta.namespace, &a.meta.name),
                 AuthorizerEntry {
                     resource: a,
                     accepted,
                     notes,
-                    used_by: Vec::new(),
                 },
             )
         })

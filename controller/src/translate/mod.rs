@@ -80,16 +80,17 @@ pub fn translate(input: &Input) -> Output {
         .collect();
     route::resolve_conflicts(&mut routes);
 
-    let mut authorizers = authorizer::check_all(&input.authorizers);
+    let authorizers = authorizer::check_all(&input.authorizers);
     for route in routes.iter_mut() {
         let (Ok(_), Some(a)) = (&route.accepted, &route.resource.spec.authorization) else {
             continue;
         };
         let ns = &route.resource.meta.namespace;
         let name = &a.authorizer_ref.name;
-        route.authorizer = Some(match authorizers.get(&(ns.clone(), name.clone())) {
+        let key = authorizer::key(ns, name);
+        route.authorizer = Some(match authorizers.get(&key) {
             Some(e) => match &e.accepted {
-                Ok(_) => Ok(authorizer::key(ns, name)),
+                Ok(_) => Ok(key),
                 Err(f) => fail(
                     Reason::AuthorizerNotFound,
                     format!(
@@ -143,23 +144,18 @@ pub fn translate(input: &Input) -> Output {
                 None => None,
                 Some(Err(_)) => continue,
                 Some(Ok(key)) => {
-                    let meta = &entry.resource.meta;
-                    let spec = entry.resource.spec.authorization.as_ref();
-                    let name = spec
-                        .map(|a| a.authorizer_ref.name.clone())
-                        .unwrap_or_default();
-                    if let Some(a) = authorizers.get_mut(&(meta.namespace.clone(), name)) {
-                        if let Ok(compiled) = &a.accepted {
-                            snapshot.authorizers.insert(key.clone(), compiled.clone());
-                        }
-                        let user = format!("{}/{}", meta.namespace, meta.name);
-                        if !a.used_by.contains(&user) {
-                            a.used_by.push(user);
-                        }
+                    if let Some(Ok(compiled)) = authorizers.get(key).map(|a| &a.accepted) {
+                        snapshot.authorizers.insert(key.clone(), compiled.clone());
                     }
                     Some(RouteAuthorization {
                         authorizer: key.clone(),
-                        scopes: spec.map(|a| a.scopes.clone()).unwrap_or_default(),
+                        scopes: entry
+                            .resource
+                            .spec
+                            .authorization
+                            .as_ref()
+                            .map(|a| a.scopes.clone())
+                            .unwrap_or_default(),
                     })
                 }
             };
@@ -333,10 +329,17 @@ pub fn translate(input: &Input) -> Output {
         );
     }
 
-    for entry in authorizers.values() {
+    // Each Authorizer's users: the routes that resolved it and are served.
+    let mut used_by: HashMap<&str, usize> = HashMap::new();
+    for route in routes.iter().filter(|r| !r.served_by.is_empty()) {
+        if let Some(Ok(key)) = &route.authorizer {
+            *used_by.entry(key.as_str()).or_default() += 1;
+        }
+    }
+    for (key, entry) in &authorizers {
         let meta = &entry.resource.meta;
         let accepted = entry.accepted.as_ref().map(|_| ()).map_err(Clone::clone);
-        let mut ready = match entry.used_by.len() {
+        let mut ready = match used_by.get(key.as_str()).copied().unwrap_or(0) {
             0 => "used by no served route".to_string(),
             n => format!("used by {n} served route(s)"),
         };

@@ -138,8 +138,11 @@ pub struct RouteAuth {
     pub scopes: Vec<String>,
 }
 
-/// The default least time between two JWKS fetches for an unknown `kid`.
-pub const DEFAULT_REFETCH_AFTER: Duration = Duration::from_secs(10);
+/// The default least time between two JWKS fetches for an unknown `kid`, in milliseconds
+/// (`--jwks-refetch-interval-ms`).
+pub const DEFAULT_REFETCH_AFTER_MS: u64 = 10_000;
+/// [`DEFAULT_REFETCH_AFTER_MS`] as a duration.
+pub const DEFAULT_REFETCH_AFTER: Duration = Duration::from_millis(DEFAULT_REFETCH_AFTER_MS);
 
 #[cfg(test)]
 mod tests {
