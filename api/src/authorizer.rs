@@ -22,17 +22,73 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizerSpec {
-    /// JWT, REQUEST, TOKEN or SIGV4. This version runs JWT.
+    /// JWT, REQUEST, TOKEN or SIGV4. This version runs JWT, REQUEST and TOKEN.
     #[serde(rename = "type")]
     pub kind: AuthorizerType,
     /// Where the credentials are, in AWS's HTTP-API syntax (`$request.header.Authorization`,
     /// `$request.querystring.token`) or REST's (`method.request.header.Authorization`).
-    /// JWT: one source, default `$request.header.Authorization`.
+    /// JWT and TOKEN: one header, default `$request.header.Authorization`. REQUEST: any of
+    /// headers, query parameters, `$stageVariables.X` and `$context.X`; the function's results
+    /// are cached on their values, and a request missing one is refused without a call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity_source: Vec<String>,
     /// Type JWT: the issuer and audiences tokens are checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtSpec>,
+    /// Types REQUEST and TOKEN: the HTTP function that decides (AWS's Lambda authorizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionSpec>,
+}
+
+/// A function authorizer's endpoint and how its answers are read (AWS's Lambda authorizer).
+///
+/// The function gets AWS's authorizer event as a JSON `POST`, as AWS Lambda's Invoke API
+/// does, so a Lambda container with the runtime interface emulator works unchanged.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionSpec {
+    /// The function's URL, `http://` or `https://`. Exactly one of `uri` and `backendRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// A Service in the Authorizer's namespace that serves the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<crate::BackendRef>,
+    /// With `backendRef`: the path called. Default the Invoke API's,
+    /// `/2015-03-31/functions/function/invocations`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The event format on HTTP API Stages: "1.0" or "2.0" (default). REST Stages send REST's
+    /// REQUEST event; TOKEN authorizers send the TOKEN event everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_format_version: Option<PayloadFormatVersion>,
+    /// "2.0" only: the function answers `{"isAuthorized": bool, "context": {...}}` instead of an
+    /// IAM policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_simple_responses: Option<bool>,
+    /// How long an answer is reused for the same identity-source values, 0 to 3600 seconds;
+    /// default 300, 0 calls the function on every request (AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub result_ttl_in_seconds: Option<u32>,
+    /// How long to wait for the function, 50 to 30000 ms; default 10000 (AWS's authorizer
+    /// limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 50, max = 30000))]
+    pub timeout_in_millis: Option<u32>,
+    /// TOKEN only: a regular expression the token must match, else 401 without a call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_validation_expression: Option<String>,
+}
+
+/// A function authorizer's event format.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PayloadFormatVersion {
+    /// AWS's 1.0 format: REST's REQUEST event with `identitySource` and `authorizationToken`.
+    #[serde(rename = "1.0")]
+    V1,
+    /// AWS's 2.0 format.
+    #[serde(rename = "2.0")]
+    V2,
 }
 
 /// Authorizer types.

@@ -13,7 +13,10 @@ mod throttle;
 mod usage_plan;
 
 pub use api_route::{ApiRoute, ApiRouteSpec, IntegrationSpec, IntegrationType, Method, MockSpec};
-pub use authorizer::{Authorization, Authorizer, AuthorizerSpec, AuthorizerType, JwtSpec};
+pub use authorizer::{
+    Authorization, Authorizer, AuthorizerSpec, AuthorizerType, FunctionSpec, JwtSpec,
+    PayloadFormatVersion,
+};
 pub use refs::{BackendRef, LocalObjectRef};
 pub use stage::{AccessLog, ApiType, Stage, StageSpec, StageTls};
 pub use status::{condition, ConditionStatus, ConditionType, Reason, ResourceStatus, StageStatus};

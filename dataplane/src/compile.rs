@@ -10,8 +10,9 @@
 //! undefined stage variable is served and fails as AWS fails. Only a snapshot that fails its
 //! integrity check is refused whole.
 
+use crate::authorizer::function::ResultCache;
 use crate::authorizer::jwks::Jwks;
-use crate::authorizer::{CompiledAuthorizer, RouteAuth};
+use crate::authorizer::{CompileEnv, CompiledAuthorizer, RouteAuth};
 use crate::error::GatewayError;
 use crate::flavour::Flavour;
 use crate::integration::http::{CompileError, EndpointPool, HttpTarget};
@@ -26,7 +27,7 @@ use crate::router::Template;
 use crate::runtime::Runtime;
 use http::HeaderValue;
 use rustls::sign::CertifiedKey;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tollhouse_snapshot::{
@@ -53,6 +54,8 @@ pub struct CompiledSnapshot {
     key_levels: HashSet<String>,
     /// The issuers (and JWKS URLs) whose keys this snapshot's authorizers use.
     jwks_keys: HashSet<(String, Option<String>)>,
+    /// The function authorizers whose results this snapshot keeps.
+    result_keys: HashSet<String>,
 }
 
 /// What compiling a snapshot gave.
@@ -75,6 +78,8 @@ pub struct CompiledStage {
     pub api: HeaderValue,
     /// REST or HTTP API.
     pub flavour: Flavour,
+    /// The stage variables (authorizer events; URIs were bound with them when compiled).
+    pub variables: BTreeMap<String, String>,
     /// The routes.
     pub routes: Routes,
     /// The access-log format, when the Stage logs.
@@ -196,14 +201,29 @@ impl CompiledSnapshot {
         let mut jwks_keys = HashSet::new();
         let mut authorizers: HashMap<&str, Result<Arc<CompiledAuthorizer>, String>> =
             HashMap::new();
+        let mut result_keys = HashSet::new();
         for (key, a) in &snap.authorizers {
-            let compiled = CompiledAuthorizer::compile(a, &mut |issuer, uri| {
-                let k = (issuer.to_string(), uri.map(str::to_string));
-                jwks_keys.insert(k.clone());
-                runtime.jwks.get_or_make(&k, &(), || {
-                    Jwks::new(issuer, uri, runtime.jwks_refetch_after)
-                })
-            });
+            let compiled = CompiledAuthorizer::compile(
+                a,
+                &mut CompileEnv {
+                    keys: &mut |issuer, uri| {
+                        let k = (issuer.to_string(), uri.map(str::to_string));
+                        jwks_keys.insert(k.clone());
+                        runtime.jwks.get_or_make(&k, &(), || {
+                            Jwks::new(issuer, uri, runtime.jwks_refetch_after)
+                        })
+                    },
+                    results: &mut |label, function| {
+                        result_keys.insert(label.to_string());
+                        runtime.authorizer_results.get_or_make(
+                            &label.to_string(),
+                            function,
+                            ResultCache::default,
+                        )
+                    },
+                    pools: &pools,
+                },
+            );
             if let Err(e) = &compiled {
                 leave_out(&a.source, Reason::InvalidAuthorizer, e.clone());
             }
@@ -359,6 +379,7 @@ impl CompiledSnapshot {
                         resource_path: route.path.clone(),
                         methods: route.methods.clone(),
                         greedy: template.greedy(),
+                        params: template.path.params().to_vec(),
                         integration,
                     },
                     template,
@@ -392,6 +413,7 @@ impl CompiledSnapshot {
                 label,
                 name: stage.source.name.clone(),
                 api: HeaderValue::from_str(&stage.api).unwrap_or(HeaderValue::from_static("-")),
+                variables: stage.variables.clone(),
                 flavour,
                 routes,
                 access_log,
@@ -451,6 +473,7 @@ impl CompiledSnapshot {
             keys,
             key_levels,
             jwks_keys,
+            result_keys,
             version: v.version,
             hash: v.hash.clone(),
             stage_table: StageTable::build(&entries),
@@ -508,6 +531,11 @@ impl CompiledSnapshot {
     /// The issuers (and JWKS URLs) whose keys this snapshot uses: the runtime forgets others.
     pub fn jwks_keys(&self) -> &HashSet<(String, Option<String>)> {
         &self.jwks_keys
+    }
+
+    /// The function authorizers whose cached results are kept.
+    pub fn result_keys(&self) -> &HashSet<String> {
+        &self.result_keys
     }
 
     /// Number of stages served.

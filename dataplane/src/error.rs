@@ -85,6 +85,17 @@ pub enum GatewayError {
     /// reference §5, §6); for a JWT, why (the `www-authenticate` description).
     #[error("unauthorized")]
     Unauthorized(Option<JwtFailure>),
+    /// A function authorizer denied: a Deny covering the method ARN, or `isAuthorized: false`
+    /// (ACCESS_DENIED, reference §5).
+    #[error("authorizer denied")]
+    AuthorizerDenied,
+    /// A function authorizer's policy allows, but not this method ARN (ACCESS_DENIED).
+    #[error("authorizer policy does not cover the method")]
+    AuthorizerNotCovered,
+    /// A function authorizer failed: unreachable, timed out, a function error or a reply that
+    /// cannot be read (AUTHORIZER_CONFIGURATION_ERROR, reference §5).
+    #[error("authorizer failed")]
+    AuthorizerFailure,
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -118,6 +129,8 @@ impl GatewayError {
             GatewayError::InvalidApiKey => "invalid_api_key",
             GatewayError::QuotaExceeded => "quota_exceeded",
             GatewayError::Unauthorized(_) => "unauthorized",
+            GatewayError::AuthorizerDenied | GatewayError::AuthorizerNotCovered => "access_denied",
+            GatewayError::AuthorizerFailure => "authorizer_failure",
         }
     }
 
@@ -152,6 +165,8 @@ impl GatewayError {
             GatewayError::InvalidApiKey => "INVALID_API_KEY",
             GatewayError::QuotaExceeded => "QUOTA_EXCEEDED",
             GatewayError::Unauthorized(_) => "UNAUTHORIZED",
+            GatewayError::AuthorizerDenied | GatewayError::AuthorizerNotCovered => "ACCESS_DENIED",
+            GatewayError::AuthorizerFailure => "AUTHORIZER_CONFIGURATION_ERROR",
         }
     }
 
@@ -280,6 +295,33 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => json(
                 StatusCode::UNAUTHORIZED,
                 r#"{"message":"Unauthorized"}"#,
+                None,
+            ),
+            // §3 ACCESS_DENIED: capital-M `Message`, as AWS writes it.
+            GatewayError::AuthorizerDenied if rest => json(
+                StatusCode::FORBIDDEN,
+                r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#,
+                Some("AccessDeniedException"),
+            ),
+            GatewayError::AuthorizerNotCovered if rest => json(
+                StatusCode::FORBIDDEN,
+                r#"{"Message":"User is not authorized to access this resource"}"#,
+                Some("AccessDeniedException"),
+            ),
+            // §5 HTTP APIs: `isAuthorized: false` or a Deny is 403 Forbidden.
+            GatewayError::AuthorizerDenied | GatewayError::AuthorizerNotCovered => {
+                json(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#, None)
+            }
+            // §3 AUTHORIZER_CONFIGURATION_ERROR: `{"message": null}` on REST.
+            GatewayError::AuthorizerFailure if rest => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"message": null}"#,
+                Some("AuthorizerConfigurationException"),
+            ),
+            // §5 HTTP APIs: an invalid reply or invoke failure is 500.
+            GatewayError::AuthorizerFailure => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"message":"Internal Server Error"}"#,
                 None,
             ),
         }

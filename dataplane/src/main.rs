@@ -96,6 +96,13 @@ struct Args {
     /// not among them (an issuer that rotated its keys), in milliseconds.
     #[arg(long, default_value_t = tollhouse_dataplane::authorizer::DEFAULT_REFETCH_AFTER_MS, value_name = "MILLIS")]
     jwks_refetch_interval_ms: u64,
+    /// The region method ARNs name (`arn:aws:execute-api:REGION:…`), as function authorizers
+    /// see them in `methodArn` and policies match them.
+    #[arg(long, default_value = tollhouse_dataplane::runtime::DEFAULT_REGION, value_name = "REGION")]
+    region: String,
+    /// The account method ARNs name, and `requestContext.accountId`.
+    #[arg(long, default_value = tollhouse_dataplane::runtime::DEFAULT_ACCOUNT_ID, value_name = "ID")]
+    account_id: String,
     /// Redis that holds every limit and quota for the whole fleet of dataplanes
     /// (`redis://[:password@]host:port[/db]`); without it each replica holds its own. Read
     /// from the environment in preference to the command line: the URL may carry a password.
@@ -191,6 +198,7 @@ fn main() -> anyhow::Result<()> {
         burst: args.account_burst_limit,
     });
     runtime.jwks_refetch_after = std::time::Duration::from_millis(args.jwks_refetch_interval_ms);
+    runtime.arn_prefix = tollhouse_dataplane::runtime::arn_prefix(&args.region, &args.account_id);
     if let Some(shared) = shared.clone() {
         runtime = runtime.with_shared_limits(shared);
     }

@@ -172,25 +172,30 @@ impl Worker {
         );
         // The authorizer (§5, §6) before API keys, as AWS: a refused caller spends nothing.
         if let Some(auth) = &route.authorization {
-            let identity = auth
-                .authorizer
-                .authorize(
-                    req.headers(),
-                    req.uri().query(),
-                    &auth.scopes,
-                    ctx.start,
-                    ctx.time,
-                )
-                .await?;
+            let call = crate::authorizer::Call {
+                headers: req.headers(),
+                ctx,
+                stage,
+                route,
+                scopes: &auth.scopes,
+                upstream: &self.upstream,
+                arn_prefix: &rt.arn_prefix,
+            };
+            let identity = auth.authorizer.authorize(&call).await?;
             ctx.identity = Some(Arc::new(identity));
         }
         // API keys (§2): a refused key spends nothing; a plan's limits come first.
         let (plan_route, plan_key);
         let mut quota = None;
         if route.api_key_required {
-            let found = ctx
-                .stage
-                .and_then(|i| snap.keys.identify(stage.api_key_source, req.headers(), i));
+            let found = ctx.stage.and_then(|i| {
+                let from_authorizer = ctx
+                    .identity
+                    .as_deref()
+                    .and_then(|id| id.usage_identifier_key.as_deref());
+                snap.keys
+                    .identify(stage.api_key_source, req.headers(), from_authorizer, i)
+            });
             let Some(found) = found else {
                 return Err(GatewayError::InvalidApiKey);
             };

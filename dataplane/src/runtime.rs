@@ -222,6 +222,16 @@ impl<K: Eq + Hash + Clone, C: PartialEq + Clone, V> Retained<K, C, V> {
     }
 }
 
+/// The default `--region`.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// The default `--account-id`: no real account's.
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+
+/// What method ARNs start with.
+pub fn arn_prefix(region: &str, account: &str) -> String {
+    format!("arn:aws:execute-api:{region}:{account}:")
+}
+
 /// Everything the gateway keeps across pushes.
 pub struct Runtime {
     /// Metrics and their per-route handles.
@@ -245,6 +255,13 @@ pub struct Runtime {
     pub jwks: Retained<(String, Option<String>), (), Jwks>,
     /// The least time between two JWKS fetches for an unknown `kid`.
     pub jwks_refetch_after: Duration,
+    /// Function authorizers' cached results by authorizer, kept across pushes while the
+    /// authorizer's configuration is unchanged.
+    pub authorizer_results:
+        Retained<String, tollhouse_snapshot::Function, crate::authorizer::function::ResultCache>,
+    /// `arn:aws:execute-api:{region}:{account}:`, what method ARNs start with
+    /// (`--region`, `--account-id`).
+    pub arn_prefix: String,
     /// Where [`Runtime::nanos`] counts from.
     base: Instant,
 }
@@ -265,6 +282,8 @@ impl Runtime {
             shared: None,
             jwks: Retained::default(),
             jwks_refetch_after: crate::authorizer::DEFAULT_REFETCH_AFTER,
+            authorizer_results: Retained::default(),
+            arn_prefix: arn_prefix(DEFAULT_REGION, DEFAULT_ACCOUNT_ID),
         }
     }
 

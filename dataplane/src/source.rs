@@ -334,12 +334,14 @@ pub fn install(gateway: &Gateway, v: &Versioned, how: &'static str) -> Option<Re
             let buckets = compiled.throttle_keys();
             let key_levels = compiled.key_levels().clone();
             let jwks = compiled.jwks_keys().clone();
+            let results = compiled.result_keys().clone();
             compiled.keys.forget_revoked();
             gateway.apply(compiled);
             gateway.runtime.metrics.retain(keys);
             gateway.runtime.throttles.keep_only(&buckets);
             gateway.runtime.key_throttles.keep_only(&key_levels);
             gateway.runtime.jwks.keep_only(&jwks);
+            gateway.runtime.authorizer_results.keep_only(&results);
             gateway.runtime.metrics.snapshot_apply(how, Some(v.version));
             Some(Report::new(left_out))
         }

@@ -23,6 +23,60 @@ pub struct Authorizer {
 pub enum AuthorizerKind {
     /// A JWT, against an issuer's keys (reference §6).
     Jwt(Jwt),
+    /// A function given AWS's REQUEST event (reference §5).
+    Request(Function),
+    /// A function given AWS's TOKEN event: one header's value (reference §5).
+    Token(Function),
+}
+
+/// A function authorizer (AWS's Lambda authorizer, reference §5).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Function {
+    /// Where the event is POSTed.
+    pub target: FunctionTarget,
+    /// The event format on HTTP API Stages (REST Stages always get REST's).
+    pub format: EventFormat,
+    /// 2.0: the reply is `{"isAuthorized", "context"}`, not an IAM policy.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub simple_responses: bool,
+    /// How long a reply is reused for the same identity-source values; 0: never.
+    pub ttl_seconds: u32,
+    /// How long to wait for the function.
+    pub timeout_ms: u32,
+    /// TOKEN: the regular expression a token must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Where a function authorizer is called.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum FunctionTarget {
+    /// An absolute `http(s)://` URL.
+    Uri(String),
+    /// A Service's endpoints (key into [`crate::Snapshot::backends`]) and the path called.
+    Backend {
+        /// The backend key.
+        backend: String,
+        /// The path, from `/`.
+        path: String,
+    },
+}
+
+/// A function authorizer's event format on HTTP API Stages.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventFormat {
+    /// 1.0.
+    #[serde(rename = "1.0")]
+    V1,
+    /// 2.0.
+    #[serde(rename = "2.0")]
+    V2,
 }
 
 /// A JWT authorizer.

@@ -19,7 +19,9 @@ mod usage;
 mod usage_plan;
 mod versioned;
 
-pub use authorizer::{Authorizer, AuthorizerKind, Jwt, RouteAuthorization};
+pub use authorizer::{
+    Authorizer, AuthorizerKind, EventFormat, Function, FunctionTarget, Jwt, RouteAuthorization,
+};
 pub use backend::Backend;
 pub use certificate::{Certificate, Sensitive};
 pub use condition::{ConditionStatus, ConditionType, Reason};
@@ -41,8 +43,9 @@ use std::collections::BTreeMap;
 /// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends;
 /// version 3 added a Stage's `apiType` and `accessLog`; version 4 the `throttle` of Stages and
 /// routes; version 5 usage plans, API keys, a Stage's `apiKeySource` and a route's
-/// `apiKeyRequired`.
-pub const SCHEMA_VERSION: u32 = 5;
+/// `apiKeyRequired`; version 6 authorizers (JWT, REQUEST, TOKEN) and a route's
+/// `authorization`, so a dataplane that cannot check them never serves such a route open.
+pub const SCHEMA_VERSION: u32 = 6;
 /// The oldest schema this build still reads: every field added since is optional, so an older
 /// snapshot (e.g. in a dataplane's state directory) means the same thing. A newer schema is
 /// refused, since it may carry what this build would silently ignore.
@@ -182,6 +185,22 @@ impl Snapshot {
                     issuer: _,
                     audience: _,
                     jwks_uri: _,
+                }) => {}
+                AuthorizerKind::Request(Function {
+                    target: _,
+                    format: _,
+                    simple_responses: _,
+                    ttl_seconds: _,
+                    timeout_ms: _,
+                    validation: _,
+                })
+                | AuthorizerKind::Token(Function {
+                    target: _,
+                    format: _,
+                    simple_responses: _,
+                    ttl_seconds: _,
+                    timeout_ms: _,
+                    validation: _,
                 }) => {}
             }
             out.push(Entity::new(source, Vec::new()));

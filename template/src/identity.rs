@@ -9,7 +9,25 @@ pub enum IdentitySource {
     Header(String),
     /// A query-string parameter (case-sensitive, AWS).
     Query(String),
+    /// A stage variable (`$stageVariables.X`, REST's `stageVariables.X`): REQUEST authorizers.
+    StageVariable(String),
+    /// A context variable (`$context.X`, REST's `context.X`), one of [`CONTEXT_VARIABLES`]:
+    /// REQUEST authorizers.
+    Context(String),
 }
+
+/// The `$context.*` variables an identity source may name.
+pub const CONTEXT_VARIABLES: [&str; 9] = [
+    "apiId",
+    "domainName",
+    "httpMethod",
+    "identity.sourceIp",
+    "identity.userAgent",
+    "path",
+    "resourcePath",
+    "routeKey",
+    "stage",
+];
 
 /// An identity source that is not one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,14 +50,37 @@ fn is_token(name: &str) -> bool {
 }
 
 impl IdentitySource {
-    /// Parses AWS's HTTP-API form (`$request.header.X`, `$request.querystring.X`) or REST's
-    /// (`method.request.header.X`, `method.request.querystring.X`).
+    /// Parses AWS's HTTP-API form (`$request.header.X`, `$request.querystring.X`,
+    /// `$stageVariables.X`, `$context.X`) or REST's (`method.request.header.X`,
+    /// `method.request.querystring.X`, `stageVariables.X`, `context.X`).
     pub fn parse(s: &str) -> Result<Self, IdentitySourceError> {
         let wrong = || {
             IdentitySourceError(format!(
-                "identity source {s:?} is not $request.header.NAME or $request.querystring.NAME"
+                "identity source {s:?} is not $request.header.NAME, $request.querystring.NAME, \
+                 $stageVariables.NAME or $context.NAME"
             ))
         };
+        if let Some(name) = s
+            .strip_prefix("$stageVariables.")
+            .or_else(|| s.strip_prefix("stageVariables."))
+        {
+            return match name.is_empty() {
+                true => Err(wrong()),
+                false => Ok(IdentitySource::StageVariable(name.to_string())),
+            };
+        }
+        if let Some(name) = s
+            .strip_prefix("$context.")
+            .or_else(|| s.strip_prefix("context."))
+        {
+            return match CONTEXT_VARIABLES.contains(&name) {
+                true => Ok(IdentitySource::Context(name.to_string())),
+                false => Err(IdentitySourceError(format!(
+                    "identity source {s:?}: $context.{name} is not one of {}",
+                    CONTEXT_VARIABLES.join(", ")
+                ))),
+            };
+        }
         let rest = s
             .strip_prefix("$request.")
             .or_else(|| s.strip_prefix("method.request."))
@@ -73,8 +114,17 @@ mod tests {
             IdentitySource::parse("method.request.querystring.token"),
             Ok(IdentitySource::Query("token".into()))
         );
+        assert_eq!(
+            IdentitySource::parse("$context.routeKey"),
+            Ok(IdentitySource::Context("routeKey".into()))
+        );
+        assert_eq!(
+            IdentitySource::parse("stageVariables.tenant"),
+            Ok(IdentitySource::StageVariable("tenant".into()))
+        );
         for bad in [
-            "$context.routeKey",
+            "$context.requestId",
+            "$stageVariables.",
             "$request.header.bad name",
             "$request.header.",
             "$request.querystring.",

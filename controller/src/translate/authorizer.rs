@@ -2,13 +2,19 @@
 //! whose Authorizer is missing or not accepted is not served: serving it without the
 //! authorizer would open it to everyone.
 
+use super::backend::Services;
 use super::conditions::{fail, Failure};
 use super::source;
 use crate::model::{Kind, Resource};
 use std::collections::HashMap;
-use tollhouse_api::{AuthorizerSpec, AuthorizerType};
-use tollhouse_snapshot::{Authorizer, AuthorizerKind, Jwt, Reason};
+use tollhouse_api::{AuthorizerSpec, AuthorizerType, FunctionSpec, PayloadFormatVersion};
+use tollhouse_snapshot::{
+    Authorizer, AuthorizerKind, Backend, EventFormat, Function, FunctionTarget, Jwt, Reason,
+};
 use tollhouse_template::IdentitySource;
+
+/// The Invoke API's path: where a Lambda container with the runtime interface emulator answers.
+pub(super) const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
 
 /// One Authorizer on its way through translate.
 pub(super) struct AuthorizerEntry<'a> {
@@ -18,31 +24,53 @@ pub(super) struct AuthorizerEntry<'a> {
     pub accepted: Result<Authorizer, Failure>,
     /// What its Ready condition adds (a plain-`http://` key URL is said here).
     pub notes: Vec<String>,
+    /// A function's Service: its backend key, the backend, and whether it resolved.
+    pub backend: Option<(String, Backend, Result<(), Failure>)>,
 }
 
 /// The Authorizers by their snapshot [`key`].
-pub(super) fn check_all(
-    authorizers: &[Resource<AuthorizerSpec>],
-) -> HashMap<String, AuthorizerEntry<'_>> {
+pub(super) fn check_all<'a>(
+    authorizers: &'a [Resource<AuthorizerSpec>],
+    services: &Services<'_>,
+) -> HashMap<String, AuthorizerEntry<'a>> {
     authorizers
         .iter()
         .map(|a| {
             let mut notes = Vec::new();
-            let accepted = check(a, &mut notes);
+            let mut backend = None;
+            let accepted = check(a, &mut notes).map(|mut authorizer| {
+                if let AuthorizerKind::Request(f) | AuthorizerKind::Token(f) = &mut authorizer.kind
+                {
+                    if let Some(backend_ref) = a
+                        .spec
+                        .function
+                        .as_ref()
+                        .and_then(|f| f.backend_ref.as_ref())
+                    {
+                        let (key, b, resolved) = services.resolve(&a.meta.namespace, backend_ref);
+                        if let FunctionTarget::Backend { backend, .. } = &mut f.target {
+                            backend.clone_from(&key);
+                        }
+                        backend = Some((key, b, resolved));
+                    }
+                }
+                authorizer
+            });
             (
                 key(&a.meta.namespace, &a.meta.name),
                 AuthorizerEntry {
                     resource: a,
                     accepted,
                     notes,
+                    backend,
                 },
             )
         })
         .collect()
 }
 
-/// An `http(s)://host…` URL, as a key or issuer location; plain http is noted.
-fn url(what: &str, value: &str, notes: &mut Vec<String>) -> Result<(), Failure> {
+/// An `http(s)://host…` URL; plain http is noted with what it `risks`.
+fn url(what: &str, value: &str, notes: &mut Vec<String>, risks: &str) -> Result<(), Failure> {
     let uri: http::Uri = match value.parse() {
         Ok(u) => u,
         Err(e) => {
@@ -55,9 +83,7 @@ fn url(what: &str, value: &str, notes: &mut Vec<String>) -> Result<(), Failure> 
     match (uri.scheme_str(), uri.host()) {
         (Some("https"), Some(_)) => Ok(()),
         (Some("http"), Some(_)) => {
-            notes.push(format!(
-                "{what} {value} is plain http: the keys can be changed on the way"
-            ));
+            notes.push(format!("{what} {value} is plain http: {risks}"));
             Ok(())
         }
         _ => fail(
@@ -66,6 +92,8 @@ fn url(what: &str, value: &str, notes: &mut Vec<String>) -> Result<(), Failure> 
         ),
     }
 }
+
+const KEYS_RISK: &str = "the keys can be changed on the way";
 
 fn check(a: &Resource<AuthorizerSpec>, notes: &mut Vec<String>) -> Result<Authorizer, Failure> {
     let spec = &a.spec;
@@ -79,10 +107,16 @@ fn check(a: &Resource<AuthorizerSpec>, notes: &mut Vec<String>) -> Result<Author
             let Some(jwt) = &spec.jwt else {
                 return fail(Reason::InvalidAuthorizer, "type JWT needs spec.jwt");
             };
-            if spec.identity_source.len() > 1 {
+            let header_or_query = spec.identity_source.iter().all(|s| {
+                matches!(
+                    IdentitySource::parse(s),
+                    Ok(IdentitySource::Header(_) | IdentitySource::Query(_))
+                )
+            });
+            if spec.identity_source.len() > 1 || !header_or_query {
                 return fail(
                     Reason::InvalidAuthorizer,
-                    "a JWT authorizer reads one identity source",
+                    "a JWT authorizer reads one header or query parameter",
                 );
             }
             if jwt.audience.is_empty() || jwt.audience.len() > 50 {
@@ -92,9 +126,9 @@ fn check(a: &Resource<AuthorizerSpec>, notes: &mut Vec<String>) -> Result<Author
                 );
             }
             match &jwt.jwks_uri {
-                Some(uri) => url("jwt.jwksUri", uri, notes)?,
+                Some(uri) => url("jwt.jwksUri", uri, notes, KEYS_RISK)?,
                 // Discovery fetches from the issuer itself.
-                None => url("jwt.issuer", &jwt.issuer, notes)?,
+                None => url("jwt.issuer", &jwt.issuer, notes, KEYS_RISK)?,
             }
             if jwt.jwks_uri.is_some() && jwt.issuer.trim().is_empty() {
                 return fail(Reason::InvalidAuthorizer, "jwt.issuer is empty");
@@ -105,13 +139,26 @@ fn check(a: &Resource<AuthorizerSpec>, notes: &mut Vec<String>) -> Result<Author
                 jwks_uri: jwt.jwks_uri.clone(),
             })
         }
-        other @ (AuthorizerType::Request | AuthorizerType::Token | AuthorizerType::Sigv4) => {
+        AuthorizerType::Request | AuthorizerType::Token => {
+            let Some(function) = &spec.function else {
+                return fail(
+                    Reason::InvalidAuthorizer,
+                    format!("type {} needs spec.function", spec.kind.as_str()),
+                );
+            };
+            let f = self::function(spec.kind, &spec.identity_source, function, notes)?;
+            match spec.kind {
+                AuthorizerType::Token => AuthorizerKind::Token(f),
+                _ => AuthorizerKind::Request(f),
+            }
+        }
+        other @ AuthorizerType::Sigv4 => {
             return fail(
                 Reason::InvalidAuthorizer,
                 format!(
-                    "type {} is not run by this version of Tollhouse yet (JWT is)",
-                    other.as_str()
-                ),
+                "type {} is not run by this version of Tollhouse yet (JWT, REQUEST and TOKEN are)",
+                other.as_str()
+            ),
             )
         }
     };
@@ -119,6 +166,133 @@ fn check(a: &Resource<AuthorizerSpec>, notes: &mut Vec<String>) -> Result<Author
         source: source(Kind::Authorizer, &a.meta),
         identity_source: spec.identity_source.clone(),
         kind,
+    })
+}
+
+/// A REQUEST or TOKEN authorizer's function, checked.
+fn function(
+    kind: AuthorizerType,
+    identity_source: &[String],
+    f: &FunctionSpec,
+    notes: &mut Vec<String>,
+) -> Result<Function, Failure> {
+    let token = kind == AuthorizerType::Token;
+    if token {
+        let header = match identity_source {
+            [] => true,
+            [one] => matches!(IdentitySource::parse(one), Ok(IdentitySource::Header(_))),
+            _ => false,
+        };
+        if !header {
+            return fail(
+                Reason::InvalidAuthorizer,
+                "a TOKEN authorizer reads one header (identitySource)",
+            );
+        }
+    }
+    let ttl_seconds = f.result_ttl_in_seconds.unwrap_or(300);
+    if ttl_seconds > 3600 {
+        return fail(
+            Reason::InvalidAuthorizer,
+            "function.resultTtlInSeconds is 0 to 3600 (AWS)",
+        );
+    }
+    if !token && ttl_seconds > 0 && identity_source.is_empty() {
+        return fail(
+            Reason::InvalidAuthorizer,
+            "a REQUEST authorizer that caches (resultTtlInSeconds > 0) needs an identitySource: \
+             its results are cached on those values (AWS)",
+        );
+    }
+    let timeout_ms = f.timeout_in_millis.unwrap_or(10_000);
+    if !(50..=30_000).contains(&timeout_ms) {
+        return fail(
+            Reason::InvalidAuthorizer,
+            "function.timeoutInMillis is 50 to 30000",
+        );
+    }
+    let format = match f.payload_format_version {
+        None | Some(PayloadFormatVersion::V2) => EventFormat::V2,
+        Some(PayloadFormatVersion::V1) => EventFormat::V1,
+    };
+    let simple_responses = f.enable_simple_responses.unwrap_or(false);
+    if simple_responses && (token || format != EventFormat::V2) {
+        return fail(
+            Reason::InvalidAuthorizer,
+            "function.enableSimpleResponses needs a REQUEST authorizer with \
+             payloadFormatVersion 2.0 (AWS)",
+        );
+    }
+    let validation = match &f.identity_validation_expression {
+        None => None,
+        Some(_) if !token => {
+            return fail(
+                Reason::InvalidAuthorizer,
+                "function.identityValidationExpression is for TOKEN authorizers (AWS)",
+            )
+        }
+        Some(re) => match regex::Regex::new(re) {
+            Ok(_) => Some(re.clone()),
+            Err(e) => {
+                return fail(
+                    Reason::InvalidAuthorizer,
+                    format!(
+                        "function.identityValidationExpression is not a regular expression: {}",
+                        // The parser's message ends with its one-line reason.
+                        e.to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("invalid")
+                            .trim_start_matches("error: ")
+                    ),
+                );
+            }
+        },
+    };
+    let target = match (&f.uri, &f.backend_ref) {
+        (Some(uri), None) => {
+            if f.path.is_some() {
+                return fail(
+                    Reason::InvalidAuthorizer,
+                    "function.path goes with backendRef; put the path in function.uri",
+                );
+            }
+            url(
+                "function.uri",
+                uri,
+                notes,
+                "credentials and replies travel unencrypted",
+            )?;
+            FunctionTarget::Uri(uri.clone())
+        }
+        (None, Some(_)) => {
+            let path = f.path.clone().unwrap_or_else(|| INVOKE_PATH.to_string());
+            if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
+                return fail(
+                    Reason::InvalidAuthorizer,
+                    format!("function.path {path:?} is not a path from /"),
+                );
+            }
+            // The key is set once the Service is resolved.
+            FunctionTarget::Backend {
+                backend: String::new(),
+                path,
+            }
+        }
+        _ => {
+            return fail(
+                Reason::InvalidAuthorizer,
+                "function needs exactly one of uri and backendRef",
+            )
+        }
+    };
+    Ok(Function {
+        target,
+        format,
+        simple_responses,
+        ttl_seconds,
+        timeout_ms,
+        validation,
     })
 }
 

@@ -80,7 +80,8 @@ pub fn translate(input: &Input) -> Output {
         .collect();
     route::resolve_conflicts(&mut routes);
 
-    let authorizers = authorizer::check_all(&input.authorizers);
+    let services = backend::Services::new(&input.services, &input.endpoint_slices);
+    let authorizers = authorizer::check_all(&input.authorizers, &services);
     for route in routes.iter_mut() {
         let (Ok(_), Some(a)) = (&route.accepted, &route.resource.spec.authorization) else {
             continue;
@@ -106,7 +107,6 @@ pub fn translate(input: &Input) -> Output {
         });
     }
 
-    let services = backend::Services::new(&input.services, &input.endpoint_slices);
     let mut backends = BTreeMap::new();
     let mut by_api: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, route) in routes.iter_mut().enumerate() {
@@ -144,8 +144,16 @@ pub fn translate(input: &Input) -> Output {
                 None => None,
                 Some(Err(_)) => continue,
                 Some(Ok(key)) => {
-                    if let Some(Ok(compiled)) = authorizers.get(key).map(|a| &a.accepted) {
-                        snapshot.authorizers.insert(key.clone(), compiled.clone());
+                    if let Some(a) = authorizers.get(key) {
+                        if let Ok(compiled) = &a.accepted {
+                            snapshot.authorizers.insert(key.clone(), compiled.clone());
+                        }
+                        // A function's Service, resolved or not: unresolved, its calls fail.
+                        if let Some((backend_key, backend, _)) = &a.backend {
+                            snapshot
+                                .backends
+                                .insert(backend_key.clone(), backend.clone());
+                        }
                     }
                     Some(RouteAuthorization {
                         authorizer: key.clone(),
@@ -347,9 +355,23 @@ pub fn translate(input: &Input) -> Output {
             ready.push_str("; ");
             ready.push_str(note);
         }
+        let (refs, ready) = match &entry.backend {
+            Some((_, _, Err(f))) => (Err(f.clone()), Ok(ready)),
+            Some((_, b, Ok(()))) if b.endpoints.is_empty() => (
+                Ok(()),
+                fail(
+                    Reason::NoReadyEndpoints,
+                    format!(
+                        "Service {} has no ready endpoints: its routes answer 500 ({ready})",
+                        b.source.name
+                    ),
+                ),
+            ),
+            _ => (Ok(()), Ok(ready)),
+        };
         statuses.insert(
             ObjectKey::new(Kind::Authorizer, &meta.namespace, &meta.name),
-            Status::new(meta.generation, accepted, Ok(()), Ok(ready)),
+            Status::new(meta.generation, accepted, refs, ready),
         );
     }
 

@@ -145,6 +145,7 @@ impl JwtAuthorizer {
                 .map(str::to_string),
             scopes: token_scopes(&claims),
             claims,
+            ..Identity::default()
         })
     }
 

@@ -1,31 +1,104 @@
 //! The authorize phase: the route's authorizer decides, before API keys and limits (AWS's
 //! order: resource policy, authorizer, API key), and who called reaches the context.
 //!
-//! JWT authorizers today ([`jwt`]); their issuers' keys ([`jwks`]) are kept by the runtime
-//! across pushes, so a push neither refetches nor forgets them.
+//! JWT authorizers ([`jwt`]), whose issuers' keys ([`jwks`]) the runtime keeps across pushes,
+//! so a push neither refetches nor forgets them; and function authorizers ([`function`]),
+//! whose results the runtime keeps the same way.
 
 pub mod crypto;
+pub mod event;
+pub mod function;
 pub mod jwks;
 pub mod jwt;
+pub mod policy;
 
+use crate::compile::CompiledStage;
+use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::integration::http::EndpointPool;
+use crate::phases::route::CompiledRoute;
+use crate::upstream::Upstream;
+use function::{FunctionAuthorizer, ResultCache};
 use http::{HeaderMap, HeaderName};
 use jwks::Jwks;
 use jwt::{JwtAuthorizer, JwtFailure};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use tollhouse_snapshot::{Authorizer, AuthorizerKind};
 
 /// Who called, as an authorizer established it.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
-    /// `$context.authorizer.principalId` (a JWT's `sub`).
+    /// `$context.authorizer.principalId` (a JWT's `sub`, a function's `principalId`).
     pub principal_id: Option<String>,
     /// A JWT's claims (`$context.authorizer.claims.*`).
     pub claims: Map<String, Value>,
     /// A JWT's scopes.
     pub scopes: Vec<String>,
+    /// A function's `context` (`$context.authorizer.KEY`).
+    pub context: Map<String, Value>,
+    /// A function's `usageIdentifierKey`: the API key for a Stage whose `apiKeySource` is
+    /// `AUTHORIZER`.
+    pub usage_identifier_key: Option<String>,
+}
+
+/// What an authorizer sees of one request.
+pub struct Call<'a> {
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// The request's context so far (routed).
+    pub ctx: &'a RequestContext,
+    /// Its Stage.
+    pub stage: &'a CompiledStage,
+    /// Its route.
+    pub route: &'a CompiledRoute,
+    /// The route's scopes (JWT).
+    pub scopes: &'a [String],
+    /// This worker's upstream clients (function calls).
+    pub upstream: &'a Upstream,
+    /// `arn:aws:execute-api:{region}:{account}:`, what method ARNs start with.
+    pub arn_prefix: &'a str,
+}
+
+impl Call<'_> {
+    /// The request's query string.
+    pub fn query(&self) -> Option<&str> {
+        self.ctx.uri.query()
+    }
+
+    /// AWS's method ARN: `arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}`
+    /// with the request's path below the Stage (reference §5).
+    pub fn method_arn(&self) -> String {
+        let rest = self.ctx.rest();
+        format!(
+            "{}{}/{}/{}/{}",
+            self.arn_prefix,
+            self.stage.api.to_str().unwrap_or("-"),
+            self.stage.name,
+            self.ctx.method,
+            rest.strip_prefix('/').unwrap_or(rest)
+        )
+    }
+}
+
+/// Decoded `name=value` pairs of a query string, in order (`+` is a space).
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 /// Where an authorizer reads the credentials.
@@ -35,6 +108,10 @@ pub enum IdentitySource {
     Header(HeaderName),
     /// A query-string parameter (case-sensitive).
     Query(String),
+    /// A stage variable.
+    StageVariable(String),
+    /// A context variable (one of [`tollhouse_template::identity::CONTEXT_VARIABLES`]).
+    Context(String),
 }
 
 impl IdentitySource {
@@ -47,25 +124,47 @@ impl IdentitySource {
                     .map_err(|_| format!("identity source {s:?} is not a header name"))
             }
             tollhouse_template::IdentitySource::Query(name) => Ok(IdentitySource::Query(name)),
+            tollhouse_template::IdentitySource::StageVariable(name) => {
+                Ok(IdentitySource::StageVariable(name))
+            }
+            tollhouse_template::IdentitySource::Context(name) => Ok(IdentitySource::Context(name)),
         }
     }
 
-    /// The value in this request, when present and not empty.
+    /// The value in a request's headers or query, when present and not empty; `None` for the
+    /// sources that need the routed request ([`IdentitySource::value_in`]).
     pub fn value(&self, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
         let v = match self {
             IdentitySource::Header(name) => headers.get(name)?.to_str().ok()?.to_string(),
-            IdentitySource::Query(name) => query?
-                .split('&')
-                .filter_map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    let k = percent_encoding::percent_decode_str(k).decode_utf8().ok()?;
-                    (k == name.as_str()).then(|| {
-                        percent_encoding::percent_decode_str(&v.replace('+', " "))
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    })
-                })
-                .next()?,
+            IdentitySource::Query(name) => query_pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)?,
+            IdentitySource::StageVariable(_) | IdentitySource::Context(_) => return None,
+        };
+        (!v.trim().is_empty()).then_some(v)
+    }
+
+    /// The value in a routed request, when present and not empty.
+    pub fn value_in(&self, call: &Call<'_>) -> Option<String> {
+        let ctx = call.ctx;
+        let v = match self {
+            IdentitySource::Header(_) | IdentitySource::Query(_) => {
+                return self.value(call.headers, call.query())
+            }
+            IdentitySource::StageVariable(name) => call.stage.variables.get(name)?.clone(),
+            IdentitySource::Context(name) => match name.as_str() {
+                "apiId" => call.stage.api.to_str().ok()?.to_string(),
+                "domainName" => event::domain_name(ctx).to_string(),
+                "httpMethod" => ctx.method.to_string(),
+                "identity.sourceIp" => ctx.conn.remote.ip().to_string(),
+                "identity.userAgent" => ctx.user_agent.as_ref()?.to_str().ok()?.to_string(),
+                "path" => ctx.uri.path().to_string(),
+                "resourcePath" => call.route.resource_path.clone(),
+                "routeKey" => call.route.route_key(&ctx.method),
+                "stage" => call.stage.name.clone(),
+                _ => return None,
+            },
         };
         (!v.trim().is_empty()).then_some(v)
     }
@@ -75,56 +174,102 @@ impl IdentitySource {
 pub struct CompiledAuthorizer {
     /// `namespace/name`.
     pub label: String,
-    identity: IdentitySource,
+    /// Where the credentials are read, in order.
+    identity: Vec<IdentitySource>,
     check: Check,
 }
 
 enum Check {
     Jwt(JwtAuthorizer),
+    Function(FunctionAuthorizer),
 }
 
-/// How a compile finds an issuer's retained keys: `(issuer, jwksUri)` to the one [`Jwks`].
-pub type KeysFor<'a> = dyn FnMut(&str, Option<&str>) -> Arc<Jwks> + 'a;
+/// What a compile hands authorizers from the runtime and the snapshot.
+pub struct CompileEnv<'a> {
+    /// An issuer's retained keys: `(issuer, jwksUri)` to the one [`Jwks`].
+    pub keys: &'a mut dyn FnMut(&str, Option<&str>) -> Arc<Jwks>,
+    /// A function authorizer's retained results, by its label and configuration.
+    pub results: &'a mut dyn FnMut(&str, &tollhouse_snapshot::Function) -> Arc<ResultCache>,
+    /// The snapshot's Service backends.
+    pub pools: &'a HashMap<&'a str, Arc<EndpointPool>>,
+}
 
 impl CompiledAuthorizer {
-    /// Compiles a snapshot authorizer; `keys` hands out the runtime's key set for an issuer.
-    pub fn compile(a: &Authorizer, keys: &mut KeysFor<'_>) -> Result<Self, String> {
-        let identity = match a.identity_source.as_slice() {
-            [] => IdentitySource::Header(http::header::AUTHORIZATION),
-            [one] => IdentitySource::parse(one)?,
-            _ => return Err("a JWT authorizer reads one identity source".to_string()),
-        };
-        let check = match &a.kind {
+    /// Compiles a snapshot authorizer with the runtime's retained state.
+    pub fn compile(a: &Authorizer, env: &mut CompileEnv<'_>) -> Result<Self, String> {
+        let label = a.source.key();
+        let sources = a
+            .identity_source
+            .iter()
+            .map(|s| IdentitySource::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let header_or_query =
+            |s: &IdentitySource| matches!(s, IdentitySource::Header(_) | IdentitySource::Query(_));
+        let (identity, check) = match &a.kind {
             AuthorizerKind::Jwt(j) => {
-                let jwks = keys(&j.issuer, j.jwks_uri.as_deref());
-                Check::Jwt(JwtAuthorizer::new(&j.issuer, &j.audience, jwks))
+                let identity = match sources.as_slice() {
+                    [] => IdentitySource::Header(http::header::AUTHORIZATION),
+                    [one] if header_or_query(one) => one.clone(),
+                    _ => return Err("a JWT authorizer reads one header or query parameter".into()),
+                };
+                let jwks = (env.keys)(&j.issuer, j.jwks_uri.as_deref());
+                (
+                    vec![identity],
+                    Check::Jwt(JwtAuthorizer::new(&j.issuer, &j.audience, jwks)),
+                )
+            }
+            AuthorizerKind::Token(f) => {
+                let identity = match sources.as_slice() {
+                    [] => IdentitySource::Header(http::header::AUTHORIZATION),
+                    [one @ IdentitySource::Header(_)] => one.clone(),
+                    _ => return Err("a TOKEN authorizer reads one header".into()),
+                };
+                let results = (env.results)(&label, f);
+                (
+                    vec![identity],
+                    Check::Function(FunctionAuthorizer::compile(f, true, env.pools, results)?),
+                )
+            }
+            AuthorizerKind::Request(f) => {
+                let results = (env.results)(&label, f);
+                (
+                    sources,
+                    Check::Function(FunctionAuthorizer::compile(f, false, env.pools, results)?),
+                )
             }
         };
         Ok(CompiledAuthorizer {
-            label: a.source.key(),
+            label,
             identity,
             check,
         })
     }
 
     /// Decides on a request: its caller's identity, or the error to answer.
-    pub async fn authorize(
-        &self,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        scopes: &[String],
-        now: Instant,
-        wall: SystemTime,
-    ) -> Result<Identity, GatewayError> {
-        let value = self.identity.value(headers, query);
+    pub async fn authorize(&self, call: &Call<'_>) -> Result<Identity, GatewayError> {
         match &self.check {
             Check::Jwt(j) => {
+                let value = self
+                    .identity
+                    .first()
+                    .and_then(|s| s.value(call.headers, call.query()));
                 let Some(value) = value else {
                     return Err(GatewayError::Unauthorized(Some(JwtFailure::Missing)));
                 };
-                j.authorize(&value, scopes, now, wall)
+                j.authorize(&value, call.scopes, call.ctx.start, call.ctx.time)
                     .await
                     .map_err(|f| GatewayError::Unauthorized(Some(f)))
+            }
+            Check::Function(f) => {
+                // A missing identity source is 401 without a call (reference §5).
+                let mut values = Vec::with_capacity(self.identity.len());
+                for source in &self.identity {
+                    match source.value_in(call) {
+                        Some(v) => values.push(v),
+                        None => return Err(GatewayError::Unauthorized(None)),
+                    }
+                }
+                f.authorize(call, &values, &self.label).await
             }
         }
     }
@@ -158,7 +303,11 @@ mod tests {
             IdentitySource::parse("method.request.querystring.token"),
             Ok(IdentitySource::Query("token".into()))
         );
-        assert!(IdentitySource::parse("$context.routeKey").is_err());
+        assert_eq!(
+            IdentitySource::parse("$context.routeKey"),
+            Ok(IdentitySource::Context("routeKey".into()))
+        );
+        assert!(IdentitySource::parse("$context.requestId").is_err());
         assert!(IdentitySource::parse("$request.header.bad name").is_err());
         let q = IdentitySource::Query("token".into());
         assert_eq!(

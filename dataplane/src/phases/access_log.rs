@@ -43,7 +43,7 @@ fn millis(d: Duration) -> u128 {
 }
 
 /// `dd/MMM/yyyy:HH:mm:ss +0000`, AWS's `requestTime` (reference §14), from an HTTP date.
-fn clf_time(t: std::time::SystemTime, out: &mut String) {
+pub(crate) fn clf_time(t: std::time::SystemTime, out: &mut String) {
     // "Sun, 06 Nov 1994 08:49:37 GMT"
     let http = httpdate::fmt_http_date(t);
     let p: Vec<&str> = http.split(' ').collect();
@@ -63,13 +63,14 @@ impl ContextValues for View<'_> {
         };
         let value = match key {
             "principalId" => id.principal_id.as_deref().map(std::borrow::Cow::Borrowed),
-            _ => key
-                .strip_prefix("claims.")
-                .and_then(|claim| id.claims.get(claim))
-                .map(|v| match v {
-                    serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
-                    other => std::borrow::Cow::Owned(other.to_string()),
-                }),
+            _ => match key.strip_prefix("claims.") {
+                Some(claim) => id.claims.get(claim),
+                None => id.context.get(key),
+            }
+            .map(|v| match v {
+                serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                other => std::borrow::Cow::Owned(other.to_string()),
+            }),
         };
         match value {
             Some(v) => escaped(out, &v),

@@ -109,11 +109,13 @@ impl KeyTable {
         &self,
         source: ApiKeySource,
         headers: &HeaderMap,
+        from_authorizer: Option<&str>,
         stage: usize,
     ) -> Option<Identified<'_>> {
         let value = match source {
             ApiKeySource::Header => headers.get(X_API_KEY)?.as_bytes(),
-            ApiKeySource::Authorizer => return None,
+            // The route's authorizer's `usageIdentifierKey` (reference §2, §5).
+            ApiKeySource::Authorizer => from_authorizer?.as_bytes(),
         };
         let hash: [u8; 32] = Sha256::digest(value).into();
         let key = self.keys.get(&hash)?;
@@ -206,16 +208,33 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(!notes[0].contains("not-hex"));
         let mut h = HeaderMap::new();
-        assert!(table.identify(ApiKeySource::Header, &h, 0).is_none());
+        assert!(table.identify(ApiKeySource::Header, &h, None, 0).is_none());
         h.insert(X_API_KEY, "AAAAAAAAAAAAAAAAAAAAAAAB".parse().unwrap());
-        assert!(table.identify(ApiKeySource::Header, &h, 0).is_none());
+        assert!(table.identify(ApiKeySource::Header, &h, None, 0).is_none());
         h.insert(X_API_KEY, "AAAAAAAAAAAAAAAAAAAAAAAA".parse().unwrap());
-        let on0 = table.identify(ApiKeySource::Header, &h, 0).unwrap();
+        let on0 = table.identify(ApiKeySource::Header, &h, None, 0).unwrap();
         assert_eq!((&*on0.key.id, on0.plan), ("ns/a", 0));
-        assert_eq!(table.identify(ApiKeySource::Header, &h, 1).unwrap().plan, 1);
-        assert!(table.identify(ApiKeySource::Header, &h, 2).is_none());
-        // No authorizer returns a usageIdentifierKey yet.
-        assert!(table.identify(ApiKeySource::Authorizer, &h, 0).is_none());
+        assert_eq!(
+            table
+                .identify(ApiKeySource::Header, &h, None, 1)
+                .unwrap()
+                .plan,
+            1
+        );
+        assert!(table.identify(ApiKeySource::Header, &h, None, 2).is_none());
+        // AUTHORIZER reads the authorizer's usageIdentifierKey, never the header.
+        assert!(table
+            .identify(ApiKeySource::Authorizer, &h, None, 0)
+            .is_none());
+        let from = table
+            .identify(
+                ApiKeySource::Authorizer,
+                &HeaderMap::new(),
+                Some("AAAAAAAAAAAAAAAAAAAAAAAA"),
+                0,
+            )
+            .unwrap();
+        assert_eq!(&*from.key.id, "ns/a");
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub struct CompiledRoute {
     pub methods: Vec<String>,
     /// Whether the last parameter is greedy.
     pub greedy: bool,
+    /// Path parameter names, in template order.
+    pub params: Vec<String>,
     /// What serves it.
     pub integration: CompiledIntegration,
     /// Metric handles (kept by the runtime across pushes).
