@@ -54,14 +54,15 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-ser
   $SUDO systemctl stop redis-server || true
 fi
 
-# --- boto3, PyJWT ---------------------------------------------------------
-# The usage report tests (e2e/tests/usage.rs) read GetUsage with AWS's own SDK, and the JWT
-# authorizer tests (e2e/tests/jwt.rs) mint tokens with PyJWT, from a venv of the cache;
-# $BIN/python-boto3 is its interpreter.
-if [[ ! -x "$CACHE/py/bin/python3" ]] || ! "$CACHE/py/bin/python3" -c "import boto3, jwt, cryptography" 2>/dev/null; then
-  log "pip install boto3 PyJWT cryptography (venv in $CACHE/py)"
+# --- boto3, PyJWT, Powertools ---------------------------------------------
+# The usage report tests (e2e/tests/usage.rs) read GetUsage with AWS's own SDK, the JWT
+# authorizer tests (e2e/tests/jwt.rs) mint tokens with PyJWT, and the function authorizer
+# (e2e/functions/authorizer.py) reads AWS's events and builds its policies with AWS Lambda
+# Powertools, from a venv of the cache; $BIN/python-boto3 is its interpreter.
+if [[ ! -x "$CACHE/py/bin/python3" ]] || ! "$CACHE/py/bin/python3" -c "import boto3, jwt, cryptography, aws_lambda_powertools" 2>/dev/null; then
+  log "pip install boto3 PyJWT cryptography aws-lambda-powertools (venv in $CACHE/py)"
   [[ -x "$CACHE/py/bin/python3" ]] || python3 -m venv "$CACHE/py"
-  "$CACHE/py/bin/python3" -m pip install -q --disable-pip-version-check 'boto3>=1.34,<2' 'PyJWT[crypto]>=2.8,<3' >&2
+  "$CACHE/py/bin/python3" -m pip install -q --disable-pip-version-check 'boto3>=1.34,<2' 'PyJWT[crypto]>=2.8,<3' 'aws-lambda-powertools>=3,<4' >&2
 fi
 # A wrapper, not a symlink: the venv is found from the path the interpreter is started by.
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$CACHE/py/bin/python3" > "$BIN/python-boto3.tmp"

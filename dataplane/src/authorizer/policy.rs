@@ -41,6 +41,9 @@ pub struct Statement {
     pub actions: Vec<String>,
     /// `Resource` patterns.
     pub resources: Vec<String>,
+    /// Whether it has a `Condition`: conditions are not evaluated, so such an Allow never
+    /// allows and such a Deny always denies (failing closed).
+    pub conditional: bool,
 }
 
 /// What a policy says about one method ARN.
@@ -135,6 +138,7 @@ impl Verdict {
                 allow,
                 actions,
                 resources,
+                conditional: s.get("Condition").is_some_and(|c| !c.is_null()),
             });
         }
         let usage_identifier_key = match reply.get("usageIdentifierKey") {
@@ -163,7 +167,7 @@ impl Policy {
             if !s.allow {
                 return Decision::Deny;
             }
-            allowed = true;
+            allowed |= !s.conditional;
         }
         if allowed {
             Decision::Allow
@@ -255,6 +259,11 @@ mod tests {
         assert_eq!(policy(other_action).decide(ARN), Decision::NotCovered);
         let lower = r#"{"Effect":"Allow","Action":"Execute-API:invoke","Resource":"*"}"#;
         assert_eq!(policy(lower).decide(ARN), Decision::Allow);
+        // Conditions are not evaluated: fail closed both ways.
+        let cond = r#"{"Effect":"Allow","Action":"execute-api:Invoke","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}"#;
+        assert_eq!(policy(cond).decide(ARN), Decision::NotCovered);
+        let cond_deny = r#"[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"Bool":{"x":"true"}}}]"#;
+        assert_eq!(policy(cond_deny).decide(ARN), Decision::Deny);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Starts the real binaries on free loopback ports and waits on conditions, never on sleeps.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod function;
 pub mod idp;
 pub mod kube;
 pub mod operator;
