@@ -150,8 +150,8 @@ fn the_examples_are_valid_objects() {
     let items = stored["items"].as_array().unwrap();
     assert_eq!(
         items.len(),
-        13,
-        "3 stages, 8 routes, 1 plan, 1 authorizer: {stored:#}"
+        15,
+        "3 stages, 9 routes, 1 plan, 2 authorizers: {stored:#}"
     );
     // The Authorizer and a route's authorization, stored as written.
     assert_eq!(
@@ -165,6 +165,14 @@ fn the_examples_are_valid_objects() {
     assert_eq!(
         get_json(&ns, "apiroute/jwt-pets")["spec"]["authorization"],
         serde_json::json!({"authorizerRef": {"name": "corp"}, "scopes": ["pets:read"]})
+    );
+    assert_eq!(
+        get_json(&ns, "authorizer/tokens")["spec"]["function"],
+        serde_json::json!({
+            "uri": "http://127.0.0.1:9002/2015-03-31/functions/function/invocations",
+            "resultTtlInSeconds": 300,
+            "identityValidationExpression": "^Bearer [-0-9a-zA-Z\\._:]*$",
+        })
     );
     let columns = env.kubectl_ok(&["get", "authz", "-n", &ns]);
     for want in ["TYPE", "ISSUER", "READY", "JWT", "http://127.0.0.1:9000"] {

@@ -960,12 +960,16 @@ fn usage_plans_get_status_and_keys_follow_their_secrets() {
 }
 
 /// Authorizers on the real API server: a JWT Authorizer in use is Programmed and Ready (its
-/// plain-http issuer said in the message), with its printer columns and short name; one of a
-/// type this version does not run is Accepted=False, and its route is ResolvedRefs=False and
-/// not served; the served route refuses a request without a token and passes a PyJWT one.
+/// plain-http issuer said in the message), with its printer columns and short name; a REQUEST
+/// one without its function is Accepted=False, and its route is ResolvedRefs=False and not
+/// served; the served route refuses a request without a token and passes a PyJWT one. A TOKEN
+/// authorizer whose function is a Service is ResolvedRefs=False BackendNotFound until the
+/// Service exists (its route answers 500), then its EndpointSlice's endpoint (the Powertools
+/// function) decides.
 #[test]
 fn authorizers_get_status_and_protect_their_routes() {
     let idp = harness::idp::Idp::start();
+    let function = harness::function::Function::start();
     let w = World::new("authz");
     let logs = w.logs();
     let c = KubeController::start(w.kubeconfig, &w.ns, &logs, &[]);
@@ -1002,6 +1006,22 @@ spec:
   path: /fn
   authorization: {{authorizerRef: {{name: fn}}}}
   integration: {{type: MOCK}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: Authorizer
+metadata: {{name: tokens}}
+spec:
+  type: TOKEN
+  function: {{backendRef: {{name: authz-fn, port: http}}}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: by-token}}
+spec:
+  api: pets
+  path: /token
+  authorization: {{authorizerRef: {{name: tokens}}}}
+  integration: {{type: MOCK, mock: {{statusCode: 200, body: token}}}}
 "
     ));
     w.wait_programmed("authorizer/corp");
@@ -1016,7 +1036,7 @@ spec:
         refused["message"]
             .as_str()
             .unwrap()
-            .contains("type REQUEST is not run"),
+            .contains("type REQUEST needs spec.function"),
         "{refused}"
     );
     w.wait_condition(
@@ -1052,6 +1072,33 @@ spec:
         404,
         "not served without its authorizer"
     );
+
+    // The TOKEN authorizer's Service: missing (500, said on the Authorizer), then there.
+    let missing = w.wait_condition(
+        "authorizer/tokens",
+        "ResolvedRefs",
+        "False",
+        "BackendNotFound",
+    );
+    assert!(
+        missing["message"].as_str().unwrap().contains("authz-fn"),
+        "{missing}"
+    );
+    wait_for("the token route", Duration::from_secs(30), || {
+        (get("/prod/token", Some("allow:op")) == 500).then_some(())
+    });
+    w.apply(&format!(
+        "{}{}",
+        w.service("authz-fn"),
+        w.slices("authz-fn", &[(function.port, true)])
+    ));
+    w.wait_condition("authorizer/tokens", "Ready", "True", "Ready");
+    wait_for("the function decides", Duration::from_secs(30), || {
+        (get("/prod/token", Some("allow:op")) == 200).then_some(())
+    });
+    assert_eq!(get("/prod/token", Some("deny")), 403);
+    assert_eq!(get("/prod/token", None), 401);
+    assert_eq!(function.calls(), 2, "one call per token");
 
     let table = w.kubectl(&["get", "authorizers"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
