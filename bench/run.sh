@@ -28,6 +28,11 @@
 #                     Bearer token (RS256, minted by PyJWT from e2e/idp/idp.py, which serves the
 #                     issuer's discovery and JWKS; needs e2e/kube/setup.sh's venv); every request
 #                     verifies the signature and the claims (JWT_CASE=0 leaves it out)
+#   tollhouse-10-fn   as tollhouse-10, but every route has a TOKEN function Authorizer (the
+#                     Powertools function e2e/functions/authorizer.py behind an Invoke-API
+#                     server, on CPU 0) with the default 300 s result cache; wrk sends one token,
+#                     so the function is called once and every request is a cache hit whose
+#                     IAM policy is evaluated against the method ARN (FN_CASE=0 leaves it out)
 #
 # Proxies and backend are pinned to CPU 0, wrk to CPU 1. Rounds are interleaved (each round runs
 # every case once, in an order rotated from round to round) so that drift on a shared machine
@@ -75,6 +80,7 @@ KEY_CASE=${KEY_CASE:-1}
 REDIS_CASE=${REDIS_CASE:-$KEY_CASE}
 MANY_KEYS=${MANY_KEYS:-0}
 JWT_CASE=${JWT_CASE:-1}
+FN_CASE=${FN_CASE:-1}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -97,7 +103,7 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS DURATION CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
-for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE JWT_CASE; do
+for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE JWT_CASE FN_CASE; do
     [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1 (got '${!v}')"
 done
 
@@ -517,6 +523,29 @@ YAML
     [[ $code == 200 ]] || die "tollhouse-10-jwt: a request with a valid token got $code, not 200"
 fi
 
+if [[ $FN_CASE == 1 ]]; then
+    PY=${TOLLHOUSE_PYTHON:-$HOME/.cache/tollhouse-kube/bin/python-boto3}
+    [[ -x $PY ]] || die "FN_CASE=1 needs AWS Lambda Powertools: run e2e/kube/setup.sh (or FN_CASE=0)"
+    FN_PORT=$(free_port)
+    start fn "$PY" "$REPO/e2e/functions/authorizer.py" "$FN_PORT"
+    wait_for "http://127.0.0.1:$FN_PORT/counts" 30 "$LAST_PID" fn
+    cat >"$TMP/fn.yaml" <<YAML
+apiVersion: tollhouse.dev/v1alpha1
+kind: Authorizer
+metadata: {name: bench, namespace: default}
+spec:
+  type: TOKEN
+  function: {uri: "http://127.0.0.1:$FN_PORT/2015-03-31/functions/function/invocations"}
+YAML
+    ROUTE_EXTRA="  authorization: {authorizerRef: {name: bench}}" EXTRA_YAML="$TMP/fn.yaml" \
+        start_tollhouse th10fn 10 "$BIN" "" "${ACCOUNT[@]}"
+    TH10FN_PORT=$TH_PORT TH10FN_PID=$TH_PID
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TH10FN_PORT/svc5/items/42")
+    [[ $code == 401 ]] || die "tollhouse-10-fn: a request without a token got $code, not 401"
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -H "authorization: Bearer allow:bench" "http://127.0.0.1:$TH10FN_PORT/svc5/items/42")
+    [[ $code == 200 ]] || die "tollhouse-10-fn: a request with an allowed token got $code, not 200"
+fi
+
 # Cases: name, URL, pids whose CPU counts as "the proxy"; HEADER: a request header to send.
 CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ -z $BASELINE ]] || CASES+=(baseline-10)
@@ -526,6 +555,7 @@ CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ $REDIS_CASE != 1 ]] || CASES+=(tollhouse-10-redis)
 [[ $MANY_KEYS -le 0 ]] || CASES+=(tollhouse-100k-key)
 [[ $JWT_CASE != 1 ]] || CASES+=(tollhouse-10-jwt)
+[[ $FN_CASE != 1 ]] || CASES+=(tollhouse-10-fn)
 declare -A URL PROXY_PIDS HEADER
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
@@ -560,6 +590,11 @@ if [[ $JWT_CASE == 1 ]]; then
     URL[tollhouse-10-jwt]="http://127.0.0.1:$TH10JWT_PORT/svc5/items/42"
     PROXY_PIDS[tollhouse-10-jwt]="$TH10JWT_PID"
     HEADER[tollhouse-10-jwt]="authorization: Bearer $BENCH_TOKEN"
+fi
+if [[ $FN_CASE == 1 ]]; then
+    URL[tollhouse-10-fn]="http://127.0.0.1:$TH10FN_PORT/svc5/items/42"
+    PROXY_PIDS[tollhouse-10-fn]="$TH10FN_PID"
+    HEADER[tollhouse-10-fn]="authorization: Bearer allow:bench"
 fi
 if [[ $MANY_KEYS -gt 0 ]]; then
     URL[tollhouse-100k-key]="http://127.0.0.1:$TH100KKEY_PORT/svc5/items/42"
@@ -701,6 +736,7 @@ echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU 
 [[ $KEY_CASE != 1 ]] || echo "tollhouse-10-key: tollhouse-10 + apiKeyRequired on every route, wrk sends x-api-key; UsagePlan with per-key throttle and monthly quota (never reached)"
 [[ $MANY_KEYS -le 0 ]] || echo "tollhouse-100k-key: tollhouse-10-key with $MANY_KEYS keys in the plan (the same one sent)"
 [[ $JWT_CASE != 1 ]] || echo "tollhouse-10-jwt: tollhouse-10 + a JWT Authorizer on every route (RS256, 2048-bit key from the issuer's JWKS), wrk sends a Bearer token"
+[[ $FN_CASE != 1 ]] || echo "tollhouse-10-fn: tollhouse-10 + a TOKEN function Authorizer on every route (Powertools function, 300 s cache), wrk sends one token: $(curl -fsS "http://127.0.0.1:$FN_PORT/counts") for the whole run"
 [[ $REDIS_CASE != 1 ]] || echo "tollhouse-10-redis: tollhouse-10-key + --redis (redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) on CPU 0, no persistence); CPU = dataplane + redis-server"
 echo
 awk -F'\t' -v order="${CASES[*]}" '
@@ -757,6 +793,10 @@ END {
     if ("tollhouse-10-jwt" in n) {
         printf r, "tollhouse-10-jwt / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-jwt"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-jwt"] / rps["tollhouse-10"])
         printf r, "tollhouse-10-jwt / nginx", sprintf("%.3f", cpu["tollhouse-10-jwt"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-jwt"] / rps["nginx"])
+    }
+    if ("tollhouse-10-fn" in n) {
+        printf r, "tollhouse-10-fn / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-fn"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-fn"] / rps["tollhouse-10"])
+        printf r, "tollhouse-10-fn / nginx", sprintf("%.3f", cpu["tollhouse-10-fn"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-fn"] / rps["nginx"])
     }
     if ("tollhouse-10-redis" in n) {
         printf r, "tollhouse-10-redis / tollhouse-10-key", sprintf("%.3f", cpu["tollhouse-10-redis"] / cpu["tollhouse-10-key"]), sprintf("%.3f", rps["tollhouse-10-redis"] / rps["tollhouse-10-key"])

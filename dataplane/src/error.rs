@@ -429,6 +429,57 @@ mod tests {
         );
     }
 
+    /// reference §3 ACCESS_DENIED and AUTHORIZER_CONFIGURATION_ERROR, §5 (function
+    /// authorizers), both flavours.
+    #[tokio::test]
+    async fn aws_section5_function_authorizer_answers_byte_for_byte() {
+        let (rest, http) = (Flavour::Rest, Flavour::Http);
+        assert_eq!(
+            body(GatewayError::AuthorizerDenied, rest).await,
+            (
+                403,
+                r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#.into(),
+                Some("AccessDeniedException".into())
+            )
+        );
+        assert_eq!(
+            body(GatewayError::AuthorizerNotCovered, rest).await,
+            (
+                403,
+                r#"{"Message":"User is not authorized to access this resource"}"#.into(),
+                Some("AccessDeniedException".into())
+            )
+        );
+        assert_eq!(
+            body(GatewayError::AuthorizerFailure, rest).await,
+            (
+                500,
+                r#"{"message": null}"#.into(),
+                Some("AuthorizerConfigurationException".into())
+            )
+        );
+        for e in [
+            GatewayError::AuthorizerDenied,
+            GatewayError::AuthorizerNotCovered,
+        ] {
+            assert_eq!(
+                body(e, http).await,
+                (403, r#"{"message":"Forbidden"}"#.into(), None)
+            );
+        }
+        assert_eq!(
+            body(GatewayError::AuthorizerFailure, http).await,
+            (500, r#"{"message":"Internal Server Error"}"#.into(), None)
+        );
+        // A function's 401 carries no JWT challenge.
+        let r = GatewayError::Unauthorized(None).response(rest);
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(
+            GatewayError::AuthorizerFailure.response_type(rest),
+            "AUTHORIZER_CONFIGURATION_ERROR"
+        );
+    }
+
     /// reference §3a T2: the same plain-text 413 for both flavours, with no x-amzn-* header.
     #[tokio::test]
     async fn aws_section3a_t2_payload_too_large_is_plain_text() {
