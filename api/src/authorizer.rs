@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizerSpec {
-    /// JWT, REQUEST, TOKEN or SIGV4. This version runs JWT, REQUEST and TOKEN.
+    /// JWT, REQUEST, TOKEN or SIGV4.
     #[serde(rename = "type")]
     pub kind: AuthorizerType,
     /// Where the credentials are, in AWS's HTTP-API syntax (`$request.header.Authorization`,
@@ -38,6 +38,25 @@ pub struct AuthorizerSpec {
     /// Types REQUEST and TOKEN: the HTTP function that decides (AWS's Lambda authorizer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionSpec>,
+    /// Type SIGV4: requests signed with AWS Signature Version 4 by the holders of access keys
+    /// (AWS's `AWS_IAM` authorization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4: Option<Sigv4Spec>,
+}
+
+/// A SigV4 authorizer's scope and credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sigv4Spec {
+    /// The region signatures must be scoped to (`us-east-1`).
+    #[schemars(length(min = 1, max = 64))]
+    pub region: String,
+    /// The service signatures must be scoped to; default `execute-api`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Which Secrets of type `tollhouse.dev/sigv4-credentials` in this namespace hold the
+    /// access keys (`accessKeyId`, `secretAccessKey`, optional `sessionToken` and `principal`).
+    pub credential_selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
 }
 
 /// A function authorizer's endpoint and how its answers are read (AWS's Lambda authorizer).

@@ -15,7 +15,7 @@ mod usage_plan;
 pub use api_route::{ApiRoute, ApiRouteSpec, IntegrationSpec, IntegrationType, Method, MockSpec};
 pub use authorizer::{
     Authorization, Authorizer, AuthorizerSpec, AuthorizerType, FunctionSpec, JwtSpec,
-    PayloadFormatVersion,
+    PayloadFormatVersion, Sigv4Spec,
 };
 pub use refs::{BackendRef, LocalObjectRef};
 pub use stage::{AccessLog, ApiType, Stage, StageSpec, StageTls};

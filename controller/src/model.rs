@@ -42,7 +42,8 @@ kinds! {
     Authorizer,
     /// `discovery.k8s.io/v1` (or `v1beta1`) EndpointSlice: the endpoints of a Service.
     EndpointSlice,
-    /// `v1` Secret: `kubernetes.io/tls` (certificates) and `tollhouse.dev/api-key` (API keys).
+    /// `v1` Secret: `kubernetes.io/tls` (certificates), `tollhouse.dev/api-key` (API keys) and
+    /// `tollhouse.dev/sigv4-credentials` (SigV4 access keys).
     Secret,
     /// `v1` Service (a `backendRef` target).
     Service,
@@ -215,11 +216,23 @@ pub struct SecretData {
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 /// The Secret type of API keys.
 pub const API_KEY_SECRET_TYPE: &str = "tollhouse.dev/api-key";
+/// The Secret type of SigV4 access keys.
+pub const SIGV4_SECRET_TYPE: &str = "tollhouse.dev/sigv4-credentials";
 
 impl SecretData {
-    /// Whether this Secret holds an API key (and so is never read as a certificate).
+    /// Whether this Secret holds an API key.
     pub fn is_api_key(&self) -> bool {
         self.type_ == API_KEY_SECRET_TYPE
+    }
+
+    /// Whether this Secret holds SigV4 access keys.
+    pub fn is_sigv4(&self) -> bool {
+        self.type_ == SIGV4_SECRET_TYPE
+    }
+
+    /// Whether it holds credentials (API or access keys), and so is never read as a certificate.
+    pub fn is_credentials(&self) -> bool {
+        self.is_api_key() || self.is_sigv4()
     }
 }
 

@@ -24,6 +24,17 @@ pub struct Reconciler {
     /// Whether files were applied once: a rescan that finds the files as they were does
     /// nothing after that.
     applied: bool,
+    /// The UTC day of the last translate: a new day translates again (SigV4 signing keys are
+    /// per day) even when nothing else changed.
+    day: i64,
+}
+
+/// How long until the next UTC day starts (plus a second, to be past it).
+pub fn until_next_day() -> std::time::Duration {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    std::time::Duration::from_secs(86_400 - secs % 86_400 + 1)
 }
 
 impl Reconciler {
@@ -36,13 +47,14 @@ impl Reconciler {
             ignored: BTreeSet::new(),
             statuses: Arc::default(),
             applied: false,
+            day: 0,
         }
     }
 
     /// Takes the full current set of files, translates and publishes if the content changed;
     /// files read as they were last time are neither parsed nor translated again.
     pub fn apply(&mut self, files: Vec<(String, FileRead)>) {
-        if !self.index.update(files) && self.applied {
+        if !self.index.update(files) && self.applied && self.day == translate::today() {
             return;
         }
         self.applied = true;
@@ -64,9 +76,10 @@ impl Reconciler {
         self.statuses.clone()
     }
 
-    fn translate(&self, input: &Input) -> translate::Output {
+    fn translate(&mut self, input: &Input) -> translate::Output {
         let start = std::time::Instant::now();
-        let output = translate::translate(input);
+        self.day = translate::today();
+        let output = translate::translate_on(input, self.day);
         let metrics = &self.hub.metrics;
         metrics.reconciles.inc();
         metrics

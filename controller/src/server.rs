@@ -230,10 +230,7 @@ impl Hub {
         let version = previous.map_or(now_ms, |p| now_ms.max(p.version.saturating_add(1)));
         let stages = snapshot.stages.len();
         let routes = snapshot.route_count();
-        let private_keys = snapshot
-            .certificates
-            .values()
-            .any(|c| !c.private_key_pem.0.is_empty());
+        let private_keys = snapshot.carries_secrets();
         // Which objects with a status, at which generation, this snapshot carries: the same
         // walk over the snapshot that redaction uses.
         let mut present: std::collections::HashMap<crate::model::ObjectKey, i64> =

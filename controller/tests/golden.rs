@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tollhouse_controller::index::{FileRead, Index};
 use tollhouse_controller::manifest::Problem;
-use tollhouse_controller::translate::{translate, Status};
+use tollhouse_controller::translate::{translate_on, Status};
 use tollhouse_dataplane::compile::CompiledSnapshot;
 use tollhouse_dataplane::metrics::Metrics;
 use tollhouse_snapshot::{LeftOut, Snapshot, Versioned};
@@ -33,7 +33,8 @@ struct Golden {
 fn render(file: &str, text: &str) -> String {
     let mut index = Index::new();
     index.update(vec![(file.to_string(), FileRead::Text(text.to_string()))]);
-    let output = translate(&index.input());
+    // A fixed day (2026-12-01): SigV4 signing keys are derived per day.
+    let output = translate_on(&index.input(), 20_788);
     // The unredacted snapshot, as the dataplane receives it.
     let compiled = CompiledSnapshot::compile(
         &Versioned::new(1, output.snapshot.clone()),

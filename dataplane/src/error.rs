@@ -7,10 +7,12 @@
 //! starts with a space, the compact bodies have none.
 
 use crate::authorizer::jwt::JwtFailure;
+use crate::authorizer::sigv4::SigFailure;
 use crate::flavour::Flavour;
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
+use std::borrow::Cow;
 
 /// `x-amzn-ErrorType`, written as AWS writes it on HTTP/1.1.
 pub const ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype");
@@ -25,6 +27,8 @@ pub enum BadRequest {
     MissingHost,
     /// A path that is not `/`-rooted origin form, or whose percent-encoding is broken.
     MalformedPath,
+    /// The body broke off before its end while it was read for a signature.
+    BrokenBody,
 }
 
 impl BadRequest {
@@ -33,6 +37,7 @@ impl BadRequest {
             BadRequest::ContentLengthAndTransferEncoding => "bad_request_framing",
             BadRequest::MissingHost => "bad_request_host",
             BadRequest::MalformedPath => "bad_request_path",
+            BadRequest::BrokenBody => "bad_request_body",
         }
     }
 }
@@ -96,6 +101,9 @@ pub enum GatewayError {
     /// cannot be read (AUTHORIZER_CONFIGURATION_ERROR, reference §5).
     #[error("authorizer failed")]
     AuthorizerFailure,
+    /// A SigV4 authorizer refused the signature (reference §7), with AWS's message.
+    #[error("signature refused")]
+    Signature(Box<SigFailure>),
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -105,7 +113,7 @@ pub const MAX_BODY_BYTES: u64 = 10_485_760;
 struct Answer {
     status: StatusCode,
     content_type: &'static str,
-    body: &'static str,
+    body: Cow<'static, str>,
     error_type: Option<&'static str>,
 }
 
@@ -131,6 +139,7 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => "unauthorized",
             GatewayError::AuthorizerDenied | GatewayError::AuthorizerNotCovered => "access_denied",
             GatewayError::AuthorizerFailure => "authorizer_failure",
+            GatewayError::Signature(_) => "invalid_signature",
         }
     }
 
@@ -167,12 +176,23 @@ impl GatewayError {
             GatewayError::Unauthorized(_) => "UNAUTHORIZED",
             GatewayError::AuthorizerDenied | GatewayError::AuthorizerNotCovered => "ACCESS_DENIED",
             GatewayError::AuthorizerFailure => "AUTHORIZER_CONFIGURATION_ERROR",
+            GatewayError::Signature(f) => match **f {
+                SigFailure::Missing => "MISSING_AUTHENTICATION_TOKEN",
+                SigFailure::Incomplete(_) | SigFailure::Invalid(_) => "INVALID_SIGNATURE",
+                SigFailure::UnknownKey => "ACCESS_DENIED",
+            },
         }
     }
 
     /// `$context.error.message`: the message without its JSON quoting.
     pub fn message(&self, flavour: Flavour) -> &'static str {
-        let body = self.answer(flavour).body;
+        if let GatewayError::Signature(f) = self {
+            // Never the header or canonical request: they carry the client's token.
+            return f.log_message();
+        }
+        let Cow::Borrowed(body) = self.answer(flavour).body else {
+            return "";
+        };
         body.split_once(':')
             .map(|(_, v)| v.trim().trim_end_matches('}').trim().trim_matches('"'))
             .filter(|_| body.starts_with('{'))
@@ -180,10 +200,10 @@ impl GatewayError {
     }
 
     fn answer(&self, flavour: Flavour) -> Answer {
-        let json = |status, body, error_type| Answer {
+        let json = |status, body: &'static str, error_type| Answer {
             status,
             content_type: JSON,
-            body,
+            body: Cow::Borrowed(body),
             error_type,
         };
         let rest = flavour == Flavour::Rest;
@@ -201,7 +221,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge => Answer {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 content_type: "text; charset=utf-8",
-                body: "HTTP content length exceeded 10485760 bytes.",
+                body: Cow::Borrowed("HTTP content length exceeded 10485760 bytes."),
                 error_type: None,
             },
             // Over-limit answers are unrecorded (§3a): ours, in the front end's JSON form.
@@ -324,6 +344,31 @@ impl GatewayError {
                 r#"{"message":"Internal Server Error"}"#,
                 None,
             ),
+            // §7: every signature failure is 403, with AWS's message and type.
+            GatewayError::Signature(f) => {
+                let (message, error_type): (Cow<'static, str>, _) = match &**f {
+                    SigFailure::Missing => (
+                        Cow::Borrowed("Missing Authentication Token"),
+                        "MissingAuthenticationTokenException",
+                    ),
+                    SigFailure::Incomplete(m) => {
+                        (Cow::Owned(m.to_string()), "IncompleteSignatureException")
+                    }
+                    SigFailure::Invalid(m) => {
+                        (Cow::Owned(m.to_string()), "InvalidSignatureException")
+                    }
+                    SigFailure::UnknownKey => (
+                        Cow::Borrowed("The security token included in the request is invalid."),
+                        "UnrecognizedClientException",
+                    ),
+                };
+                Answer {
+                    status: StatusCode::FORBIDDEN,
+                    content_type: JSON,
+                    body: Cow::Owned(serde_json::json!({ "message": message }).to_string()),
+                    error_type: rest.then_some(error_type),
+                }
+            }
         }
     }
 
@@ -331,14 +376,18 @@ impl GatewayError {
     /// them for `flavour`. Request-id headers are added by the pipeline, as on every response.
     pub fn response(&self, flavour: Flavour) -> Response<Full<Bytes>> {
         let a = self.answer(flavour);
-        let mut resp = Response::new(Full::new(Bytes::from_static(a.body.as_bytes())));
+        let len = a.body.len();
+        let mut resp = Response::new(Full::new(match a.body {
+            Cow::Borrowed(b) => Bytes::from_static(b.as_bytes()),
+            Cow::Owned(b) => Bytes::from(b),
+        }));
         *resp.status_mut() = a.status;
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(a.content_type),
         );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.body.len()));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         if let Some(t) = a.error_type {
             h.insert(ERROR_TYPE, HeaderValue::from_static(t));
         }

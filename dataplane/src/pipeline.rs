@@ -171,8 +171,29 @@ impl Worker {
             rt.account.as_ref(),
         );
         // The authorizer (§5, §6) before API keys, as AWS: a refused caller spends nothing.
+        let mut req = req;
         if let Some(auth) = &route.authorization {
+            // A SigV4 signature covers the body's hash: read it (up to AWS's 10 MB) first.
+            let mut payload = None;
+            if auth.authorizer.needs_body() {
+                let (parts, body) = req.into_parts();
+                let bytes = http_body_util::BodyExt::collect(crate::upstream::bounded(body, None))
+                    .await
+                    .map_err(|e| {
+                        if e.downcast_ref::<http_body_util::LengthLimitError>()
+                            .is_some()
+                        {
+                            GatewayError::PayloadTooLarge
+                        } else {
+                            GatewayError::BadRequest(crate::error::BadRequest::BrokenBody)
+                        }
+                    })?
+                    .to_bytes();
+                payload = Some(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+                req = Request::from_parts(parts, RequestBody::Full(Some(bytes)));
+            }
             let call = crate::authorizer::Call {
+                payload_sha256: payload.as_deref(),
                 headers: req.headers(),
                 ctx,
                 stage,

@@ -1100,6 +1100,55 @@ spec:
     assert_eq!(get("/prod/token", None), 401);
     assert_eq!(function.calls(), 2, "one call per token");
 
+    // A SIGV4 authorizer reads its access keys from Secrets of type
+    // tollhouse.dev/sigv4-credentials, watched on the API server; no value reaches the status.
+    w.apply(
+        "apiVersion: tollhouse.dev/v1alpha1
+kind: Authorizer
+metadata: {name: iam}
+spec:
+  type: SIGV4
+  sigv4:
+    region: us-east-1
+    credentialSelector: {matchLabels: {tollhouse.dev/authorizer: iam}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {name: by-iam}
+spec:
+  api: pets
+  path: /iam
+  authorization: {authorizerRef: {name: iam}}
+  integration: {type: MOCK}
+",
+    );
+    let none = w.wait_condition("authorizer/iam", "Ready", "True", "Ready");
+    assert!(
+        none["message"]
+            .as_str()
+            .unwrap()
+            .contains("every request is refused"),
+        "{none}"
+    );
+    w.apply(
+        "apiVersion: v1
+kind: Secret
+type: tollhouse.dev/sigv4-credentials
+metadata: {name: alice, labels: {tollhouse.dev/authorizer: iam}}
+stringData:
+  accessKeyId: AKIDOPERATOR
+  secretAccessKey: operator-secret-access-key-0000
+",
+    );
+    wait_for("the access key", Duration::from_secs(30), || {
+        let ready = w.wait_condition("authorizer/iam", "Ready", "True", "Ready");
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 access key(s)")
+            .then_some(())
+    });
+
     let table = w.kubectl(&["get", "authorizers"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "TYPE", "ISSUER", "READY", "AGE"]);
@@ -1113,5 +1162,6 @@ spec:
         c.proc.log_text()
     );
     assert!(!everything.contains(&token[token.len() - 20..]));
+    assert!(!everything.contains("operator-secret-access-key"));
     drop(c);
 }

@@ -1,7 +1,8 @@
 //! Authorizers and a route's use of one.
 
-use crate::SourceRef;
+use crate::{Sensitive, SourceRef};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// An Authorizer object, as the dataplanes run it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,41 @@ pub enum AuthorizerKind {
     Request(Function),
     /// A function given AWS's TOKEN event: one header's value (reference §5).
     Token(Function),
+    /// AWS Signature Version 4 with access keys from Secrets (reference §7).
+    Sigv4(Sigv4),
+}
+
+/// A SigV4 authorizer: the scope signatures must carry and the keys they are checked with.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sigv4 {
+    /// The credential scope's region.
+    pub region: String,
+    /// The credential scope's service.
+    pub service: String,
+    /// The access keys, sorted by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<Sigv4Credential>,
+}
+
+/// One access key, as the dataplane checks it: never the secret access key itself, only the
+/// signing keys derived from it for a few days (`HMAC` chain of AWS's SigV4 down to
+/// `aws4_request`), so a snapshot that leaks gives no more than signing for those days.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sigv4Credential {
+    /// The Secret it came from.
+    pub source: SourceRef,
+    /// The access key id.
+    pub access_key_id: String,
+    /// What `$context.identity.caller` and `userArn` show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// With temporary credentials: SHA-256 (hex) of the session token requests must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_sha256: Option<String>,
+    /// Signing keys (hex) by UTC day (`yyyymmdd`).
+    pub signing_keys: BTreeMap<String, Sensitive>,
 }
 
 /// A function authorizer (AWS's Lambda authorizer, reference §5).

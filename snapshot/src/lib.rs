@@ -19,8 +19,10 @@ mod usage;
 mod usage_plan;
 mod versioned;
 
+pub mod date;
 pub use authorizer::{
     Authorizer, AuthorizerKind, EventFormat, Function, FunctionTarget, Jwt, RouteAuthorization,
+    Sigv4, Sigv4Credential,
 };
 pub use backend::Backend;
 pub use certificate::{Certificate, Sensitive};
@@ -43,7 +45,7 @@ use std::collections::BTreeMap;
 /// The schema version of [`Snapshot`] this build writes. Version 2 added Service backends;
 /// version 3 added a Stage's `apiType` and `accessLog`; version 4 the `throttle` of Stages and
 /// routes; version 5 usage plans, API keys, a Stage's `apiKeySource` and a route's
-/// `apiKeyRequired`; version 6 authorizers (JWT, REQUEST, TOKEN) and a route's
+/// `apiKeyRequired`; version 6 authorizers (JWT, REQUEST, TOKEN, SIGV4) and a route's
 /// `authorization`, so a dataplane that cannot check them never serves such a route open.
 pub const SCHEMA_VERSION: u32 = 6;
 /// The oldest schema this build still reads: every field added since is optional, so an older
@@ -91,6 +93,20 @@ impl Snapshot {
         let bytes = serde_json::to_vec(self)?;
         let hash = hex::encode(Sha256::digest(&bytes));
         Ok((bytes, hash))
+    }
+
+    /// Whether it carries secrets (TLS private keys, SigV4 signing keys): then it goes only to
+    /// authenticated peers.
+    pub fn carries_secrets(&self) -> bool {
+        self.certificates
+            .values()
+            .any(|c| !c.private_key_pem.0.is_empty())
+            || self.authorizers.values().any(|a| match &a.kind {
+                AuthorizerKind::Sigv4(s) => {
+                    s.credentials.iter().any(|c| !c.signing_keys.is_empty())
+                }
+                _ => false,
+            })
     }
 
     /// A copy whose private keys are replaced by their fingerprints: safe for logs and goldens.
@@ -202,6 +218,25 @@ impl Snapshot {
                     timeout_ms: _,
                     validation: _,
                 }) => {}
+                AuthorizerKind::Sigv4(Sigv4 {
+                    region: _,
+                    service: _,
+                    credentials,
+                }) => {
+                    let mut secrets = Vec::new();
+                    for c in credentials.iter_mut() {
+                        let Sigv4Credential {
+                            source: _,
+                            access_key_id: _,
+                            principal: _,
+                            session_token_sha256: _,
+                            signing_keys,
+                        } = c;
+                        secrets.extend(signing_keys.values_mut());
+                    }
+                    out.push(Entity::new(source, secrets));
+                    continue;
+                }
             }
             out.push(Entity::new(source, Vec::new()));
         }

@@ -6,7 +6,9 @@
 //! before every cache has its first full list: a partial view would withdraw routes.
 
 use crate::convert;
-use crate::model::{Input, Kind, Meta, ObjectKey, Resource, API_KEY_SECRET_TYPE, TLS_SECRET_TYPE};
+use crate::model::{
+    Input, Kind, Meta, ObjectKey, Resource, API_KEY_SECRET_TYPE, SIGV4_SECRET_TYPE, TLS_SECRET_TYPE,
+};
 use crate::reconcile::Reconciler;
 use crate::server::Hub;
 use crate::translate::Status;
@@ -42,7 +44,8 @@ pub struct Stores {
     pub services: Store<Service>,
     /// EndpointSlices (v1 or v1beta1, as the server has).
     pub slices: Store<DynamicObject>,
-    /// Secrets, one cache per type read: `kubernetes.io/tls`, then `tollhouse.dev/api-key`.
+    /// Secrets, one cache per type read: `kubernetes.io/tls`, `tollhouse.dev/api-key`, then
+    /// `tollhouse.dev/sigv4-credentials`.
     pub secrets: Vec<Store<Secret>>,
     /// UsagePlans.
     pub usage_plans: Store<UsagePlan>,
@@ -164,7 +167,7 @@ pub async fn start(
 /// What of a kind is watched, one watch per config: only the objects translate can use.
 fn watch_configs(kind: Kind) -> Vec<watcher::Config> {
     match kind {
-        Kind::Secret => [TLS_SECRET_TYPE, API_KEY_SECRET_TYPE]
+        Kind::Secret => [TLS_SECRET_TYPE, API_KEY_SECRET_TYPE, SIGV4_SECRET_TYPE]
             .iter()
             .map(|t| watcher::Config::default().fields(&format!("type={t}")))
             .collect(),
@@ -356,6 +359,8 @@ pub async fn run(
         });
         tokio::select! {
             () = trigger.notified() => {}
+            // A new UTC day: fresh SigV4 signing keys, though nothing else changed.
+            () = tokio::time::sleep(crate::reconcile::until_next_day()) => continue,
             _ = stop.wait_for(|s| *s) => return,
         }
         let first = Instant::now();

@@ -4,12 +4,17 @@
 
 use super::backend::Services;
 use super::conditions::{fail, Failure};
+use super::conflict::{by_age, holder};
 use super::source;
-use crate::model::{Kind, Resource};
-use std::collections::HashMap;
+use crate::model::{Kind, Resource, SecretData};
+use kube::core::{Selector, SelectorExt};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tollhouse_api::{AuthorizerSpec, AuthorizerType, FunctionSpec, PayloadFormatVersion};
 use tollhouse_snapshot::{
-    Authorizer, AuthorizerKind, Backend, EventFormat, Function, FunctionTarget, Jwt, Reason,
+    date, Authorizer, AuthorizerKind, Backend, EventFormat, Function, FunctionTarget, Jwt, Reason,
+    Sensitive, Sigv4, Sigv4Credential,
 };
 use tollhouse_template::IdentitySource;
 
@@ -32,6 +37,8 @@ pub(super) struct AuthorizerEntry<'a> {
 pub(super) fn check_all<'a>(
     authorizers: &'a [Resource<AuthorizerSpec>],
     services: &Services<'_>,
+    secrets: &[Resource<Arc<SecretData>>],
+    today: i64,
 ) -> HashMap<String, AuthorizerEntry<'a>> {
     authorizers
         .iter()
@@ -39,6 +46,14 @@ pub(super) fn check_all<'a>(
             let mut notes = Vec::new();
             let mut backend = None;
             let accepted = check(a, &mut notes).map(|mut authorizer| {
+                if let (AuthorizerKind::Sigv4(s), Some(spec)) =
+                    (&mut authorizer.kind, a.spec.sigv4.as_ref())
+                {
+                    // check() parsed it already.
+                    if let Ok(selector) = Selector::try_from(spec.credential_selector.clone()) {
+                        s.credentials = credentials(a, &selector, s, secrets, today, &mut notes);
+                    }
+                }
                 if let AuthorizerKind::Request(f) | AuthorizerKind::Token(f) = &mut authorizer.kind
                 {
                     if let Some(backend_ref) = a
@@ -152,14 +167,37 @@ fn check(a: &Resource<AuthorizerSpec>, notes: &mut Vec<String>) -> Result<Author
                 _ => AuthorizerKind::Request(f),
             }
         }
-        other @ AuthorizerType::Sigv4 => {
-            return fail(
-                Reason::InvalidAuthorizer,
-                format!(
-                "type {} is not run by this version of Tollhouse yet (JWT, REQUEST and TOKEN are)",
-                other.as_str()
-            ),
-            )
+        AuthorizerType::Sigv4 => {
+            let Some(sv) = &spec.sigv4 else {
+                return fail(Reason::InvalidAuthorizer, "type SIGV4 needs spec.sigv4");
+            };
+            if !spec.identity_source.is_empty() {
+                return fail(
+                    Reason::InvalidAuthorizer,
+                    "a SIGV4 authorizer reads the Authorization header: identitySource is not used",
+                );
+            }
+            let service = sv.service.clone().unwrap_or_else(|| "execute-api".into());
+            let scoped = |s: &str| {
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if !scoped(&sv.region) || !scoped(&service) {
+                return fail(
+                    Reason::InvalidAuthorizer,
+                    "sigv4.region and sigv4.service are letters, digits and '-'",
+                );
+            }
+            if let Err(e) = Selector::try_from(sv.credential_selector.clone()) {
+                return fail(
+                    Reason::InvalidAuthorizer,
+                    format!("sigv4.credentialSelector: {e}"),
+                );
+            }
+            AuthorizerKind::Sigv4(Sigv4 {
+                region: sv.region.clone(),
+                service,
+                credentials: Vec::new(),
+            })
         }
     };
     Ok(Authorizer {
@@ -167,6 +205,97 @@ fn check(a: &Resource<AuthorizerSpec>, notes: &mut Vec<String>) -> Result<Author
         identity_source: spec.identity_source.clone(),
         kind,
     })
+}
+
+/// Days before and after today a signing key is sent for: yesterday covers clients whose
+/// clock is behind at midnight, the days ahead keep signatures working for a week while the
+/// controller is away (it sends a fresh set each day).
+const SIGNING_DAYS: std::ops::RangeInclusive<i64> = -1..=6;
+
+/// The access keys of a SigV4 authorizer: the Secrets of type
+/// `tollhouse.dev/sigv4-credentials` in its namespace that its selector matches, oldest first
+/// (a second Secret with the same access key id is left out), each as its per-day signing
+/// keys. Values never reach a note.
+fn credentials(
+    a: &Resource<AuthorizerSpec>,
+    selector: &Selector,
+    scope: &Sigv4,
+    secrets: &[Resource<Arc<SecretData>>],
+    today: i64,
+    notes: &mut Vec<String>,
+) -> Vec<Sigv4Credential> {
+    let mut by_id: BTreeMap<String, Sigv4Credential> = BTreeMap::new();
+    for s in by_age(secrets) {
+        if s.meta.namespace != a.meta.namespace
+            || !s.spec.is_sigv4()
+            || !selector.matches(&s.spec.labels)
+        {
+            continue;
+        }
+        let name = holder(&s.meta);
+        let field = |k: &str| {
+            s.spec
+                .data
+                .get(k)
+                .and_then(|v| String::from_utf8(v.clone()).ok())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let (Some(access_key_id), Some(secret)) = (field("accessKeyId"), field("secretAccessKey"))
+        else {
+            notes.push(format!(
+                "Secret {name} is left out: it needs accessKeyId and secretAccessKey"
+            ));
+            continue;
+        };
+        if by_id.contains_key(&access_key_id) {
+            notes.push(format!(
+                "Secret {name} is left out: an older Secret has its accessKeyId"
+            ));
+            continue;
+        }
+        let signing_keys = SIGNING_DAYS
+            .map(|offset| {
+                let day = date::yyyymmdd(today + offset);
+                let key = signing_key(&secret, &day, &scope.region, &scope.service);
+                (day, Sensitive(hex::encode(key)))
+            })
+            .collect();
+        by_id.insert(
+            access_key_id.clone(),
+            Sigv4Credential {
+                source: source(Kind::Secret, &s.meta),
+                access_key_id,
+                principal: field("principal"),
+                session_token_sha256: field("sessionToken")
+                    .map(|t| hex::encode(Sha256::digest(t.as_bytes()))),
+                signing_keys,
+            },
+        );
+    }
+    match by_id.len() {
+        0 => notes.push(
+            "no Secret of type tollhouse.dev/sigv4-credentials matches credentialSelector: \
+             every request is refused"
+                .into(),
+        ),
+        n => notes.push(format!("{n} access key(s)")),
+    }
+    by_id.into_values().collect()
+}
+
+/// SigV4's `kSigning`: the `HMAC-SHA256` chain from `"AWS4" + secret` through the day, region,
+/// service and `aws4_request` (reference §7).
+fn signing_key(secret: &str, day: &str, region: &str, service: &str) -> Vec<u8> {
+    let mut key = format!("AWS4{secret}").into_bytes();
+    for part in [day, region, service, "aws4_request"] {
+        key = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+            part.as_bytes(),
+        )
+        .as_ref()
+        .to_vec();
+    }
+    key
 }
 
 /// A REQUEST or TOKEN authorizer's function, checked.

@@ -59,13 +59,23 @@ fn by_name<T>(items: &[Resource<T>]) -> Vec<&Resource<T>> {
     sorted
 }
 
-/// Translates the objects into a snapshot and the status of every Stage and ApiRoute.
+/// Translates the objects into a snapshot and the status of every Stage and ApiRoute, today.
 pub fn translate(input: &Input) -> Output {
-    // An api-key Secret is never read as a certificate.
+    translate_on(input, today())
+}
+
+/// Today, in UTC days since the epoch: SigV4 signing keys are derived per day.
+pub fn today() -> i64 {
+    tollhouse_snapshot::date::day_of(std::time::SystemTime::now())
+}
+
+/// [`translate`] on UTC day `today` (days since the epoch).
+pub fn translate_on(input: &Input, today: i64) -> Output {
+    // A credentials Secret is never read as a certificate.
     let secrets: HashMap<(&str, &str), &Resource<Arc<SecretData>>> = input
         .secrets
         .iter()
-        .filter(|s| !s.spec.is_api_key())
+        .filter(|s| !s.spec.is_credentials())
         .map(|s| ((s.meta.namespace.as_str(), s.meta.name.as_str()), s))
         .collect();
     let mut stages: Vec<StageEntry<'_>> = by_name(&input.stages)
@@ -81,7 +91,7 @@ pub fn translate(input: &Input) -> Output {
     route::resolve_conflicts(&mut routes);
 
     let services = backend::Services::new(&input.services, &input.endpoint_slices);
-    let authorizers = authorizer::check_all(&input.authorizers, &services);
+    let authorizers = authorizer::check_all(&input.authorizers, &services, &input.secrets, today);
     for route in routes.iter_mut() {
         let (Ok(_), Some(a)) = (&route.accepted, &route.resource.spec.authorization) else {
             continue;

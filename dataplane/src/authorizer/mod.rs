@@ -11,6 +11,7 @@ pub mod function;
 pub mod jwks;
 pub mod jwt;
 pub mod policy;
+pub mod sigv4;
 
 use crate::compile::CompiledStage;
 use crate::context::RequestContext;
@@ -42,6 +43,8 @@ pub struct Identity {
     /// A function's `usageIdentifierKey`: the API key for a Stage whose `apiKeySource` is
     /// `AUTHORIZER`.
     pub usage_identifier_key: Option<String>,
+    /// A SigV4 caller (`$context.identity.accessKey`, `caller`, `userArn`).
+    pub iam: Option<sigv4::Caller>,
 }
 
 /// What an authorizer sees of one request.
@@ -60,6 +63,8 @@ pub struct Call<'a> {
     pub upstream: &'a Upstream,
     /// `arn:aws:execute-api:{region}:{account}:`, what method ARNs start with.
     pub arn_prefix: &'a str,
+    /// Hex SHA-256 of the body, read when the authorizer needs it ([`CompiledAuthorizer::needs_body`]).
+    pub payload_sha256: Option<&'a str>,
 }
 
 impl Call<'_> {
@@ -182,6 +187,7 @@ pub struct CompiledAuthorizer {
 enum Check {
     Jwt(JwtAuthorizer),
     Function(FunctionAuthorizer),
+    Sigv4(sigv4::Sigv4Authorizer),
 }
 
 /// What a compile hands authorizers from the runtime and the snapshot.
@@ -237,6 +243,10 @@ impl CompiledAuthorizer {
                     Check::Function(FunctionAuthorizer::compile(f, false, env.pools, results)?),
                 )
             }
+            AuthorizerKind::Sigv4(s) => (
+                Vec::new(),
+                Check::Sigv4(sigv4::Sigv4Authorizer::compile(s)?),
+            ),
         };
         Ok(CompiledAuthorizer {
             label,
@@ -245,9 +255,33 @@ impl CompiledAuthorizer {
         })
     }
 
+    /// Whether it reads the body (a SigV4 signature covers its hash): the pipeline reads it
+    /// first.
+    pub fn needs_body(&self) -> bool {
+        matches!(self.check, Check::Sigv4(_))
+    }
+
     /// Decides on a request: its caller's identity, or the error to answer.
     pub async fn authorize(&self, call: &Call<'_>) -> Result<Identity, GatewayError> {
         match &self.check {
+            Check::Sigv4(s) => {
+                let ctx = call.ctx;
+                let signed = sigv4::Signed {
+                    method: ctx.method.as_str(),
+                    path: ctx.uri.path(),
+                    query: ctx.uri.query(),
+                    headers: call.headers,
+                    host: ctx.host_str(),
+                    payload_sha256: call.payload_sha256.unwrap_or(""),
+                };
+                let caller = s
+                    .verify(&signed, ctx.time)
+                    .map_err(|f| GatewayError::Signature(Box::new(f)))?;
+                Ok(Identity {
+                    iam: Some(caller),
+                    ..Identity::default()
+                })
+            }
             Check::Jwt(j) => {
                 let value = self
                     .identity

@@ -161,15 +161,24 @@ impl ContextValues for View<'_> {
             }
             Var::XrayTraceId => or_dash(out, c.trace_id().and_then(|v| v.to_str().ok())),
             Var::ApiKeyId => or_dash(out, c.api_key_id.as_deref()),
+            // A SigV4 caller (reference §7): its principal, else its access key id.
+            Var::Caller | Var::User => {
+                let iam = c.identity.as_deref().and_then(|i| i.iam.as_ref());
+                or_dash(
+                    out,
+                    iam.map(|i| i.principal.as_deref().unwrap_or(i.access_key.as_str())),
+                )
+            }
+            Var::UserArn => or_dash(
+                out,
+                c.identity
+                    .as_deref()
+                    .and_then(|i| i.iam.as_ref())
+                    .and_then(|i| i.principal.as_deref()),
+            ),
             // AWS logs the key's value; a key value is a secret and never reaches a log here,
-            // so `-`. Nothing here has the others yet (no accounts, IAM callers): `-`, as AWS
-            // logs a value it does not have.
-            Var::ApiKey
-            | Var::AccountId
-            | Var::Caller
-            | Var::User
-            | Var::UserArn
-            | Var::DataProcessed => out.push('-'),
+            // so `-`. No accounts here: `-`, as AWS logs a value it does not have.
+            Var::ApiKey | Var::AccountId | Var::DataProcessed => out.push('-'),
         }
     }
 }
