@@ -124,6 +124,14 @@ pub struct IntegrationSpec {
     /// HTTP_PROXY: speak HTTP/2 with prior knowledge to a plain-text (`http://`) upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<bool>,
+    /// HTTP_PROXY: AWS HTTP API parameter mapping, how the backend's request is changed:
+    /// `append:`, `overwrite:` or `remove:` a `header.NAME` or `querystring.NAME`, or
+    /// `overwrite:path`, to a value of text, `$request.header.NAME`,
+    /// `$request.querystring.NAME`, `$request.path[.NAME]`, `$context.NAME` (e.g.
+    /// `$context.authorizer.claims.sub`, `$context.identity.caller`) and
+    /// `$stageVariables.NAME`; `''` is empty. At most 50.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_parameters: BTreeMap<String, String>,
     /// MOCK: the fixed response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mock: Option<MockSpec>,

@@ -128,7 +128,11 @@ fn compile_integration(
                 Duration::from_millis(u64::from(h.timeout_ms)),
                 h.http2,
             ) {
-                Ok(t) => Ok(CompiledIntegration::Http(t)),
+                Ok(mut t) => {
+                    t.mappings = tollhouse_template::mapping::parse(&h.request_parameters)
+                        .map_err(|e| e.to_string())?;
+                    Ok(CompiledIntegration::Http(t))
+                }
                 Err(CompileError::Unbindable(UriError::UndefinedVariable(_))) => Ok(
                     CompiledIntegration::Failing(GatewayError::UndefinedStageVariable),
                 ),

@@ -247,7 +247,18 @@ impl Worker {
             CompiledIntegration::Mock(m) => Ok(m.respond().map(Either::Right)),
             CompiledIntegration::Failing(e) => Err(e.clone()),
             CompiledIntegration::Http(target) => {
-                let uri = target.uri(&ctx.param_values(), ctx.rest(), req.uri().query())?;
+                let mut uri = target.uri(&ctx.param_values(), ctx.rest(), req.uri().query())?;
+                // Parameter mapping, with who called (after the authorizer).
+                if !target.mappings.is_empty() {
+                    uri = crate::phases::mapping::apply(
+                        &target.mappings,
+                        ctx,
+                        stage,
+                        route,
+                        req.headers_mut(),
+                        uri,
+                    );
+                }
                 // The ids, trace id among them, were made once the route was known.
                 ctx.traced = true;
                 let clock = &rt.clock;

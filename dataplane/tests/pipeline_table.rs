@@ -37,6 +37,7 @@ fn proxy(uri: &str, timeout_ms: u32) -> Integration {
         backend: None,
         timeout_ms,
         http2: false,
+        request_parameters: Default::default(),
     })
 }
 

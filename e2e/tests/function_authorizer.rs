@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 const PARTNER_KEY: &str = "PartnerKeyFromTheAuthorizer000000000000";
 
-fn manifests(f: &Function, mock_body: &str, ttl: u32) -> String {
+fn manifests(f: &Function, mock_body: &str, ttl: u32, backend: u16) -> String {
     let uri = f.uri();
     format!(
         r#"apiVersion: tollhouse.dev/v1alpha1
@@ -114,6 +114,25 @@ spec:
   apiStages: [{{stage: rest}}]
   apiKeySelector:
     matchLabels: {{tollhouse.dev/usage-plan: partners}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: mapped, namespace: shop}}
+spec:
+  api: rest-api
+  path: /mapped/{{id}}
+  authorization: {{authorizerRef: {{name: token}}}}
+  integration:
+    type: HTTP_PROXY
+    uri: http://127.0.0.1:{backend}/orig
+    requestParameters:
+      "append:header.x-user": "$context.authorizer.principalId"
+      "overwrite:header.x-tier": "tier=$context.authorizer.tier; n=$context.authorizer.n"
+      "overwrite:header.x-route": "$context.routeKey $request.path.id $stageVariables.tenant"
+      "remove:header.authorization": "''"
+      "overwrite:path": "/v2/pets/$request.path.id"
+      "append:querystring.tenant": "$stageVariables.tenant"
+      "remove:querystring.secret": "''"
 {routes}"#,
         routes = [
             ("rest-api", "pets", "/pets/{id}", "token", false),
@@ -197,7 +216,12 @@ fn function_authorizers_decide_as_aws_and_are_called_once_per_identity() {
     let dir = TempDir::new("fn-authz");
     let manifests_dir = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests_dir).unwrap();
-    std::fs::write(manifests_dir.join("api.yaml"), manifests(&f, "pets", 300)).unwrap();
+    let backend = Backend::start("mapped", dir.path());
+    std::fs::write(
+        manifests_dir.join("api.yaml"),
+        manifests(&f, "pets", 300, backend.port),
+    )
+    .unwrap();
     let controller = Controller::start(&manifests_dir, dir.path());
     let d = Dataplane::start_with(
         &controller.url(""),
@@ -496,18 +520,38 @@ fn function_authorizers_decide_as_aws_and_are_called_once_per_identity() {
         (500, r#"{"message":"Internal Server Error"}"#)
     );
 
+    // Parameter mapping: the backend learns who called; the credential does not reach it.
+    let seen: Value = http()
+        .get(d.url("/rest/mapped/7?secret=s3&keep=1"))
+        .header("authorization", "Bearer allow:alice")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["x-user"], "alice", "{seen}");
+    assert_eq!(h["x-tier"], "tier=gold; n=3");
+    assert_eq!(h["x-route"], "ANY /mapped/{id} 7 acme");
+    assert!(h.get("authorization").is_none(), "{seen}");
+    assert_eq!(seen["path"], "/v2/pets/7");
+    assert_eq!(seen["query"], "keep=1&tenant=acme");
+
     // A push that leaves the authorizer alone keeps its cache; one that changes it does not.
     let before = f.calls();
     std::fs::write(
         manifests_dir.join("api.yaml"),
-        manifests(&f, "pets-v2", 300),
+        manifests(&f, "pets-v2", 300, backend.port),
     )
     .unwrap();
     wait_for("the push", Duration::from_secs(20), || {
         (get(&d, "/rest/pets/1", "Bearer allow:alice").body == "pets-v2").then_some(())
     });
     assert_eq!(f.calls(), before, "a push keeps the cached results");
-    std::fs::write(manifests_dir.join("api.yaml"), manifests(&f, "pets-v3", 60)).unwrap();
+    std::fs::write(
+        manifests_dir.join("api.yaml"),
+        manifests(&f, "pets-v3", 60, backend.port),
+    )
+    .unwrap();
     wait_for("the second push", Duration::from_secs(20), || {
         (get(&d, "/rest/pets/1", "Bearer allow:alice").body == "pets-v3").then_some(())
     });

@@ -19,7 +19,7 @@ const ALICE_SECRET: &str = "alice/Secret+Access/Key0000000000000000";
 const BOB_SECRET: &str = "bob-temporary-secret-access-key-000000";
 const BOB_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLEsessiontoken//////////wEaCXVzLWVhc3QtMSJHMEUCIQ==";
 
-fn manifests(mock_body: &str) -> String {
+fn manifests(mock_body: &str, backend: u16) -> String {
     format!(
         r#"apiVersion: tollhouse.dev/v1alpha1
 kind: Stage
@@ -73,6 +73,22 @@ spec:
   integration:
     type: MOCK
     mock: {{statusCode: 200, body: {mock_body}}}
+---
+apiVersion: tollhouse.dev/v1alpha1
+kind: ApiRoute
+metadata: {{name: rest-mapped, namespace: shop}}
+spec:
+  api: rest-api
+  path: /mapped
+  authorization: {{authorizerRef: {{name: iam}}}}
+  integration:
+    type: HTTP_PROXY
+    uri: http://127.0.0.1:{backend}/mapped
+    requestParameters:
+      "overwrite:header.x-caller": "$context.identity.caller"
+      "overwrite:header.x-user-arn": "$context.identity.userArn"
+      "remove:header.authorization": "''"
+      "remove:header.x-amz-security-token": "''"
 ---
 apiVersion: tollhouse.dev/v1alpha1
 kind: ApiRoute
@@ -130,7 +146,12 @@ fn sigv4_authorizer_checks_botocore_signatures_as_aws() {
     let dir = TempDir::new("sigv4");
     let manifests_dir = dir.path().join("manifests");
     std::fs::create_dir_all(&manifests_dir).unwrap();
-    std::fs::write(manifests_dir.join("api.yaml"), manifests("ok")).unwrap();
+    let backend = Backend::start("mapped", dir.path());
+    std::fs::write(
+        manifests_dir.join("api.yaml"),
+        manifests("ok", backend.port),
+    )
+    .unwrap();
     // Signing keys are secrets: the snapshot goes only over mutual TLS, as TLS keys do.
     let pki = DeliveryPki::new(&dir.path().join("certs"));
     let controller = Controller::start_with(
@@ -205,6 +226,20 @@ fn sigv4_authorizer_checks_botocore_signatures_as_aws() {
             "{what}: {answer}"
         );
     }
+
+    // Parameter mapping: the backend learns the caller, not the signature.
+    let mapped = botocore(&[alice(url("/rest/mapped"))]);
+    assert_eq!(mapped[0]["status"], 200, "{}", mapped[0]);
+    let seen: Value = serde_json::from_str(mapped[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        seen["headers"]["x-caller"],
+        "arn:aws:iam::123456789012:user/alice"
+    );
+    assert_eq!(
+        seen["headers"]["x-user-arn"],
+        "arn:aws:iam::123456789012:user/alice"
+    );
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
 
     // Refused, with AWS's bodies (REST: x-amzn-ErrorType).
     let bad = vec![

@@ -165,6 +165,7 @@ impl Snapshot {
                         backend: _,
                         timeout_ms: _,
                         http2: _,
+                        request_parameters: _,
                     })
                     | Integration::Mock(Mock {
                         status_code: _,

@@ -53,6 +53,9 @@ pub struct HttpProxy {
     /// Speak HTTP/2 to a plain-text upstream (prior knowledge); `https` upstreams use ALPN.
     #[serde(default, skip_serializing_if = "is_false")]
     pub http2: bool,
+    /// Parameter mapping (`append:header.x` → value template), as the controller checked it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_parameters: BTreeMap<String, String>,
 }
 
 fn is_false(b: &bool) -> bool {

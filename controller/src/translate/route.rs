@@ -180,12 +180,16 @@ fn check_integration(
                 ));
             }
             let http2 = integration.http2.unwrap_or(false);
+            if let Err(e) = tollhouse_template::mapping::parse(&integration.request_parameters) {
+                return bad(e.to_string());
+            }
             Ok((
                 Integration::HttpProxy(HttpProxy {
                     uri: uri.to_string(),
                     backend: None,
                     timeout_ms,
                     http2,
+                    request_parameters: integration.request_parameters.clone(),
                 }),
                 parsed,
             ))
@@ -193,6 +197,9 @@ fn check_integration(
         IntegrationType::Mock => {
             if integration.uri.is_some() || integration.backend_ref.is_some() {
                 return bad("MOCK integration must not set uri or backendRef".into());
+            }
+            if !integration.request_parameters.is_empty() {
+                return bad("MOCK integration has no requestParameters (HTTP_PROXY has)".into());
             }
             let mock = integration.mock.clone().unwrap_or(tollhouse_api::MockSpec {
                 status_code: None,

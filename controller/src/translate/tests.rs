@@ -57,6 +57,7 @@ fn proxy(
                 backend_ref: None,
                 timeout_in_millis: None,
                 http2: None,
+                request_parameters: Default::default(),
                 mock: None,
             },
             throttle: None,
@@ -275,6 +276,7 @@ fn integrations_are_checked() {
         backend_ref: None,
         timeout_in_millis: None,
         http2: None,
+        request_parameters: Default::default(),
         mock: None,
     };
     match check_route(&r.spec).unwrap().integration {

@@ -27,6 +27,8 @@ pub struct HttpTarget {
     pub timeout: Duration,
     /// Prior-knowledge HTTP/2 to a plain-text upstream.
     pub http2: bool,
+    /// Parameter mapping (`requestParameters`), applied before the call.
+    pub mappings: Vec<tollhouse_template::Mapping>,
 }
 
 enum TargetUri {
@@ -153,6 +155,7 @@ impl HttpTarget {
             uri,
             timeout,
             http2,
+            mappings: Vec::new(),
         })
     }
 

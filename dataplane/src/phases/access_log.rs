@@ -11,11 +11,47 @@ use tollhouse_template::{AccessLogFormat, ContextValues, Var};
 /// Renders the line of one finished request.
 pub fn render(format: &AccessLogFormat, ctx: &RequestContext) -> String {
     let mut out = String::with_capacity(256);
-    format.render(&View(ctx), &mut out);
+    format.render(&View { ctx, raw: false }, &mut out);
     out
 }
 
-struct View<'a>(&'a RequestContext);
+/// One `$context` variable's value as is (not escaped for a JSON line), `None` when the
+/// request has none: what parameter mapping puts in a header.
+pub fn context_value(ctx: &RequestContext, var: Var) -> Option<String> {
+    let mut out = String::new();
+    View { ctx, raw: true }.write(var, &mut out);
+    (out != "-").then_some(out)
+}
+
+/// `$context.authorizer.KEY` as is, `None` when there is none.
+pub fn authorizer_value(ctx: &RequestContext, key: &str) -> Option<String> {
+    let mut out = String::new();
+    View { ctx, raw: true }.write_authorizer(key, &mut out);
+    (out != "-").then_some(out)
+}
+
+/// A request's context as `$context` variables: escaped for a log line, or `raw`.
+struct View<'a> {
+    ctx: &'a RequestContext,
+    raw: bool,
+}
+
+impl View<'_> {
+    fn text(&self, out: &mut String, s: &str) {
+        if self.raw {
+            out.push_str(s);
+        } else {
+            escaped(out, s);
+        }
+    }
+
+    fn or_dash(&self, out: &mut String, v: Option<&str>) {
+        match v {
+            Some(s) if !s.is_empty() => self.text(out, s),
+            _ => out.push('-'),
+        }
+    }
+}
 
 /// Writes `s` with `"`, `\` and control characters escaped as in a JSON string.
 fn escaped(out: &mut String, s: &str) {
@@ -28,13 +64,6 @@ fn escaped(out: &mut String, s: &str) {
             }
             c => out.push(c),
         }
-    }
-}
-
-fn or_dash(out: &mut String, v: Option<&str>) {
-    match v {
-        Some(s) if !s.is_empty() => escaped(out, s),
-        _ => out.push('-'),
     }
 }
 
@@ -57,7 +86,7 @@ pub(crate) fn clf_time(t: std::time::SystemTime, out: &mut String) {
 
 impl ContextValues for View<'_> {
     fn write_authorizer(&self, key: &str, out: &mut String) {
-        let Some(id) = self.0.identity.as_deref() else {
+        let Some(id) = self.ctx.identity.as_deref() else {
             out.push('-');
             return;
         };
@@ -73,32 +102,36 @@ impl ContextValues for View<'_> {
             }),
         };
         match value {
-            Some(v) => escaped(out, &v),
+            Some(v) => self.text(out, &v),
             None => out.push('-'),
         }
     }
 
     fn write(&self, var: Var, out: &mut String) {
-        let c = self.0;
+        let c = self.ctx;
         let stage = c.stage();
         let route = c.route();
         let flavour = c.flavour;
         match var {
-            Var::RequestId => or_dash(out, c.ids.as_ref().and_then(|i| i.request_id.to_str().ok())),
-            Var::ExtendedRequestId => {
-                or_dash(out, c.ids.as_ref().and_then(|i| i.extended().to_str().ok()))
+            Var::RequestId => {
+                self.or_dash(out, c.ids.as_ref().and_then(|i| i.request_id.to_str().ok()))
             }
-            Var::ApiId => or_dash(out, stage.and_then(|s| s.api.to_str().ok())),
-            Var::Stage => or_dash(out, stage.map(|s| s.name.as_str())),
+            Var::ExtendedRequestId => {
+                self.or_dash(out, c.ids.as_ref().and_then(|i| i.extended().to_str().ok()))
+            }
+            Var::ApiId => self.or_dash(out, stage.and_then(|s| s.api.to_str().ok())),
+            Var::Stage => self.or_dash(out, stage.map(|s| s.name.as_str())),
             Var::DomainName => {
                 let host = c.host_str();
-                or_dash(out, Some(host.rsplit_once(':').map_or(host, |(h, _)| h)))
+                self.or_dash(out, Some(host.rsplit_once(':').map_or(host, |(h, _)| h)))
             }
-            Var::DomainPrefix => or_dash(out, c.host_str().split(['.', ':']).next()),
+            Var::DomainPrefix => self.or_dash(out, c.host_str().split(['.', ':']).next()),
             Var::SourceIp => {
                 let _ = write!(out, "{}", c.conn.remote.ip());
             }
-            Var::UserAgent => or_dash(out, c.user_agent.as_ref().and_then(|v| v.to_str().ok())),
+            Var::UserAgent => {
+                self.or_dash(out, c.user_agent.as_ref().and_then(|v| v.to_str().ok()))
+            }
             Var::RequestTime => clf_time(c.time, out),
             Var::RequestTimeEpoch => {
                 let ms = c.time.duration_since(UNIX_EPOCH).map_or(0, millis);
@@ -106,11 +139,11 @@ impl ContextValues for View<'_> {
             }
             Var::HttpMethod => out.push_str(c.method.as_str()),
             Var::RouteKey => match route {
-                Some(r) => escaped(out, &r.route_key(&c.method)),
+                Some(r) => self.text(out, &r.route_key(&c.method)),
                 None => out.push('-'),
             },
-            Var::ResourcePath => or_dash(out, route.map(|r| r.resource_path.as_str())),
-            Var::Path => escaped(out, c.uri.path()),
+            Var::ResourcePath => self.or_dash(out, route.map(|r| r.resource_path.as_str())),
+            Var::Path => self.text(out, c.uri.path()),
             // AWS: "always HTTP/1.1, even for HTTP/2 clients" (reference §14).
             Var::Protocol => out.push_str("HTTP/1.1"),
             Var::Status => {
@@ -145,31 +178,31 @@ impl ContextValues for View<'_> {
                 None => out.push('-'),
             },
             Var::IntegrationError | Var::IntegrationErrorMessage => {
-                or_dash(out, c.integration.error)
+                self.or_dash(out, c.integration.error)
             }
-            Var::ErrorMessage => or_dash(out, c.error.as_ref().map(|e| e.message(flavour))),
+            Var::ErrorMessage => self.or_dash(out, c.error.as_ref().map(|e| e.message(flavour))),
             Var::ErrorMessageString => match &c.error {
                 Some(e) => {
                     out.push_str("\\\"");
-                    escaped(out, e.message(flavour));
+                    self.text(out, e.message(flavour));
                     out.push_str("\\\"");
                 }
                 None => out.push('-'),
             },
             Var::ErrorResponseType => {
-                or_dash(out, c.error.as_ref().map(|e| e.response_type(flavour)))
+                self.or_dash(out, c.error.as_ref().map(|e| e.response_type(flavour)))
             }
-            Var::XrayTraceId => or_dash(out, c.trace_id().and_then(|v| v.to_str().ok())),
-            Var::ApiKeyId => or_dash(out, c.api_key_id.as_deref()),
+            Var::XrayTraceId => self.or_dash(out, c.trace_id().and_then(|v| v.to_str().ok())),
+            Var::ApiKeyId => self.or_dash(out, c.api_key_id.as_deref()),
             // A SigV4 caller (reference §7): its principal, else its access key id.
             Var::Caller | Var::User => {
                 let iam = c.identity.as_deref().and_then(|i| i.iam.as_ref());
-                or_dash(
+                self.or_dash(
                     out,
                     iam.map(|i| i.principal.as_deref().unwrap_or(i.access_key.as_str())),
                 )
             }
-            Var::UserArn => or_dash(
+            Var::UserArn => self.or_dash(
                 out,
                 c.identity
                     .as_deref()

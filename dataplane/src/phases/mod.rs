@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod admission;
 pub mod api_key;
 pub mod limits;
+pub mod mapping;
 pub mod path;
 pub mod quota;
 pub mod route;
