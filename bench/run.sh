@@ -33,6 +33,13 @@
 #                     server, on CPU 0) with the default 300 s result cache; wrk sends one token,
 #                     so the function is called once and every request is a cache hit whose
 #                     IAM policy is evaluated against the method ARN (FN_CASE=0 leaves it out)
+#   tollhouse-10-sigv4  as tollhouse-10, but every route has a SIGV4 Authorizer; each run sends
+#                     one request signed by botocore just before it (valid for 5 minutes), so
+#                     every request is canonicalised and its signature checked; snapshots go
+#                     over mutual TLS, as signing keys must (SIGV4_CASE=0 leaves it out)
+#   tollhouse-10-map  as tollhouse-10, but every route maps three request parameters (a header
+#                     from $context.requestId, one from $request.header.user-agent, and removes
+#                     one) (MAP_CASE=0 leaves it out)
 #
 # Proxies and backend are pinned to CPU 0, wrk to CPU 1. Rounds are interleaved (each round runs
 # every case once, in an order rotated from round to round) so that drift on a shared machine
@@ -81,6 +88,8 @@ REDIS_CASE=${REDIS_CASE:-$KEY_CASE}
 MANY_KEYS=${MANY_KEYS:-0}
 JWT_CASE=${JWT_CASE:-1}
 FN_CASE=${FN_CASE:-1}
+SIGV4_CASE=${SIGV4_CASE:-1}
+MAP_CASE=${MAP_CASE:-1}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -103,7 +112,7 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS DURATION CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
-for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE JWT_CASE FN_CASE; do
+for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE JWT_CASE FN_CASE SIGV4_CASE MAP_CASE; do
     [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1 (got '${!v}')"
 done
 
@@ -333,11 +342,12 @@ wait_for "http://127.0.0.1:$NGINX_PORT/svc5/items/42" 20 "$NGINX_PID"
 # Manifests: one Stage and N ApiRoutes /svc{i}/items/{id} -> backend /fast. STAGE_EXTRA is
 # appended inside the Stage's spec mapping (", key: value"); it goes through the environment
 # because awk -v would interpret backslashes. ROUTE_EXTRA (from the environment: a line such as
-# "  apiKeyRequired: true") is added to every route's spec, and EXTRA_YAML (a file) appended.
+# "  apiKeyRequired: true") is added to every route's spec, INTEGRATION_EXTRA (", key: value")
+# inside every route's integration, and EXTRA_YAML (a file) appended.
 write_manifests() {
     local dir=$1 n=$2 extra=${3:-}
     mkdir -p "$dir"
-    STAGE_EXTRA=$extra ROUTE_EXTRA=${ROUTE_EXTRA:-} awk -v n="$n" -v port="$BACKEND_PORT" 'BEGIN {
+    STAGE_EXTRA=$extra ROUTE_EXTRA=${ROUTE_EXTRA:-} INTEGRATION_EXTRA=${INTEGRATION_EXTRA:-} awk -v n="$n" -v port="$BACKEND_PORT" 'BEGIN {
         print "apiVersion: tollhouse.dev/v1alpha1"
         print "kind: Stage"
         print "metadata: {name: bench, namespace: default}"
@@ -351,7 +361,7 @@ write_manifests() {
             print "  api: bench"
             printf "  path: /svc%d/items/{id}\n", i
             print "  methods: [GET]"
-            printf "  integration: {type: HTTP_PROXY, uri: \"http://127.0.0.1:%d/fast\"}\n", port
+            printf "  integration: {type: HTTP_PROXY, uri: \"http://127.0.0.1:%d/fast\"%s}\n", port, ENVIRON["INTEGRATION_EXTRA"]
             if (ENVIRON["ROUTE_EXTRA"] != "") print ENVIRON["ROUTE_EXTRA"]
         }
     }' >"$dir/bench.yaml"
@@ -369,18 +379,31 @@ start_tollhouse() {
     aport=$(free_port)
     write_manifests "$TMP/$name-manifests" "$n" "$extra"
     mkdir -p "$TMP/$name-state"
+    # TH_TLS=1: snapshots over mutual TLS (they carry secrets, e.g. SigV4 signing keys); the
+    # controller's status is then on its plain admin listener.
+    local status_port=$cport scheme=http ctls=() dtls=()
+    if [[ ${TH_TLS:-0} == 1 ]]; then
+        local certs=$TMP/$name-certs
+        "$bin/tollhouse-devcerts" --out "$certs" --name 127.0.0.1 >/dev/null
+        status_port=$(free_port)
+        scheme=https
+        ctls=(--tls-cert "$certs/controller.pem" --tls-key "$certs/controller.key"
+            --client-ca "$certs/ca.pem" --admin-listen "127.0.0.1:$status_port")
+        dtls=(--controller-ca "$certs/ca.pem" --tls-cert "$certs/dataplane.pem"
+            --tls-key "$certs/dataplane.key")
+    fi
     start "$name-controller" "$bin/tollhouse-controller" --dir "$TMP/$name-manifests" \
-        --listen "127.0.0.1:$cport"
+        --listen "127.0.0.1:$cport" "${ctls[@]}"
     local cpid=$LAST_PID
-    wait_for "http://127.0.0.1:$cport/readyz" 120 "$cpid" "$name-controller"
-    start "$name-dataplane" "$bin/tollhouse-dataplane" --controller "http://127.0.0.1:$cport" \
+    wait_for "http://127.0.0.1:$status_port/readyz" 120 "$cpid" "$name-controller"
+    start "$name-dataplane" "$bin/tollhouse-dataplane" --controller "$scheme://127.0.0.1:$cport" \
         --listen "127.0.0.1:$lport" --admin "127.0.0.1:$aport" --workers 1 \
-        --state-dir "$TMP/$name-state" "$@"
+        --state-dir "$TMP/$name-state" "${dtls[@]}" "$@"
     local dpid=$LAST_PID
     wait_for "http://127.0.0.1:$aport/readyz" 120 "$dpid" "$name-dataplane"
     local want got deadline=$((SECONDS + 120))
     while :; do
-        want=$(curl -fsS --max-time 5 "http://127.0.0.1:$cport/status" | json_hash || true)
+        want=$(curl -fsS --max-time 5 "http://127.0.0.1:$status_port/status" | json_hash || true)
         got=$(curl -fsS --max-time 5 "http://127.0.0.1:$aport/snapshot" | json_hash || true)
         [[ -n $want && $want == "$got" ]] && break
         kill -0 "$dpid" 2>/dev/null || die "$name dataplane exited"
@@ -546,6 +569,48 @@ YAML
     [[ $code == 200 ]] || die "tollhouse-10-fn: a request with an allowed token got $code, not 200"
 fi
 
+if [[ $SIGV4_CASE == 1 ]]; then
+    PY=${TOLLHOUSE_PYTHON:-$HOME/.cache/tollhouse-kube/bin/python-boto3}
+    [[ -x $PY ]] || die "SIGV4_CASE=1 needs botocore: run e2e/kube/setup.sh (or SIGV4_CASE=0)"
+    cat >"$TMP/sigv4.yaml" <<YAML
+apiVersion: tollhouse.dev/v1alpha1
+kind: Authorizer
+metadata: {name: bench, namespace: default}
+spec:
+  type: SIGV4
+  sigv4: {region: us-east-1, credentialSelector: {matchLabels: {bench: sigv4}}}
+---
+apiVersion: v1
+kind: Secret
+type: tollhouse.dev/sigv4-credentials
+metadata: {name: bench, namespace: default, labels: {bench: sigv4}}
+stringData: {accessKeyId: AKIDBENCH, secretAccessKey: bench-secret-access-key}
+YAML
+    TH_TLS=1 ROUTE_EXTRA="  authorization: {authorizerRef: {name: bench}}" EXTRA_YAML="$TMP/sigv4.yaml" \
+        start_tollhouse th10sigv4 10 "$BIN" "" "${ACCOUNT[@]}"
+    TH10SIGV4_PORT=$TH_PORT TH10SIGV4_PID=$TH_PID
+    code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TH10SIGV4_PORT/svc5/items/42")
+    [[ $code == 403 ]] || die "tollhouse-10-sigv4: an unsigned request got $code, not 403"
+fi
+
+# sigv4_headers URL: botocore's Authorization and X-Amz-Date for a GET of URL, one per line.
+sigv4_headers() {
+    "$PY" - "$1" <<'PY'
+import sys, botocore.auth, botocore.awsrequest, botocore.credentials
+req = botocore.awsrequest.AWSRequest("GET", sys.argv[1])
+creds = botocore.credentials.Credentials("AKIDBENCH", "bench-secret-access-key")
+botocore.auth.SigV4Auth(creds, "execute-api", "us-east-1").add_auth(req)
+print("authorization: " + req.headers["Authorization"])
+print("x-amz-date: " + req.headers["X-Amz-Date"])
+PY
+}
+
+if [[ $MAP_CASE == 1 ]]; then
+    INTEGRATION_EXTRA=', requestParameters: {"overwrite:header.x-request": "$context.requestId", "append:header.x-agent": "ua=$request.header.user-agent", "remove:header.accept": "'"''"'"}' \
+        start_tollhouse th10map 10 "$BIN" "" "${ACCOUNT[@]}"
+    TH10MAP_PORT=$TH_PORT TH10MAP_PID=$TH_PID
+fi
+
 # Cases: name, URL, pids whose CPU counts as "the proxy"; HEADER: a request header to send.
 CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ -z $BASELINE ]] || CASES+=(baseline-10)
@@ -556,6 +621,8 @@ CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ $MANY_KEYS -le 0 ]] || CASES+=(tollhouse-100k-key)
 [[ $JWT_CASE != 1 ]] || CASES+=(tollhouse-10-jwt)
 [[ $FN_CASE != 1 ]] || CASES+=(tollhouse-10-fn)
+[[ $SIGV4_CASE != 1 ]] || CASES+=(tollhouse-10-sigv4)
+[[ $MAP_CASE != 1 ]] || CASES+=(tollhouse-10-map)
 declare -A URL PROXY_PIDS HEADER
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
@@ -596,6 +663,14 @@ if [[ $FN_CASE == 1 ]]; then
     PROXY_PIDS[tollhouse-10-fn]="$TH10FN_PID"
     HEADER[tollhouse-10-fn]="authorization: Bearer allow:bench"
 fi
+if [[ $SIGV4_CASE == 1 ]]; then
+    URL[tollhouse-10-sigv4]="http://127.0.0.1:$TH10SIGV4_PORT/svc5/items/42"
+    PROXY_PIDS[tollhouse-10-sigv4]="$TH10SIGV4_PID"
+fi
+if [[ $MAP_CASE == 1 ]]; then
+    URL[tollhouse-10-map]="http://127.0.0.1:$TH10MAP_PORT/svc5/items/42"
+    PROXY_PIDS[tollhouse-10-map]="$TH10MAP_PID"
+fi
 if [[ $MANY_KEYS -gt 0 ]]; then
     URL[tollhouse-100k-key]="http://127.0.0.1:$TH100KKEY_PORT/svc5/items/42"
     PROXY_PIDS[tollhouse-100k-key]="$TH100KKEY_PID"
@@ -609,7 +684,13 @@ if [[ $REDIS_CASE == 1 ]]; then
 fi
 
 # header_args CASE: the request-header arguments (curl and wrk both take -H) of a case.
+# The SigV4 case signs afresh each time (a signature is good for 5 minutes).
 header_args() {
+    if [[ $1 == tollhouse-10-sigv4 ]]; then
+        local h
+        while IFS= read -r h; do printf '%s\n' -H "$h"; done < <(sigv4_headers "${URL[$1]}")
+        return
+    fi
     [[ -z ${HEADER[$1]:-} ]] || printf '%s\n' -H "${HEADER[$1]}"
 }
 
@@ -737,6 +818,8 @@ echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU 
 [[ $MANY_KEYS -le 0 ]] || echo "tollhouse-100k-key: tollhouse-10-key with $MANY_KEYS keys in the plan (the same one sent)"
 [[ $JWT_CASE != 1 ]] || echo "tollhouse-10-jwt: tollhouse-10 + a JWT Authorizer on every route (RS256, 2048-bit key from the issuer's JWKS), wrk sends a Bearer token"
 [[ $FN_CASE != 1 ]] || echo "tollhouse-10-fn: tollhouse-10 + a TOKEN function Authorizer on every route (Powertools function, 300 s cache), wrk sends one token: $(curl -fsS "http://127.0.0.1:$FN_PORT/counts") for the whole run"
+[[ $SIGV4_CASE != 1 ]] || echo "tollhouse-10-sigv4: tollhouse-10 + a SIGV4 Authorizer on every route; wrk replays one botocore-signed GET per run (canonical request, HMAC check)"
+[[ $MAP_CASE != 1 ]] || echo "tollhouse-10-map: tollhouse-10 + three requestParameters on every route (two headers set from \$context/\$request, one removed)"
 [[ $REDIS_CASE != 1 ]] || echo "tollhouse-10-redis: tollhouse-10-key + --redis (redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) on CPU 0, no persistence); CPU = dataplane + redis-server"
 echo
 awk -F'\t' -v order="${CASES[*]}" '
@@ -797,6 +880,14 @@ END {
     if ("tollhouse-10-fn" in n) {
         printf r, "tollhouse-10-fn / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-fn"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-fn"] / rps["tollhouse-10"])
         printf r, "tollhouse-10-fn / nginx", sprintf("%.3f", cpu["tollhouse-10-fn"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-fn"] / rps["nginx"])
+    }
+    if ("tollhouse-10-sigv4" in n) {
+        printf r, "tollhouse-10-sigv4 / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-sigv4"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-sigv4"] / rps["tollhouse-10"])
+        printf r, "tollhouse-10-sigv4 / nginx", sprintf("%.3f", cpu["tollhouse-10-sigv4"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-sigv4"] / rps["nginx"])
+    }
+    if ("tollhouse-10-map" in n) {
+        printf r, "tollhouse-10-map / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-map"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-map"] / rps["tollhouse-10"])
+        printf r, "tollhouse-10-map / nginx", sprintf("%.3f", cpu["tollhouse-10-map"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-map"] / rps["nginx"])
     }
     if ("tollhouse-10-redis" in n) {
         printf r, "tollhouse-10-redis / tollhouse-10-key", sprintf("%.3f", cpu["tollhouse-10-redis"] / cpu["tollhouse-10-key"]), sprintf("%.3f", rps["tollhouse-10-redis"] / rps["tollhouse-10-key"])

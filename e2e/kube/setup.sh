@@ -68,6 +68,16 @@ fi
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$CACHE/py/bin/python3" > "$BIN/python-boto3.tmp"
 chmod 0755 "$BIN/python-boto3.tmp" && mv "$BIN/python-boto3.tmp" "$BIN/python-boto3"
 
+# --- oauth2-mock-server (npm) ---------------------------------------------
+# The JWT authorizer tests also take tokens from a real OIDC server: oauth2-mock-server 7.2.1
+# (the last release for Node.js 20), pinned by e2e/oidc/package-lock.json.
+OIDC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../oidc" && pwd)"
+if [[ ! -d "$OIDC/node_modules/oauth2-mock-server" ]]; then
+  command -v npm >/dev/null || { log "npm is required (Debian: apt-get install nodejs npm)"; exit 1; }
+  log "npm ci oauth2-mock-server (e2e/oidc)"
+  (cd "$OIDC" && npm ci --no-audit --no-fund --silent) >&2
+fi
+
 # --- etcd -----------------------------------------------------------------
 apt_install etcd-server unzip
 if [[ ! -x "$BIN/etcd" ]]; then ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$BIN/etcd"; fi

@@ -340,3 +340,121 @@ fn jwt_authorizer_checks_pyjwt_tokens_as_aws_and_keeps_the_issuers_keys() {
         "a token in the logs"
     );
 }
+
+/// A real OIDC server: oauth2-mock-server (npm; `e2e/oidc/server.js`), its discovery document,
+/// JWKS and token endpoint. Tokens come from its `/token` endpoint (client credentials), the
+/// dataplane finds the keys through discovery, and a key published later is fetched when a
+/// token signed by it arrives.
+#[test]
+fn jwt_authorizer_takes_tokens_from_oauth2_mock_server() {
+    use std::io::{BufRead, BufReader, Write};
+    let port = free_port();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc/server.js");
+    let mut child = std::process::Command::new("node")
+        .arg(script)
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("node (e2e/kube/setup.sh installs oauth2-mock-server)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let _server = Kill(child);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "oauth2-mock-server did not start");
+    // It names itself by `localhost`, whatever address it listens on.
+    let issuer = format!("http://localhost:{port}");
+
+    let dir = TempDir::new("jwt-oidc");
+    let manifests_dir = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests_dir).unwrap();
+    std::fs::write(manifests_dir.join("api.yaml"), manifests(&issuer, "pets")).unwrap();
+    let controller = Controller::start(&manifests_dir, dir.path());
+    let d = Dataplane::start_with(
+        &controller.url(""),
+        &dir.path().join("state"),
+        dir.path(),
+        &["--jwks-refetch-interval-ms".into(), "200".into()],
+    );
+    d.wait_synced(&controller);
+
+    let token = |scope: &str, aud: &str| -> String {
+        let v: Value = http()
+            .post(format!("http://127.0.0.1:{port}/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", scope),
+                ("aud", aud),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    };
+    let kid = |t: &str| -> String {
+        let header = t.split('.').next().unwrap();
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let good = token("pets:read", "pets-api");
+    let a = get(&d, "/pets", Some(&format!("Bearer {good}")));
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (200, "pets"),
+        "{:?}",
+        a.challenge
+    );
+    assert_refused(
+        &get(
+            &d,
+            "/pets",
+            Some(&format!("Bearer {}", token("pets:read", "other-api"))),
+        ),
+        "the token does not have a valid audience",
+        "wrong audience",
+    );
+    assert_refused(
+        &get(
+            &d,
+            "/pets",
+            Some(&format!("Bearer {}", token("pets:write", "pets-api"))),
+        ),
+        "the token does not have the required scope",
+        "missing scope",
+    );
+
+    // Rotation: a new key is published; the server signs with each key in turn, so within a
+    // few tokens one carries the new kid, which the dataplane has not seen: it refetches.
+    writeln!(stdin, "rotate").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let new_kid = line.trim().strip_prefix("rotated ").unwrap().to_string();
+    assert_ne!(new_kid, kid(&good));
+    let rotated = (0..10)
+        .map(|_| token("pets:read", "pets-api"))
+        .find(|t| kid(t) == new_kid)
+        .expect("a token signed by the new key");
+    std::thread::sleep(Duration::from_millis(300));
+    let a = get(&d, "/pets", Some(&format!("Bearer {rotated}")));
+    assert_eq!(a.status, 200, "the new key is fetched: {:?}", a.challenge);
+    assert_eq!(
+        get(&d, "/pets", Some(&format!("Bearer {good}"))).status,
+        200
+    );
+}

@@ -150,8 +150,8 @@ fn the_examples_are_valid_objects() {
     let items = stored["items"].as_array().unwrap();
     assert_eq!(
         items.len(),
-        15,
-        "3 stages, 9 routes, 1 plan, 2 authorizers: {stored:#}"
+        17,
+        "3 stages, 10 routes, 1 plan, 3 authorizers: {stored:#}"
     );
     // The Authorizer and a route's authorization, stored as written.
     assert_eq!(
