@@ -214,7 +214,12 @@ impl CompiledSnapshot {
                         let k = (issuer.to_string(), uri.map(str::to_string));
                         jwks_keys.insert(k.clone());
                         runtime.jwks.get_or_make(&k, &(), || {
-                            Jwks::new(issuer, uri, runtime.jwks_refetch_after)
+                            Jwks::new(
+                                issuer,
+                                uri,
+                                runtime.jwks_refetch_after,
+                                runtime.jwks_tls.as_deref(),
+                            )
                         })
                     },
                     results: &mut |label, function| {

@@ -96,6 +96,10 @@ struct Args {
     /// not among them (an issuer that rotated its keys), in milliseconds.
     #[arg(long, default_value_t = tollhouse_dataplane::authorizer::DEFAULT_REFETCH_AFTER_MS, value_name = "MILLIS")]
     jwks_refetch_interval_ms: u64,
+    /// PEM certificates of CAs trusted, besides the public web roots, for JWT issuers' `https`
+    /// discovery and key fetches (an issuer behind a private CA).
+    #[arg(long, value_name = "PEM")]
+    jwks_ca_file: Option<std::path::PathBuf>,
     /// The region method ARNs name (`arn:aws:execute-api:REGION:…`), as function authorizers
     /// see them in `methodArn` and policies match them.
     #[arg(long, default_value = tollhouse_dataplane::runtime::DEFAULT_REGION, value_name = "REGION")]
@@ -198,6 +202,13 @@ fn main() -> anyhow::Result<()> {
         burst: args.account_burst_limit,
     });
     runtime.jwks_refetch_after = std::time::Duration::from_millis(args.jwks_refetch_interval_ms);
+    if let Some(path) = &args.jwks_ca_file {
+        let certs = tollhouse_pemfile::certificates(path)
+            .map_err(|e| anyhow::anyhow!("--jwks-ca-file: {e}"))?;
+        let config =
+            tollhouse_dataplane::authorizer::jwks_tls(&certs).map_err(anyhow::Error::msg)?;
+        runtime.jwks_tls = Some(std::sync::Arc::new(config));
+    }
     runtime.arn_prefix = tollhouse_dataplane::runtime::arn_prefix(&args.region, &args.account_id);
     if let Some(shared) = shared.clone() {
         runtime = runtime.with_shared_limits(shared);

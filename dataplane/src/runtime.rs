@@ -255,6 +255,8 @@ pub struct Runtime {
     pub jwks: Retained<(String, Option<String>), (), Jwks>,
     /// The least time between two JWKS fetches for an unknown `kid`.
     pub jwks_refetch_after: Duration,
+    /// The TLS client of JWKS and discovery fetches when `--jwks-ca-file` adds roots.
+    pub jwks_tls: Option<Arc<rustls::ClientConfig>>,
     /// Function authorizers' cached results by authorizer, kept across pushes while the
     /// authorizer's configuration is unchanged.
     pub authorizer_results:
@@ -282,6 +284,7 @@ impl Runtime {
             shared: None,
             jwks: Retained::default(),
             jwks_refetch_after: crate::authorizer::DEFAULT_REFETCH_AFTER,
+            jwks_tls: None,
             authorizer_results: Retained::default(),
             arn_prefix: arn_prefix(DEFAULT_REGION, DEFAULT_ACCOUNT_ID),
         }

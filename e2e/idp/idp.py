@@ -18,7 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 port = int(sys.argv[1])
-issuer = f"http://127.0.0.1:{port}"
+# With a certificate and key (argv 2 and 3): https, as https://localhost:<port>.
+tls = len(sys.argv) > 3
+issuer = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
 lock = threading.Lock()
 keys = {}        # kid -> private key, published
 hidden = {}      # kid -> private key, not published
@@ -124,5 +126,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+if tls:
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print("ready", flush=True)
 server.serve_forever()

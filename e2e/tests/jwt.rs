@@ -458,3 +458,67 @@ fn jwt_authorizer_takes_tokens_from_oauth2_mock_server() {
         200
     );
 }
+
+/// An issuer behind a private CA: its `https` discovery and keys are refused by the public
+/// web roots (401, the keys could not be fetched), and trusted with `--jwks-ca-file`.
+#[test]
+fn jwt_issuer_behind_a_private_ca_needs_jwks_ca_file() {
+    let ca = tollhouse_pemfile::testing::Authority::new();
+    let leaf = ca.server();
+    let dir = TempDir::new("jwt-private-ca");
+    let files = harness::tls::SecretDir::new(
+        dir.path().join("pki"),
+        &[
+            ("ca.pem", ca.pem()),
+            ("tls.crt", leaf.cert.clone()),
+            ("tls.key", leaf.key.clone()),
+        ],
+    );
+    let idp = Idp::start_tls(
+        &files.file("tls.crt"),
+        &files.file("tls.key"),
+        &files.file("ca.pem"),
+    );
+    let issuer = idp.tls_issuer();
+    let manifests_dir = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests_dir).unwrap();
+    std::fs::write(manifests_dir.join("api.yaml"), manifests(&issuer, "pets")).unwrap();
+    let controller = Controller::start(&manifests_dir, dir.path());
+    let public_roots = Dataplane::start_with(
+        &controller.url(""),
+        &dir.path().join("state-a"),
+        dir.path(),
+        &[],
+    );
+    let private_ca = Dataplane::start_with(
+        &controller.url(""),
+        &dir.path().join("state-b"),
+        dir.path(),
+        &[
+            "--jwks-ca-file".into(),
+            files.file("ca.pem").display().to_string(),
+        ],
+    );
+    public_roots.wait_synced(&controller);
+    private_ca.wait_synced(&controller);
+    let t = now();
+    let token = idp.mint(
+        "k1",
+        json!({"iss": issuer, "aud": "pets-api", "sub": "u", "iat": t - 5, "exp": t + 600,
+            "scope": "pets:read"}),
+        "RS256",
+    );
+    let bearer = format!("Bearer {token}");
+    assert_refused(
+        &get(&public_roots, "/pets", Some(&bearer)),
+        "the issuer's keys could not be fetched",
+        "an issuer the public roots do not vouch for",
+    );
+    let a = get(&private_ca, "/pets", Some(&bearer));
+    assert_eq!(
+        (a.status, a.body.as_str()),
+        (200, "pets"),
+        "{:?}",
+        a.challenge
+    );
+}

@@ -151,12 +151,25 @@ pub struct Jwks {
 
 impl Jwks {
     /// The keys of `issuer`, at `jwks_uri` or through discovery; nothing is fetched yet.
-    pub fn new(issuer: &str, jwks_uri: Option<&str>, refetch_after: Duration) -> Self {
+    /// `tls`: the client configuration for `https` fetches (`--jwks-ca-file`), else the public
+    /// web roots.
+    pub fn new(
+        issuer: &str,
+        jwks_uri: Option<&str>,
+        refetch_after: Duration,
+        tls: Option<&rustls::ClientConfig>,
+    ) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(FETCH_TIMEOUT));
-        let client = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+        let builder = match tls {
+            Some(config) => {
+                Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config.clone()))
+            }
+            None => hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider())),
+        };
+        let client = builder
             .map(|b| {
                 let https = b.https_or_http().enable_http1().wrap_connector(http);
                 // Fetches are rare: no idle connections are kept.
@@ -443,7 +456,7 @@ mod tests {
         use std::sync::atomic::Ordering;
         let idp = issuer(ed25519_doc("k1"), Duration::from_millis(100)).await;
         let every = Duration::from_secs(10);
-        let jwks = Arc::new(Jwks::new("http://issuer", Some(&idp.url), every));
+        let jwks = Arc::new(Jwks::new("http://issuer", Some(&idp.url), every, None));
         let t0 = Instant::now();
         let calls: Vec<_> = (0..20)
             .map(|_| {
@@ -495,6 +508,7 @@ mod tests {
             "http://issuer",
             Some(&url),
             Duration::from_secs(1),
+            None,
         ));
         let started = Instant::now();
         assert_eq!(

@@ -317,6 +317,29 @@ pub struct RouteAuth {
     pub scopes: Vec<String>,
 }
 
+/// The TLS client for JWKS and discovery fetches: the public web roots (webpki-roots) and the
+/// certificates of `extra` (`--jwks-ca-file`, for issuers behind a private CA).
+pub fn jwks_tls(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("--jwks-ca-file: a certificate is not a usable CA: {e}"))?;
+    }
+    // No ALPN here: hyper-rustls sets it (and refuses a configuration that has it).
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(config)
+}
+
 /// The default least time between two JWKS fetches for an unknown `kid`, in milliseconds
 /// (`--jwks-refetch-interval-ms`).
 pub const DEFAULT_REFETCH_AFTER_MS: u64 = 10_000;

@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 pub struct Idp {
     child: Child,
     pub port: u16,
+    /// Where its control endpoints are, and the client that reaches them.
+    base: String,
+    client: reqwest::blocking::Client,
 }
 
 impl Drop for Idp {
@@ -22,11 +25,25 @@ impl Drop for Idp {
 
 impl Idp {
     pub fn start() -> Idp {
+        Self::start_with(&[], None)
+    }
+
+    /// Over https with `cert` and `key` (PEM files, for `localhost`) from the CA `ca`: the
+    /// issuer is `https://localhost:PORT`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path) -> Idp {
+        Self::start_with(
+            &[cert.display().to_string(), key.display().to_string()],
+            Some(ca),
+        )
+    }
+
+    fn start_with(extra: &[String], ca: Option<&std::path::Path>) -> Idp {
         let port = free_port();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("idp/idp.py");
         let mut child = Command::new(super::kube::tool("python-boto3", false))
             .arg(script)
             .arg(port.to_string())
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -36,16 +53,34 @@ impl Idp {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "ready", "the issuer did not start");
-        Idp { child, port }
+        let (base, client) = match ca {
+            Some(ca) => (
+                format!("https://localhost:{port}"),
+                super::tls::tls_client(ca, None),
+            ),
+            None => (format!("http://127.0.0.1:{port}"), http()),
+        };
+        Idp {
+            child,
+            port,
+            base,
+            client,
+        }
     }
 
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The issuer of [`Idp::start_tls`].
+    pub fn tls_issuer(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
     pub fn post(&self, path: &str, body: Value) -> String {
-        let r = http()
-            .post(format!("{}{path}", self.issuer()))
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
             .json(&body)
             .send()
             .unwrap();
@@ -65,8 +100,9 @@ impl Idp {
     }
 
     pub fn counts(&self) -> (u64, u64) {
-        let v: Value = http()
-            .get(format!("{}/counts", self.issuer()))
+        let v: Value = self
+            .client
+            .get(format!("{}/counts", self.base))
             .send()
             .unwrap()
             .json()
