@@ -224,11 +224,11 @@ impl CompiledSnapshot {
                     },
                     results: &mut |label, function| {
                         result_keys.insert(label.to_string());
-                        runtime.authorizer_results.get_or_make(
-                            &label.to_string(),
-                            function,
-                            ResultCache::default,
-                        )
+                        runtime
+                            .authorizer_results
+                            .get_or_make(&label.to_string(), function, || {
+                                ResultCache::new(runtime.metrics.function_authorizer(label))
+                            })
                     },
                     pools: &pools,
                 },

@@ -31,6 +31,13 @@ struct ErrorLabels {
     kind: String,
 }
 
+/// Labels of function authorizer decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthorizerLabels {
+    authorizer: String,
+    result: String,
+}
+
 /// Labels of snapshot applies.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
@@ -53,6 +60,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     errors: Family<ErrorLabels, Counter>,
+    authorizer_results: Family<AuthorizerLabels, Counter>,
     applies: Family<ResultLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
     access_log_dropped: Counter,
@@ -112,6 +120,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = HistogramFamily::new_with_constructor(latency_histogram);
         let errors = Family::<ErrorLabels, Counter>::default();
+        let authorizer_results = Family::<AuthorizerLabels, Counter>::default();
         let applies = Family::<ResultLabels, Counter>::default();
         let tls_reloads = Family::<ResultLabels, Counter>::default();
         let snapshot_version = Gauge::default();
@@ -130,6 +139,11 @@ impl Metrics {
             "gateway_errors",
             "Responses the gateway generated itself, by kind",
             errors.clone(),
+        );
+        registry.register(
+            "authorizer_function_results",
+            "Function authorizer decisions by authorizer: from its result cache (cache_hit) or by calling the function (called)",
+            authorizer_results.clone(),
         );
         registry.register(
             "snapshot_applies",
@@ -156,6 +170,7 @@ impl Metrics {
             requests,
             latency,
             errors,
+            authorizer_results,
             applies,
             tls_reloads,
             access_log_dropped,
@@ -262,6 +277,19 @@ impl Metrics {
             h.retain(|_, routes| !routes.is_empty());
         }
         *live = now_live;
+    }
+
+    /// The counters of a function authorizer (`namespace/name`): cache hits, function calls.
+    pub fn function_authorizer(&self, label: &str) -> (Counter, Counter) {
+        let get = |result: &str| {
+            self.authorizer_results
+                .get_or_create(&AuthorizerLabels {
+                    authorizer: label.to_string(),
+                    result: result.to_string(),
+                })
+                .clone()
+        };
+        (get("cache_hit"), get("called"))
     }
 
     /// Counts a gateway-generated error.

@@ -585,6 +585,27 @@ fn function_authorizers_decide_as_aws_and_are_called_once_per_identity() {
     let refused = lines.iter().find(|l| l["status"] == "401").unwrap();
     assert_eq!(refused["principal"], "-");
 
+    // The metrics count every call the function saw, and the cache hits.
+    let metrics = http()
+        .get(d.admin("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let sum = |result: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("tollhouse_authorizer_function_results_total{")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("called"), f.calls(), "{metrics}");
+    assert!(sum("cache_hit") >= 10, "{metrics}");
+    assert!(metrics.contains(r#"authorizer="shop/token""#));
+
     // No credential reaches the logs.
     let logs = d.proc.log_text() + &controller.proc.log_text() + &access;
     for secret in ["allow:alice", PARTNER_KEY] {

@@ -23,9 +23,9 @@ use crate::upstream::bounded;
 use bytes::Bytes;
 use http::{header, HeaderName, Method, Request};
 use http_body_util::BodyExt;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollhouse_snapshot::{EventFormat, Function, FunctionTarget};
@@ -39,18 +39,21 @@ const MAX_REPLY: usize = 1 << 20;
 /// Identities kept per authorizer.
 const CACHE_ENTRIES: usize = 10_000;
 
-/// One authorizer's cached verdicts, kept by the runtime across pushes.
+/// One authorizer's cached verdicts, kept by the runtime across pushes, and its counters
+/// (`tollhouse_authorizer_function_results`).
 pub struct ResultCache {
     entries: quick_cache::sync::Cache<Box<str>, Cached>,
-    /// Calls made to the function.
-    pub calls: AtomicU64,
+    hits: Counter,
+    calls: Counter,
 }
 
-impl Default for ResultCache {
-    fn default() -> Self {
+impl ResultCache {
+    /// An empty cache counting into `hits` and `calls`.
+    pub fn new((hits, calls): (Counter, Counter)) -> Self {
         ResultCache {
             entries: quick_cache::sync::Cache::new(CACHE_ENTRIES),
-            calls: AtomicU64::new(0),
+            hits,
+            calls,
         }
     }
 }
@@ -148,7 +151,10 @@ impl FunctionAuthorizer {
         // An expired entry is dropped and loaded again (a second pass at most).
         for _ in 0..2 {
             match self.results.entries.get_value_or_guard_async(&key).await {
-                Ok(c) if c.until > now => return Ok(c.verdict),
+                Ok(c) if c.until > now => {
+                    self.results.hits.inc();
+                    return Ok(c.verdict);
+                }
                 Ok(_) => {
                     self.results.entries.remove(&key);
                 }
@@ -215,7 +221,7 @@ impl FunctionAuthorizer {
         arn: &str,
         label: &str,
     ) -> Result<Verdict, GatewayError> {
-        self.results.calls.fetch_add(1, Ordering::Relaxed);
+        self.results.calls.inc();
         let event = match (self.token, values.first()) {
             (true, Some(token)) => event::token(token, arn),
             _ => event::request(call, self.format, values, arn),
