@@ -37,6 +37,9 @@
 #                     one request signed by botocore just before it (valid for 5 minutes), so
 #                     every request is canonicalised and its signature checked; snapshots go
 #                     over mutual TLS, as signing keys must (SIGV4_CASE=0 leaves it out)
+#   tollhouse-10-policy  as tollhouse-10, but the Stage has a resource policy of three
+#                     statements (a Deny of another range, a Deny of DELETE, an Allow of
+#                     127.0.0.0/8 for GET) checked on every request (POLICY_CASE=0 leaves it out)
 #   tollhouse-10-map  as tollhouse-10, but every route maps three request parameters (a header
 #                     from $context.requestId, one from $request.header.user-agent, and removes
 #                     one) (MAP_CASE=0 leaves it out)
@@ -90,6 +93,7 @@ JWT_CASE=${JWT_CASE:-1}
 FN_CASE=${FN_CASE:-1}
 SIGV4_CASE=${SIGV4_CASE:-1}
 MAP_CASE=${MAP_CASE:-1}
+POLICY_CASE=${POLICY_CASE:-1}
 RESULTS=${RESULTS:-}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -112,7 +116,7 @@ die() { log "error: $*"; exit 1; }
 for v in ROUNDS DURATION CONNS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer (got '${!v}')"
 done
-for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE JWT_CASE FN_CASE SIGV4_CASE MAP_CASE; do
+for v in BUILD_ONLY LOG_CASE THROTTLE_CASE KEY_CASE REDIS_CASE JWT_CASE FN_CASE SIGV4_CASE MAP_CASE POLICY_CASE; do
     [[ ${!v} == 0 || ${!v} == 1 ]] || die "$v must be 0 or 1 (got '${!v}')"
 done
 
@@ -611,6 +615,13 @@ if [[ $MAP_CASE == 1 ]]; then
     TH10MAP_PORT=$TH_PORT TH10MAP_PID=$TH_PID
 fi
 
+if [[ $POLICY_CASE == 1 ]]; then
+    start_tollhouse th10policy 10 "$BIN" ', resourcePolicy: {statements: [{effect: Deny, sourceIps: ["203.0.113.0/24"]}, {effect: Deny, routes: ["DELETE /*"]}, {effect: Allow, sourceIps: ["127.0.0.0/8"], routes: ["GET /*"]}]}' "${ACCOUNT[@]}"
+    TH10POLICY_PORT=$TH_PORT TH10POLICY_PID=$TH_PID
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE "http://127.0.0.1:$TH10POLICY_PORT/svc5/items/42")
+    [[ $code == 403 || $code == 404 ]] || die "tollhouse-10-policy: a DELETE got $code, not 403/404"
+fi
+
 # Cases: name, URL, pids whose CPU counts as "the proxy"; HEADER: a request header to send.
 CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ -z $BASELINE ]] || CASES+=(baseline-10)
@@ -623,6 +634,7 @@ CASES=(direct nginx tollhouse-10 tollhouse-10k)
 [[ $FN_CASE != 1 ]] || CASES+=(tollhouse-10-fn)
 [[ $SIGV4_CASE != 1 ]] || CASES+=(tollhouse-10-sigv4)
 [[ $MAP_CASE != 1 ]] || CASES+=(tollhouse-10-map)
+[[ $POLICY_CASE != 1 ]] || CASES+=(tollhouse-10-policy)
 declare -A URL PROXY_PIDS HEADER
 URL[direct]="http://127.0.0.1:$BACKEND_PORT/fast"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/svc5/items/42"
@@ -666,6 +678,10 @@ fi
 if [[ $SIGV4_CASE == 1 ]]; then
     URL[tollhouse-10-sigv4]="http://127.0.0.1:$TH10SIGV4_PORT/svc5/items/42"
     PROXY_PIDS[tollhouse-10-sigv4]="$TH10SIGV4_PID"
+fi
+if [[ $POLICY_CASE == 1 ]]; then
+    URL[tollhouse-10-policy]="http://127.0.0.1:$TH10POLICY_PORT/svc5/items/42"
+    PROXY_PIDS[tollhouse-10-policy]="$TH10POLICY_PID"
 fi
 if [[ $MAP_CASE == 1 ]]; then
     URL[tollhouse-10-map]="http://127.0.0.1:$TH10MAP_PORT/svc5/items/42"
@@ -819,6 +835,7 @@ echo "medians of $ROUNDS interleaved rounds (case order rotated per round); CPU 
 [[ $JWT_CASE != 1 ]] || echo "tollhouse-10-jwt: tollhouse-10 + a JWT Authorizer on every route (RS256, 2048-bit key from the issuer's JWKS), wrk sends a Bearer token"
 [[ $FN_CASE != 1 ]] || echo "tollhouse-10-fn: tollhouse-10 + a TOKEN function Authorizer on every route (Powertools function, 300 s cache), wrk sends one token: $(curl -fsS "http://127.0.0.1:$FN_PORT/counts") for the whole run"
 [[ $SIGV4_CASE != 1 ]] || echo "tollhouse-10-sigv4: tollhouse-10 + a SIGV4 Authorizer on every route; wrk replays one botocore-signed GET per run (canonical request, HMAC check)"
+[[ $POLICY_CASE != 1 ]] || echo "tollhouse-10-policy: tollhouse-10 + a Stage resource policy of three statements, checked on every request"
 [[ $MAP_CASE != 1 ]] || echo "tollhouse-10-map: tollhouse-10 + three requestParameters on every route (two headers set from \$context/\$request, one removed)"
 [[ $REDIS_CASE != 1 ]] || echo "tollhouse-10-redis: tollhouse-10-key + --redis (redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) on CPU 0, no persistence); CPU = dataplane + redis-server"
 echo
@@ -884,6 +901,10 @@ END {
     if ("tollhouse-10-sigv4" in n) {
         printf r, "tollhouse-10-sigv4 / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-sigv4"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-sigv4"] / rps["tollhouse-10"])
         printf r, "tollhouse-10-sigv4 / nginx", sprintf("%.3f", cpu["tollhouse-10-sigv4"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-sigv4"] / rps["nginx"])
+    }
+    if ("tollhouse-10-policy" in n) {
+        printf r, "tollhouse-10-policy / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-policy"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-policy"] / rps["tollhouse-10"])
+        printf r, "tollhouse-10-policy / nginx", sprintf("%.3f", cpu["tollhouse-10-policy"] / cpu["nginx"]), sprintf("%.3f", rps["tollhouse-10-policy"] / rps["nginx"])
     }
     if ("tollhouse-10-map" in n) {
         printf r, "tollhouse-10-map / tollhouse-10", sprintf("%.3f", cpu["tollhouse-10-map"] / cpu["tollhouse-10"]), sprintf("%.3f", rps["tollhouse-10-map"] / rps["tollhouse-10"])

@@ -18,7 +18,10 @@ pub use authorizer::{
     PayloadFormatVersion, Sigv4Spec,
 };
 pub use refs::{BackendRef, LocalObjectRef};
-pub use stage::{AccessLog, ApiType, Stage, StageSpec, StageTls};
+pub use stage::{
+    AccessLog, ApiType, PolicyEffect, PolicyStatementSpec, ResourcePolicySpec, Stage, StageSpec,
+    StageTls,
+};
 pub use status::{condition, ConditionStatus, ConditionType, Reason, ResourceStatus, StageStatus};
 pub use throttle::Throttle;
 pub use usage_plan::{

@@ -56,6 +56,44 @@ pub struct StageSpec {
     /// the default) or `AUTHORIZER` (the `usageIdentifierKey` a function authorizer returns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_source: Option<ApiKeySource>,
+    /// Who may call, by address and route (AWS's resource policy, checked before any
+    /// authorizer): an explicit Deny wins; with a policy, a request no Allow covers is denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<ResourcePolicySpec>,
+}
+
+/// A Stage's resource policy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcePolicySpec {
+    /// The statements (at most 100).
+    #[schemars(length(max = 100))]
+    pub statements: Vec<PolicyStatementSpec>,
+}
+
+/// One statement: it covers a request from one of `sourceIps` (any address without them) for
+/// one of `routes` (any route without them).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatementSpec {
+    /// Allow or Deny.
+    pub effect: PolicyEffect,
+    /// CIDR blocks or addresses, IPv4 or IPv6 (`aws:SourceIp`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ips: Vec<String>,
+    /// `METHOD /path` patterns below the Stage, `*` a wildcard and `ANY` any method
+    /// (`execute-api:/stage/METHOD/path`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+}
+
+/// A statement's effect.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PolicyEffect {
+    /// Covered requests may call (if no Deny covers them).
+    Allow,
+    /// Covered requests are refused.
+    Deny,
 }
 
 /// Which of Amazon API Gateway's two flavours the Stage's clients see: `HTTP` (an HTTP API, the

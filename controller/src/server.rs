@@ -1053,6 +1053,7 @@ mod tests {
                 access_log: None,
                 throttle: None,
                 api_key_source: Default::default(),
+                resource_policy: None,
             }],
             ..Snapshot::default()
         }

@@ -45,6 +45,7 @@ fn snapshot(name: &str) -> Snapshot {
             access_log: None,
             throttle: None,
             api_key_source: Default::default(),
+            resource_policy: None,
         }],
         ..Snapshot::default()
     }

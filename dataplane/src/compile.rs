@@ -90,6 +90,8 @@ pub struct CompiledStage {
     pub throttle: Option<Arc<Bucket>>,
     /// Where its routes with `apiKeyRequired` read the key.
     pub api_key_source: ApiKeySource,
+    /// Who may call (checked before any authorizer); `None`: anyone.
+    pub resource_policy: Option<crate::phases::resource_policy::Policy>,
 }
 
 /// The key of a Stage's bucket.
@@ -289,6 +291,21 @@ impl CompiledSnapshot {
                     }
                 },
             };
+            // A policy that cannot be compiled leaves the Stage out: open would be wrong.
+            let resource_policy = match &stage.resource_policy {
+                None => None,
+                Some(p) => match crate::phases::resource_policy::Policy::compile(p) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        leave_out(
+                            &stage.source,
+                            Reason::InvalidResourcePolicy,
+                            format!("Stage left out: resource policy: {e}"),
+                        );
+                        continue;
+                    }
+                },
+            };
             let mut inputs = Vec::with_capacity(stage.routes.len());
             let mut sources = Vec::with_capacity(stage.routes.len());
             for route in &stage.routes {
@@ -423,6 +440,7 @@ impl CompiledSnapshot {
                 name: stage.source.name.clone(),
                 api: HeaderValue::from_str(&stage.api).unwrap_or(HeaderValue::from_static("-")),
                 variables: stage.variables.clone(),
+                resource_policy,
                 flavour,
                 routes,
                 access_log,

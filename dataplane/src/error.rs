@@ -104,6 +104,15 @@ pub enum GatewayError {
     /// A SigV4 authorizer refused the signature (reference §7), with AWS's message.
     #[error("signature refused")]
     Signature(Box<SigFailure>),
+    /// The Stage's resource policy refused the caller (ACCESS_DENIED, reference §11): the
+    /// method ARN, and whether a Deny covered it.
+    #[error("resource policy refused")]
+    ResourcePolicy {
+        /// The request's method ARN.
+        arn: Box<str>,
+        /// A Deny covered it (else no Allow did).
+        explicit: bool,
+    },
 }
 
 /// AWS's payload limit: 10 MB (reference §17).
@@ -140,6 +149,7 @@ impl GatewayError {
             GatewayError::AuthorizerDenied | GatewayError::AuthorizerNotCovered => "access_denied",
             GatewayError::AuthorizerFailure => "authorizer_failure",
             GatewayError::Signature(_) => "invalid_signature",
+            GatewayError::ResourcePolicy { .. } => "resource_policy",
         }
     }
 
@@ -181,6 +191,7 @@ impl GatewayError {
                 SigFailure::Incomplete(_) | SigFailure::Invalid(_) => "INVALID_SIGNATURE",
                 SigFailure::UnknownKey => "ACCESS_DENIED",
             },
+            GatewayError::ResourcePolicy { .. } => "ACCESS_DENIED",
         }
     }
 
@@ -189,6 +200,12 @@ impl GatewayError {
         if let GatewayError::Signature(f) = self {
             // Never the header or canonical request: they carry the client's token.
             return f.log_message();
+        }
+        if let GatewayError::ResourcePolicy { explicit, .. } = self {
+            return match explicit {
+                true => "User: anonymous is not authorized to perform: execute-api:Invoke with an explicit deny",
+                false => "User: anonymous is not authorized to perform: execute-api:Invoke",
+            };
         }
         let Cow::Borrowed(body) = self.answer(flavour).body else {
             return "";
@@ -368,6 +385,26 @@ impl GatewayError {
                     body: Cow::Owned(serde_json::json!({ "message": message }).to_string()),
                     error_type: rest.then_some(error_type),
                 }
+            }
+            // §3 ACCESS_DENIED, §11: the resource-policy body, capital-M `Message` (GH:ASFHyP3/
+            // hyp3#2283's exact body for the anonymous caller).
+            GatewayError::ResourcePolicy { arn, explicit } if rest => Answer {
+                status: StatusCode::FORBIDDEN,
+                content_type: JSON,
+                body: Cow::Owned(
+                    serde_json::json!({
+                        "Message": format!(
+                            "User: anonymous is not authorized to perform: execute-api:Invoke on resource: {arn}{}",
+                            if *explicit { " with an explicit deny" } else { "" }
+                        )
+                    })
+                    .to_string(),
+                ),
+                error_type: Some("AccessDeniedException"),
+            },
+            // HTTP APIs have no resource policies on AWS: ours, their 403.
+            GatewayError::ResourcePolicy { .. } => {
+                json(StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#, None)
             }
         }
     }

@@ -170,6 +170,18 @@ impl Worker {
             stage.throttle.as_deref(),
             rt.account.as_ref(),
         );
+        // The resource policy (§11) before any authorizer.
+        if let Some(policy) = &stage.resource_policy {
+            if let Err(refusal) =
+                policy.check(ctx.conn.remote.ip(), ctx.method.as_str(), ctx.rest())
+            {
+                let arn = crate::authorizer::method_arn(&rt.arn_prefix, stage, ctx);
+                return Err(GatewayError::ResourcePolicy {
+                    arn: arn.into_boxed_str(),
+                    explicit: refusal == crate::phases::resource_policy::Refusal::ExplicitDeny,
+                });
+            }
+        }
         // The authorizer (§5, §6) before API keys, as AWS: a refused caller spends nothing.
         let mut req = req;
         if let Some(auth) = &route.authorization {

@@ -118,6 +118,7 @@ fn stage(api_type: ApiType, backend: SocketAddr, access_log: Option<&str>) -> St
         access_log: access_log.map(|f| AccessLog { format: f.into() }),
         throttle: None,
         api_key_source: ApiKeySource::Header,
+        resource_policy: None,
     }
 }
 
@@ -704,6 +705,7 @@ fn limited(api_type: ApiType, route_burst: u32) -> Stage {
         access_log: None,
         throttle: throttle(10.0, 3),
         api_key_source: ApiKeySource::Header,
+        resource_policy: None,
     }
 }
 

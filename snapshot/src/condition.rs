@@ -94,6 +94,10 @@ named! {
         /// invalid Stage field: AWS refuses the update and keeps the old config, which
         /// translate does not have, and serving without the log would hide the mistake.
         InvalidAccessLogFormat,
+        /// A resource policy statement AWS would refuse: an address that is not a CIDR block
+        /// or a route pattern that is not `METHOD /path`. The Stage is left out: serving it
+        /// without its policy would open it.
+        InvalidResourcePolicy,
         /// The certificate Secret does not exist.
         CertificateNotFound,
         /// The certificate Secret lacks `tls.crt` / `tls.key`, or they do not parse as a
@@ -126,8 +130,8 @@ named! {
         /// Secret already has, or a bad `tollhouse.dev/enabled` annotation: it is left out.
         InvalidApiKey,
         /// An Authorizer whose spec cannot be run: a type without its settings, an issuer or
-        /// JWKS URL that is not an `http(s)` URL, an identity source that is not one, or a type
-        /// this version does not run yet.
+        /// JWKS URL that is not an `http(s)` URL, an identity source that is not one, a function
+        /// or SigV4 setting out of range.
         InvalidAuthorizer,
         /// An ApiRoute's `authorizerRef` names no Authorizer in its namespace, or one that is
         /// not accepted: the route is left out (serving it unprotected would open it).

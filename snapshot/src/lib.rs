@@ -30,7 +30,7 @@ pub use condition::{ConditionStatus, ConditionType, Reason};
 pub use report::{LeftOut, Report};
 pub use route::{HttpProxy, Integration, Mock, Route};
 pub use source::SourceRef;
-pub use stage::{AccessLog, ApiType, Stage};
+pub use stage::{AccessLog, ApiType, PolicyStatement, ResourcePolicy, Stage};
 pub use throttle::Throttle;
 pub use usage::{UsageAck, UsageReport, UsageRow};
 pub use usage_plan::{
@@ -46,7 +46,8 @@ use std::collections::BTreeMap;
 /// version 3 added a Stage's `apiType` and `accessLog`; version 4 the `throttle` of Stages and
 /// routes; version 5 usage plans, API keys, a Stage's `apiKeySource` and a route's
 /// `apiKeyRequired`; version 6 authorizers (JWT, REQUEST, TOKEN, SIGV4) and a route's
-/// `authorization`, so a dataplane that cannot check them never serves such a route open.
+/// `authorization`, so a dataplane that cannot check them never serves such a route open, and
+/// a Stage's `resourcePolicy`.
 pub const SCHEMA_VERSION: u32 = 6;
 /// The oldest schema this build still reads: every field added since is optional, so an older
 /// snapshot (e.g. in a dataplane's state directory) means the same thing. A newer schema is
@@ -147,6 +148,7 @@ impl Snapshot {
                 access_log: _,
                 throttle: _,
                 api_key_source: _,
+                resource_policy: _,
             } = stage;
             out.push(Entity::new(source, Vec::new()));
             for route in routes.iter_mut() {
@@ -318,6 +320,7 @@ mod tests {
                 access_log: None,
                 throttle: None,
                 api_key_source: ApiKeySource::Header,
+                resource_policy: None,
             }],
             certificates,
             backends: BTreeMap::new(),

@@ -37,6 +37,31 @@ pub struct Stage {
     /// Where routes with `apiKeyRequired` read the API key.
     #[serde(default, skip_serializing_if = "ApiKeySource::is_header")]
     pub api_key_source: ApiKeySource,
+    /// Who may call, by address and route; `None`: anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<ResourcePolicy>,
+}
+
+/// A Stage's resource policy, as the controller checked it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcePolicy {
+    /// The statements, in order.
+    pub statements: Vec<PolicyStatement>,
+}
+
+/// One statement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatement {
+    /// Allow (else Deny).
+    pub allow: bool,
+    /// CIDR blocks; empty: any address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ips: Vec<String>,
+    /// `METHOD /path` patterns; empty: any route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
 }
 
 /// AWS's two HTTP flavours (`Stage.spec.apiType`).

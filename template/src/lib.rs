@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod identity;
 pub mod mapping;
 pub mod path;
+pub mod policy;
 pub mod uri;
 
 pub use access_log::{AccessLogFormat, ContextValues, FormatError, Var};

@@ -240,6 +240,7 @@ pub fn translate_on(input: &Input, today: i64) -> Output {
             api_type: ok.api_type,
             access_log: ok.access_log.clone(),
             throttle: ok.throttle,
+            resource_policy: ok.resource_policy.clone(),
             api_key_source: match stage.resource.spec.api_key_source {
                 None | Some(tollhouse_api::ApiKeySource::Header) => ApiKeySource::Header,
                 Some(tollhouse_api::ApiKeySource::Authorizer) => ApiKeySource::Authorizer,

@@ -6,7 +6,9 @@ use crate::model::{Kind, Meta, Resource, SecretData};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use tollhouse_api::StageSpec;
-use tollhouse_snapshot::{AccessLog, ApiType, Certificate, Reason, Sensitive, Throttle};
+use tollhouse_snapshot::{
+    AccessLog, ApiType, Certificate, PolicyStatement, Reason, ResourcePolicy, Sensitive, Throttle,
+};
 
 /// Max stage variables per stage, and value length (AWS limits).
 const MAX_VARIABLES: usize = 100;
@@ -20,6 +22,7 @@ pub(super) struct StageOk {
     pub api_type: ApiType,
     pub access_log: Option<AccessLog>,
     pub throttle: Option<Throttle>,
+    pub resource_policy: Option<ResourcePolicy>,
 }
 
 /// One Stage on its way through translate.
@@ -186,6 +189,36 @@ pub(super) fn check(spec: &StageSpec) -> Result<StageOk, Failure> {
         tollhouse_api::ApiType::Http => ApiType::Http,
         tollhouse_api::ApiType::Rest => ApiType::Rest,
     };
+    let resource_policy = match &spec.resource_policy {
+        None => None,
+        Some(p) => {
+            let mut statements = Vec::with_capacity(p.statements.len());
+            for s in &p.statements {
+                for ip in &s.source_ips {
+                    if let Err(e) = tollhouse_template::policy::Net::parse(ip) {
+                        return fail(
+                            Reason::InvalidResourcePolicy,
+                            format!("resourcePolicy: {e}"),
+                        );
+                    }
+                }
+                for r in &s.routes {
+                    if let Err(e) = tollhouse_template::policy::RoutePattern::parse(r) {
+                        return fail(
+                            Reason::InvalidResourcePolicy,
+                            format!("resourcePolicy: {e}"),
+                        );
+                    }
+                }
+                statements.push(PolicyStatement {
+                    allow: s.effect == tollhouse_api::PolicyEffect::Allow,
+                    source_ips: s.source_ips.clone(),
+                    routes: s.routes.clone(),
+                });
+            }
+            Some(ResourcePolicy { statements })
+        }
+    };
     Ok(StageOk {
         hostnames: hostnames.into_iter().collect(),
         base_path,
@@ -193,6 +226,7 @@ pub(super) fn check(spec: &StageSpec) -> Result<StageOk, Failure> {
         api_type,
         access_log,
         throttle,
+        resource_policy,
     })
 }
 

@@ -34,6 +34,7 @@ fn stage(name: &str, seen: u64, base_path: &str) -> Resource<StageSpec> {
             access_log: None,
             throttle: None,
             api_key_source: None,
+            resource_policy: None,
         },
     }
 }

@@ -76,16 +76,21 @@ impl Call<'_> {
     /// AWS's method ARN: `arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}`
     /// with the request's path below the Stage (reference §5).
     pub fn method_arn(&self) -> String {
-        let rest = self.ctx.rest();
-        format!(
-            "{}{}/{}/{}/{}",
-            self.arn_prefix,
-            self.stage.api.to_str().unwrap_or("-"),
-            self.stage.name,
-            self.ctx.method,
-            rest.strip_prefix('/').unwrap_or(rest)
-        )
+        method_arn(self.arn_prefix, self.stage, self.ctx)
     }
+}
+
+/// AWS's method ARN of a routed request (reference §5): `{arn_prefix}{api}/{stage}/{METHOD}/{path}`
+/// with the path below the Stage.
+pub fn method_arn(arn_prefix: &str, stage: &CompiledStage, ctx: &RequestContext) -> String {
+    let rest = ctx.rest();
+    format!(
+        "{arn_prefix}{}/{}/{}/{}",
+        stage.api.to_str().unwrap_or("-"),
+        stage.name,
+        ctx.method,
+        rest.strip_prefix('/').unwrap_or(rest)
+    )
 }
 
 /// Decoded `name=value` pairs of a query string, in order (`+` is a space).

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod mapping;
 pub mod path;
 pub mod quota;
+pub mod resource_policy;
 pub mod route;
 pub mod stage;
 pub mod throttle;
