@@ -113,12 +113,13 @@ impl RoutePattern {
 
     /// Whether a request of `method` for `path` (below the Stage) matches.
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        self.method.as_deref().is_none_or(|m| m == method) && glob(&self.path, path)
+        self.method.as_deref().is_none_or(|m| m == method) && wildcard(&self.path, path, false)
     }
 }
 
-/// `*` is any run of characters.
-fn glob(pattern: &str, text: &str) -> bool {
+/// IAM's wildcard match, shared by resource policies and authorizer policies: `*` is any run
+/// of characters (`/` included) and, when `any_one` is set, `?` is any one character.
+pub fn wildcard(pattern: &str, text: &str, any_one: bool) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti, mut star) = (0, 0, None);
     while ti < t.len() {
@@ -127,7 +128,7 @@ fn glob(pattern: &str, text: &str) -> bool {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if Some(&c) == t.get(ti) => {
+            Some(&c) if (any_one && c == b'?') || Some(&c) == t.get(ti) => {
                 pi += 1;
                 ti += 1;
             }
@@ -185,6 +186,8 @@ mod tests {
             .unwrap()
             .matches("DELETE", "/public/x"));
         assert!(RoutePattern::parse("* *").unwrap().matches("GET", "/"));
+        assert!(!wildcard("a?c", "abc", false));
+        assert!(wildcard("a?c", "abc", true));
         for bad in ["GET", "get /x", "GET x"] {
             assert!(RoutePattern::parse(bad).is_err(), "{bad}");
         }
