@@ -2,42 +2,22 @@
 //! Powertools behind an Invoke-API server, counting its calls and keeping what it read from
 //! each event. Run with the venv interpreter `e2e/kube/setup.sh` installs.
 
-use super::{free_port, http};
+use super::{http, PyServer};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 /// A running function.
 pub struct Function {
-    child: Child,
+    _server: PyServer,
     pub port: u16,
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Function {
     pub fn start() -> Function {
-        let port = free_port();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("functions/authorizer.py");
-        let mut child = Command::new(super::kube::tool("python-boto3", false))
-            .arg(script)
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the function did not start");
-        Function { child, port }
+        let server = PyServer::start("functions/authorizer.py", &[]);
+        Function {
+            port: server.port,
+            _server: server,
+        }
     }
 
     /// The Invoke API URL.

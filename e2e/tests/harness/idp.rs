@@ -1,26 +1,16 @@
 //! The test issuer, `e2e/idp/idp.py`: OIDC discovery, a JWKS and tokens minted by PyJWT, run
 //! with the venv interpreter `e2e/kube/setup.sh` installs.
 
-use super::{free_port, http};
+use super::{http, PyServer};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 /// A running issuer.
 pub struct Idp {
-    child: Child,
+    _server: PyServer,
     pub port: u16,
     /// Where its control endpoints are, and the client that reaches them.
     base: String,
     client: reqwest::blocking::Client,
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Idp {
@@ -38,21 +28,8 @@ impl Idp {
     }
 
     fn start_with(extra: &[String], ca: Option<&std::path::Path>) -> Idp {
-        let port = free_port();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("idp/idp.py");
-        let mut child = Command::new(super::kube::tool("python-boto3", false))
-            .arg(script)
-            .arg(port.to_string())
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "the issuer did not start");
+        let server = PyServer::start("idp/idp.py", extra);
+        let port = server.port;
         let (base, client) = match ca {
             Some(ca) => (
                 format!("https://localhost:{port}"),
@@ -61,7 +38,7 @@ impl Idp {
             None => (format!("http://127.0.0.1:{port}"), http()),
         };
         Idp {
-            child,
+            _server: server,
             port,
             base,
             client,

@@ -231,6 +231,42 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// A test server written in Python (`e2e/<script>`), run with the venv interpreter
+/// `e2e/kube/setup.sh` installs, on a free port; started once it prints `ready`, killed on drop.
+pub struct PyServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl PyServer {
+    /// Starts `script` (relative to `e2e/`) with the port and `extra` arguments.
+    pub fn start(script: &str, extra: &[String]) -> PyServer {
+        use std::io::{BufRead, BufReader};
+        let port = free_port();
+        let mut child = Command::new(kube::tool("python-boto3", false))
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script))
+            .arg(port.to_string())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "{script} did not start");
+        PyServer { child, port }
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn http() -> reqwest::blocking::Client {
     install_crypto();
     reqwest::blocking::Client::builder()
